@@ -1,0 +1,61 @@
+/** What the proxy reports about each connection; the agent turns it into metrics and one log line. */
+
+export type Direction = "inbound" | "outbound";
+
+/** Istio-style response flags; "-" means no failure. */
+export type ResponseFlag =
+  | "-"
+  | "DENY"
+  | "CONNECT"
+  | "TLS_FAILURE"
+  | "IDENTITY_ERROR"
+  | "NO_ROUTE"
+  | "UNKNOWN_SOURCE"
+  | "BAD_REQUEST"
+  | "LOOP"
+  | "RESET"
+  | "DRAIN";
+
+export interface PeerInfo {
+  /** "ip:port" (IPv6 in brackets). */
+  readonly addr: string;
+  readonly workload?: string | undefined;
+  readonly namespace?: string | undefined;
+  /** SPIFFE id, e.g. spiffe://cluster.local/ns/default/sa/sleep. */
+  readonly identity?: string | undefined;
+  /** `app` label / canonical name. */
+  readonly app?: string | undefined;
+}
+
+/** One proxied connection, from accept to close. Mutable while the connection lives. */
+export interface ConnectionRecord {
+  readonly direction: Direction;
+  /** 15001 capture, 15080 socks5, 15008 hbone, 15006 plaintext. */
+  readonly listener: "outbound" | "socks5" | "hbone" | "plaintext";
+  readonly startMs: number;
+  src: PeerInfo;
+  dst: PeerInfo;
+  /** "ip:15008" when carried over HBONE. */
+  dstHboneAddr?: string | undefined;
+  /** Service hostname when addressed through a service. */
+  dstService?: string | undefined;
+  /** "mutual_tls" when HBONE carried it, "none" otherwise. */
+  security: "mutual_tls" | "none";
+  /** Bytes from the source towards the destination. */
+  bytesSent: number;
+  /** Bytes from the destination back to the source. */
+  bytesRecv: number;
+  flag: ResponseFlag;
+  /** Error code + message when the connection failed or was refused. */
+  error?: { readonly code: string; readonly message: string } | undefined;
+}
+
+/**
+ * The agent's hook: `opened` once the destination is connected (counted as opened),
+ * `closed` exactly once when the connection ends, whether it succeeded or failed.
+ * A connection that never opened gets only `closed` with a flag other than "-".
+ */
+export interface ConnectionObserver {
+  opened(rec: ConnectionRecord): void;
+  closed(rec: ConnectionRecord): void;
+}
