@@ -1,1 +1,25 @@
-export * from "./types.js"; export * from "./errors.js";
+export * from "./types.js";
+export * from "./errors.js";
+export * from "./ip.js";
+export { parseLocalConfig, type LocalConfigDefaults } from "./local-file.js";
+export { checkStringMatch } from "./local-file-policy.js";
+export {
+  loadLocalConfig,
+  watchLocalConfig,
+  type LocalConfigHandlers,
+  type LocalConfigWatcher,
+  type LocalConfigWatchOptions,
+} from "./local-file-source.js";
+export { createMeshStore, EMPTY_SNAPSHOT, type MeshChangeListener, type MeshStore } from "./store.js";
+export { pickEndpoint, targetPort } from "./resolve.js";
+export {
+  authorize,
+  matchMatches,
+  policyMatches,
+  policyName,
+  stringMatches,
+  type AuthzConnection,
+  type AuthzDecision,
+  type AuthzIdentity,
+  type AuthzReason,
+} from "./authz.js";
