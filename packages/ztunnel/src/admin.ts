@@ -1,0 +1,99 @@
+/**
+ * The admin port (127.0.0.1:15000 by default): `/config_dump`, `/logging`,
+ * `/quitquitquit` and a small human page at `/`. Never on the data path.
+ */
+import http from "node:http";
+import type { Logger } from "pino";
+import { LOG_LEVELS, operatorLevel, parseLogLevel, pinoLevel } from "./logging.js";
+
+export interface AdminDeps {
+  /** The `/config_dump` document (serialized as pretty JSON). */
+  readonly configDump: () => unknown;
+  readonly logger: Logger;
+  /** Receives a pino level name ("trace" … "error", or "silent" for off). */
+  setLogLevel(level: string): void;
+  /** The current pino level name. */
+  getLogLevel(): string;
+  /** Called once the `/quitquitquit` answer has been sent. */
+  shutdown(): void;
+  /** Shown on `/` as a key/value table (e.g. node, version, counts). */
+  readonly summary: () => unknown;
+}
+
+const PAGES: readonly (readonly [string, string])[] = [
+  ["/config_dump", "workloads, services, policies, certificates and config as JSON"],
+  ["/logging", "current log level (POST /logging?level=debug to change it)"],
+  ["/quitquitquit", "POST: drain and stop the agent"],
+];
+
+export function createAdminServer(deps: AdminDeps): http.Server {
+  const log = deps.logger.child({ component: "admin" });
+  return http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://admin.invalid");
+    const method = req.method ?? "GET";
+    const send = (status: number, body: string, type = "text/plain; charset=utf-8", headers: http.OutgoingHttpHeaders = {}): void => {
+      res.writeHead(status, { "content-type": type, "cache-control": "no-store", ...headers });
+      res.end(body);
+    };
+    const only = (allowed: string): boolean => {
+      if (method === allowed) return true;
+      send(405, `method ${method} not allowed on ${url.pathname}; use ${allowed}\n`, undefined, { allow: allowed });
+      return false;
+    };
+    try {
+      switch (url.pathname) {
+        case "/config_dump":
+          if (only("GET")) send(200, `${JSON.stringify(deps.configDump(), null, 2)}\n`, "application/json");
+          return;
+        case "/logging":
+          return logging(method, url.searchParams.get("level"));
+        case "/quitquitquit":
+          if (!only("POST")) return;
+          log.info("shutdown requested through /quitquitquit");
+          res.once("finish", () => deps.shutdown());
+          return send(200, "OK\n");
+        case "/":
+          if (only("GET")) send(200, homePage(deps.summary()), "text/html; charset=utf-8");
+          return;
+        default:
+          return send(404, `not found: ${url.pathname}; see / for the admin pages\n`);
+      }
+    } catch (err) {
+      log.error({ err, path: url.pathname }, "admin request failed");
+      if (!res.headersSent) send(500, `internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+      else res.destroy();
+    }
+
+    function logging(m: string, raw: string | null): void {
+      const current = (): string => `current log level is ${operatorLevel(deps.getLogLevel())}\n`;
+      if (m === "GET") return send(200, current());
+      if (m !== "POST") return send(405, `method ${m} not allowed on /logging; use GET or POST\n`, undefined, { allow: "GET, POST" });
+      if (raw === null || raw === "") return send(400, `missing level: use POST /logging?level=<${LOG_LEVELS.join("|")}>\n`);
+      const level = parseLogLevel(raw);
+      if (level === undefined) return send(400, `invalid level ${JSON.stringify(raw)}: expected one of ${LOG_LEVELS.join(", ")}\n`);
+      deps.setLogLevel(pinoLevel(level));
+      log.info({ level }, "log level changed through /logging");
+      send(200, current());
+    }
+  });
+}
+
+function homePage(summary: unknown): string {
+  const rows =
+    summary !== null && typeof summary === "object"
+      ? Object.entries(summary).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(typeof v === "string" ? v : JSON.stringify(v))}</td></tr>`)
+      : [`<tr><td>${esc(JSON.stringify(summary))}</td></tr>`];
+  const links = PAGES.map(([href, what]) => `<li><a href="${href}">${href}</a> — ${esc(what)}</li>`);
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>ztunnel admin</title>
+<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}</style></head>
+<body><h1>ztunnel admin</h1>
+<table>${rows.join("")}</table>
+<ul>${links.join("")}</ul>
+</body></html>
+`;
+}
+
+function esc(s: string | undefined): string {
+  return (s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

@@ -1,0 +1,33 @@
+import type { CertManager } from "@zt/identity";
+import type { MeshStore } from "@zt/state";
+import { describeConfig, type Config } from "./config.js";
+
+export interface ConfigDumpDeps {
+  readonly config: Config;
+  readonly store: MeshStore;
+  readonly certs: CertManager;
+  readonly version: string;
+}
+
+/** `/config_dump`: the mesh state as this agent sees it, in the contract's shape (§8). */
+export function createConfigDump(d: ConfigDumpDeps): () => unknown {
+  return () => {
+    const s = d.store.snapshot();
+    return {
+      workloads: s.workloads.map(plain),
+      services: s.services.map(plain),
+      policies: s.policies.map(plain),
+      certificates: d.certs.dump(),
+      config: describeConfig(d.config),
+      version: { agent: d.version, stateVersion: d.store.version, node: process.version },
+    };
+  };
+}
+
+/** Maps become objects so the dump reads like the workload file it came from. */
+function plain(v: unknown): unknown {
+  if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [String(k), plain(x)]));
+  if (Array.isArray(v)) return v.map(plain);
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  return v;
+}

@@ -1,0 +1,161 @@
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError } from "@zt/state";
+import { describeConfig, formatBindAddr, loadConfig } from "./config.js";
+import { parseDuration } from "./config-values.js";
+
+describe("loadConfig", () => {
+  it("fills every field with its default from an empty environment", () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      nodeName: os.hostname(),
+      clusterId: "Kubernetes",
+      trustDomain: "cluster.local",
+      localXdsPath: undefined,
+      outboundTrafficPolicy: "ALLOW_ANY",
+      logFormat: "json",
+      logLevel: "info",
+      poolMaxStreamsPerConnection: 100,
+      poolUnusedReleaseTimeoutMs: 300_000,
+      http2StreamWindowSize: 4 * 1024 * 1024,
+      http2ConnectionWindowSize: 16 * 1024 * 1024,
+      secretTtlMs: 86_400_000,
+      caCertsDir: path.resolve(".ztunnel/cacerts"),
+      redirectMode: "none",
+      drainTimeoutMs: 5000,
+      adminAddr: { ip: "127.0.0.1", port: 15000 },
+      statsAddr: { ip: "0.0.0.0", port: 15020 },
+      readinessAddr: { ip: "0.0.0.0", port: 15021 },
+      outboundAddr: { ip: "0.0.0.0", port: 15001 },
+      inboundAddr: { kind: "addr", ip: "0.0.0.0", port: 15008 },
+      inboundPlaintextAddr: { ip: "0.0.0.0", port: 15006 },
+      socks5Addr: { ip: "127.0.0.1", port: 15080 },
+    });
+  });
+
+  it("parses every variable it is given", () => {
+    const c = loadConfig({
+      NODE_NAME: "node-a",
+      CLUSTER_ID: "c1",
+      TRUST_DOMAIN: "example.org",
+      LOCAL_XDS_PATH: "/etc/zt/workloads.yaml",
+      OUTBOUND_TRAFFIC_POLICY: "registry_only",
+      LOG_FORMAT: "text",
+      LOG_LEVEL: "debug,proxy=trace",
+      POOL_MAX_STREAMS_PER_CONNECTION: "7",
+      POOL_UNUSED_RELEASE_TIMEOUT: "1h30m",
+      HTTP2_STREAM_WINDOW_SIZE: "65535",
+      HTTP2_CONNECTION_WINDOW_SIZE: "1048576",
+      SECRET_TTL: "10s",
+      CA_CERTS_DIR: "/var/run/cacerts",
+      REDIRECT_MODE: "tproxy",
+      DRAIN_TIMEOUT: "0",
+      ADMIN_ADDR: "[::1]:0",
+      INBOUND_ADDR: "workloads:15008",
+      SOCKS5_ADDR: "127.0.0.2:1080",
+    });
+    expect(c).toMatchObject({
+      nodeName: "node-a",
+      clusterId: "c1",
+      trustDomain: "example.org",
+      localXdsPath: "/etc/zt/workloads.yaml",
+      outboundTrafficPolicy: "REGISTRY_ONLY",
+      logFormat: "text",
+      logLevel: "debug",
+      poolMaxStreamsPerConnection: 7,
+      poolUnusedReleaseTimeoutMs: 5_400_000,
+      http2StreamWindowSize: 65535,
+      http2ConnectionWindowSize: 1048576,
+      secretTtlMs: 10_000,
+      caCertsDir: "/var/run/cacerts",
+      redirectMode: "tproxy",
+      drainTimeoutMs: 0,
+      adminAddr: { ip: "::1", port: 0 },
+      inboundAddr: { kind: "workloads", port: 15008 },
+      socks5Addr: { ip: "127.0.0.2", port: 1080 },
+    });
+    expect(describeConfig(c)).toMatchObject({ adminAddr: "[::1]:0", inboundAddr: "workloads:15008", localXdsPath: "/etc/zt/workloads.yaml" });
+  });
+
+  it("reports every invalid variable at once, by name, value and reason", () => {
+    const env = {
+      TRUST_DOMAIN: "Cluster Local",
+      OUTBOUND_TRAFFIC_POLICY: "DENY_ALL",
+      LOG_FORMAT: "xml",
+      LOG_LEVEL: "loud",
+      POOL_MAX_STREAMS_PER_CONNECTION: "0",
+      POOL_UNUSED_RELEASE_TIMEOUT: "5 minutes",
+      HTTP2_STREAM_WINDOW_SIZE: "1k",
+      SECRET_TTL: "5s",
+      REDIRECT_MODE: "iptables",
+      ADMIN_ADDR: "localhost:15000",
+      STATS_ADDR: "0.0.0.0:70000",
+      INBOUND_ADDR: "workloads:0",
+      SOCKS5_ADDR: "::1:1080",
+    };
+    let err: unknown;
+    try {
+      loadConfig(env);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const ce = err as ConfigError;
+    expect(ce.code).toBe("CONFIG_INVALID");
+    expect(ce.problems.map((p) => p.entry).sort()).toEqual(Object.keys(env).sort());
+    for (const p of ce.problems) {
+      expect(p.source).toBe("env");
+      expect(p.reason.length).toBeGreaterThan(5);
+      expect(ce.message).toContain(`env: ${p.entry}: ${p.reason} (value: ${JSON.stringify(env[p.entry as keyof typeof env])})`);
+    }
+    expect(ce.message).toContain("expected one of ALLOW_ANY, REGISTRY_ONLY");
+    expect(ce.message).toContain("the minimum is 10s");
+    expect(ce.message).toContain('"localhost" is not an IP address');
+  });
+
+  it("checks the connection window against the stream window", () => {
+    expect(() => loadConfig({ HTTP2_STREAM_WINDOW_SIZE: "8388608", HTTP2_CONNECTION_WINDOW_SIZE: "65535" })).toThrow(
+      /HTTP2_CONNECTION_WINDOW_SIZE: must be at least HTTP2_STREAM_WINDOW_SIZE/,
+    );
+  });
+
+  it("treats empty variables as unset and resolves a relative CA_CERTS_DIR", () => {
+    const c = loadConfig({ NODE_NAME: "", LOG_LEVEL: " ", CA_CERTS_DIR: "certs" });
+    expect(c.nodeName).toBe(os.hostname());
+    expect(c.logLevel).toBe("info");
+    expect(c.caCertsDir).toBe(path.resolve("certs"));
+  });
+
+  it("formats bind addresses", () => {
+    expect(formatBindAddr({ ip: "10.0.0.1", port: 1 })).toBe("10.0.0.1:1");
+    expect(formatBindAddr({ kind: "addr", ip: "fd00::1", port: 2 })).toBe("[fd00::1]:2");
+    expect(formatBindAddr({ kind: "workloads", port: 3 })).toBe("workloads:3");
+  });
+});
+
+describe("parseDuration", () => {
+  const max = 2 ** 31 - 1;
+  it.each([
+    ["300ms", 300],
+    ["10s", 10_000],
+    ["5m", 300_000],
+    ["1h", 3_600_000],
+    ["1h30m", 5_400_000],
+    ["1m30s500ms", 90_500],
+    ["1.5s", 1500],
+    ["90", 90_000],
+    ["0", 0],
+  ])("%s is %d ms", (raw, ms) => {
+    expect(parseDuration(raw, 0, max)).toBe(ms);
+  });
+
+  it.each(["", "5", "m", "10 s", "1d", "-1s", "1h30", "s10", "1.s"])("rejects %j", (raw) => {
+    const min = raw === "5" ? 10_000 : 0;
+    expect(() => parseDuration(raw, min, max)).toThrow();
+  });
+
+  it("refuses durations no timer can hold", () => {
+    expect(() => parseDuration("600h", 0, max)).toThrow(/too long/);
+  });
+});

@@ -1,0 +1,182 @@
+/**
+ * The agent's configuration: one table of environment variables (Istio names where Istio
+ * has one), each parsed once with a default, resolved into one complete typed `Config`.
+ * Every invalid variable is reported at once (name, value, reason) and the agent does not start.
+ */
+import os from "node:os";
+import path from "node:path";
+import { ConfigError, formatHostPort, type ConfigProblem } from "@zt/state";
+import {
+  Invalid,
+  parseBindAddr,
+  parseDuration,
+  parseInboundAddr,
+  parseInt_,
+  parseLogLevelValue,
+  parseNonEmpty,
+  parseOneOf,
+  parseTrustDomain,
+  type BindAddr,
+  type InboundAddr,
+} from "./config-values.js";
+import type { LogLevel } from "./logging.js";
+
+export type { BindAddr, InboundAddr } from "./config-values.js";
+
+export type OutboundTrafficPolicy = "ALLOW_ANY" | "REGISTRY_ONLY";
+export type LogFormat = "json" | "text";
+export type RedirectMode = "none" | "tproxy";
+
+export interface Config {
+  readonly nodeName: string;
+  readonly clusterId: string;
+  readonly trustDomain: string;
+  /** Local workload file; undefined means the agent's embedded default file. */
+  readonly localXdsPath: string | undefined;
+  readonly outboundTrafficPolicy: OutboundTrafficPolicy;
+  readonly logFormat: LogFormat;
+  readonly logLevel: LogLevel;
+  readonly poolMaxStreamsPerConnection: number;
+  readonly poolUnusedReleaseTimeoutMs: number;
+  readonly http2StreamWindowSize: number;
+  readonly http2ConnectionWindowSize: number;
+  readonly secretTtlMs: number;
+  /** Absolute path of the built-in CA's Istio-style `cacerts` directory. */
+  readonly caCertsDir: string;
+  readonly redirectMode: RedirectMode;
+  readonly drainTimeoutMs: number;
+  readonly adminAddr: BindAddr;
+  readonly statsAddr: BindAddr;
+  readonly readinessAddr: BindAddr;
+  readonly outboundAddr: BindAddr;
+  /** HBONE inbound: one address, or `workloads:<port>` = one listener per local workload IP. */
+  readonly inboundAddr: InboundAddr;
+  readonly inboundPlaintextAddr: BindAddr;
+  readonly socks5Addr: BindAddr;
+}
+
+/** One row of the table: the variable, its default, and how to parse it (throwing `Invalid`). */
+interface Var<T> {
+  readonly env: string;
+  readonly default: () => T;
+  readonly parse: (raw: string) => T;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_WINDOW = 2 ** 31 - 1;
+const MiB = 1024 * 1024;
+
+const bind = (env: string, def: string): Var<BindAddr> => ({ env, default: () => parseBindAddr(def), parse: parseBindAddr });
+const duration = (env: string, def: string, minMs: number): Var<number> => ({
+  env,
+  default: () => parseDuration(def, minMs, MAX_TIMER_MS),
+  parse: (raw) => parseDuration(raw, minMs, MAX_TIMER_MS),
+});
+const int = (env: string, def: number, min: number, max: number): Var<number> => ({
+  env,
+  default: () => def,
+  parse: (raw) => parseInt_(raw, min, max),
+});
+const oneOf = <T extends string>(env: string, values: readonly T[], def: T, caseInsensitive = true): Var<T> => ({
+  env,
+  default: () => def,
+  parse: (raw) => parseOneOf(raw, values, caseInsensitive),
+});
+const text = (env: string, def: () => string): Var<string> => ({ env, default: def, parse: parseNonEmpty });
+
+/** THE table. An unset or empty variable takes its default. */
+const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
+  nodeName: text("NODE_NAME", () => os.hostname()),
+  clusterId: text("CLUSTER_ID", () => "Kubernetes"),
+  trustDomain: { env: "TRUST_DOMAIN", default: () => "cluster.local", parse: parseTrustDomain },
+  localXdsPath: { env: "LOCAL_XDS_PATH", default: () => undefined, parse: (raw) => raw },
+  outboundTrafficPolicy: oneOf("OUTBOUND_TRAFFIC_POLICY", ["ALLOW_ANY", "REGISTRY_ONLY"], "ALLOW_ANY"),
+  logFormat: oneOf("LOG_FORMAT", ["json", "text"], "json"),
+  logLevel: { env: "LOG_LEVEL", default: () => "info", parse: parseLogLevelValue },
+  poolMaxStreamsPerConnection: int("POOL_MAX_STREAMS_PER_CONNECTION", 100, 1, 1000),
+  poolUnusedReleaseTimeoutMs: duration("POOL_UNUSED_RELEASE_TIMEOUT", "5m", 1),
+  http2StreamWindowSize: int("HTTP2_STREAM_WINDOW_SIZE", 4 * MiB, 65_535, MAX_WINDOW),
+  http2ConnectionWindowSize: int("HTTP2_CONNECTION_WINDOW_SIZE", 16 * MiB, 65_535, MAX_WINDOW),
+  secretTtlMs: duration("SECRET_TTL", "24h", 10_000),
+  caCertsDir: text("CA_CERTS_DIR", () => "./.ztunnel/cacerts"),
+  redirectMode: oneOf("REDIRECT_MODE", ["none", "tproxy"], "none"),
+  drainTimeoutMs: duration("DRAIN_TIMEOUT", "5s", 0),
+  adminAddr: bind("ADMIN_ADDR", "127.0.0.1:15000"),
+  statsAddr: bind("STATS_ADDR", "0.0.0.0:15020"),
+  readinessAddr: bind("READINESS_ADDR", "0.0.0.0:15021"),
+  outboundAddr: bind("OUTBOUND_ADDR", "0.0.0.0:15001"),
+  inboundAddr: { env: "INBOUND_ADDR", default: () => parseInboundAddr("0.0.0.0:15008"), parse: parseInboundAddr },
+  inboundPlaintextAddr: bind("INBOUND_PLAINTEXT_ADDR", "0.0.0.0:15006"),
+  socks5Addr: bind("SOCKS5_ADDR", "127.0.0.1:15080"),
+};
+
+/** The environment variable behind each config key (for messages such as "set ADMIN_ADDR"). */
+export const ENV_NAMES: { readonly [K in keyof Config]: string } = Object.fromEntries(
+  Object.entries(TABLE).map(([k, v]) => [k, v.env]),
+) as { [K in keyof Config]: string };
+
+/** Parse the environment once; throws ConfigError listing every invalid variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: ConfigProblem[] = [];
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(TABLE) as (keyof Config)[]) {
+    const v: Var<unknown> = TABLE[key];
+    const raw = env[v.env]?.trim();
+    if (raw === undefined || raw === "") {
+      out[key] = v.default();
+      continue;
+    }
+    try {
+      out[key] = v.parse(raw);
+    } catch (err) {
+      if (!(err instanceof Invalid)) throw err;
+      problems.push({ source: "env", entry: v.env, field: "", value: JSON.stringify(raw), reason: err.message });
+    }
+  }
+  const config = out as unknown as Config;
+  if (problems.length === 0 && config.http2ConnectionWindowSize < config.http2StreamWindowSize) {
+    problems.push({
+      source: "env",
+      entry: "HTTP2_CONNECTION_WINDOW_SIZE",
+      field: "",
+      value: String(config.http2ConnectionWindowSize),
+      reason: `must be at least HTTP2_STREAM_WINDOW_SIZE (${config.http2StreamWindowSize})`,
+    });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { ...config, caCertsDir: path.resolve(config.caCertsDir) };
+}
+
+/** The effective config as a plain object: logged at start and shown in /config_dump. */
+export function describeConfig(c: Config): Record<string, string | number | null> {
+  return {
+    nodeName: c.nodeName,
+    clusterId: c.clusterId,
+    trustDomain: c.trustDomain,
+    localXdsPath: c.localXdsPath ?? null,
+    outboundTrafficPolicy: c.outboundTrafficPolicy,
+    logFormat: c.logFormat,
+    logLevel: c.logLevel,
+    poolMaxStreamsPerConnection: c.poolMaxStreamsPerConnection,
+    poolUnusedReleaseTimeoutMs: c.poolUnusedReleaseTimeoutMs,
+    http2StreamWindowSize: c.http2StreamWindowSize,
+    http2ConnectionWindowSize: c.http2ConnectionWindowSize,
+    secretTtlMs: c.secretTtlMs,
+    caCertsDir: c.caCertsDir,
+    redirectMode: c.redirectMode,
+    drainTimeoutMs: c.drainTimeoutMs,
+    adminAddr: formatBindAddr(c.adminAddr),
+    statsAddr: formatBindAddr(c.statsAddr),
+    readinessAddr: formatBindAddr(c.readinessAddr),
+    outboundAddr: formatBindAddr(c.outboundAddr),
+    inboundAddr: formatBindAddr(c.inboundAddr),
+    inboundPlaintextAddr: formatBindAddr(c.inboundPlaintextAddr),
+    socks5Addr: formatBindAddr(c.socks5Addr),
+  };
+}
+
+/** "ip:port", "[v6]:port", or "workloads:port". */
+export function formatBindAddr(a: BindAddr | InboundAddr): string {
+  if ("kind" in a && a.kind === "workloads") return `workloads:${a.port}`;
+  return formatHostPort((a as BindAddr).ip, a.port);
+}

@@ -1,0 +1,148 @@
+import type http from "node:http";
+import type net from "node:net";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import {
+  createInboundServer,
+  createOutboundServer,
+  createPlaintextInboundServer,
+  createProxyListener,
+  createSocks5Server,
+  type InboundServer,
+  type ProxyContext,
+} from "@zt/proxy";
+import { formatHostPort } from "@zt/state";
+import { createAdminServer } from "./admin.js";
+import type { BindAddr, Config } from "./config.js";
+import { listen } from "./listen.js";
+import { createReadinessServer } from "./readiness.js";
+import { createStatsServer } from "./stats.js";
+
+export interface Listeners {
+  readonly inbound: InboundServer;
+  addresses(): Record<string, string[]>;
+  /** What readiness still waits for; empty when ready. */
+  pending(): string[];
+  markDraining(): void;
+  /** Close the data-path listeners (no new connections); live ones carry on. */
+  stopAccepting(): Promise<void>;
+  closeAdmin(): Promise<void>;
+}
+
+export interface ListenerDeps {
+  readonly config: Config;
+  readonly ctx: ProxyContext;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly configDump: () => unknown;
+  readonly shutdown: () => void;
+}
+
+/** Bind every listener the config names; a failed bind rejects naming the address and variable. */
+export async function startListeners(d: ListenerDeps): Promise<Listeners> {
+  const { config, ctx, logger } = d;
+  const bound = new Map<string, net.Server[]>();
+  const add = async (name: string, server: net.Server, addr: { ip: string; port: number }, env: string): Promise<void> => {
+    await listen(server, addr, { env });
+    bound.set(name, [...(bound.get(name) ?? []), server]);
+  };
+  let draining = false;
+  const inbound = createInboundServer(ctx);
+  const dataPath: net.Server[] = [];
+  const control: http.Server[] = [];
+
+  const readiness = createReadinessServer({ pending: () => pending() });
+  control.push(readiness);
+  await add("readiness", readiness, config.readinessAddr, "READINESS_ADDR");
+
+  const perWorkload = new Map<string, net.Server>();
+  const inboundMode = config.inboundAddr;
+  if (inboundMode.kind === "workloads") {
+    const sync = async (): Promise<void> => {
+      const want = new Set<string>();
+      for (const w of ctx.store.workloadsOnNode(config.nodeName)) if (w.protocol === "HBONE") for (const ip of w.workloadIps) want.add(ip);
+      for (const [ip, s] of perWorkload) if (!want.has(ip)) { s.close(); perWorkload.delete(ip); }
+      for (const ip of want) {
+        if (perWorkload.has(ip) || draining) continue;
+        const s = createProxyListener(inbound.accept);
+        perWorkload.set(ip, s);
+        try {
+          await listen(s, { ip, port: inboundMode.port }, { env: "INBOUND_ADDR" });
+        } catch (err) {
+          perWorkload.delete(ip);
+          logger.error({ err, ip }, `cannot bind HBONE inbound on ${formatHostPort(ip, inboundMode.port)}: is the workload IP an address of this host?`);
+        }
+      }
+    };
+    await sync();
+    ctx.store.onChange(() => void sync());
+  } else {
+    const s = createProxyListener(inbound.accept);
+    dataPath.push(s);
+    await add("inbound", s, inboundMode, "INBOUND_ADDR");
+  }
+  for (const [name, server, addr, env] of [
+    ["outbound", createOutboundServer(ctx), config.outboundAddr, "OUTBOUND_ADDR"],
+    ["inbound_plaintext", createPlaintextInboundServer(ctx), config.inboundPlaintextAddr, "INBOUND_PLAINTEXT_ADDR"],
+    ["socks5", createSocks5Server(ctx), config.socks5Addr, "SOCKS5_ADDR"],
+  ] as const) {
+    dataPath.push(server);
+    await add(name, server, addr, env);
+  }
+  const admin = createAdminServer({
+    configDump: d.configDump,
+    logger,
+    setLogLevel: (level: string) => {
+      logger.level = level;
+    },
+    getLogLevel: () => logger.level,
+    shutdown: d.shutdown,
+    summary: () => ({ node: config.nodeName, workloads: ctx.store.snapshot().workloads.length, live: ctx.live.size, pool: ctx.pool.stats() }),
+  });
+  const stats = createStatsServer(d.registry);
+  control.push(admin, stats);
+  await add("admin", admin, config.adminAddr, "ADMIN_ADDR");
+  await add("stats", stats, config.statsAddr, "STATS_ADDR");
+
+  function pending(): string[] {
+    const p = ctx.certs.pending().map((id) => `certificate ${id}`);
+    if (draining) p.push("draining");
+    return p;
+  }
+
+  return {
+    inbound,
+    pending,
+    addresses() {
+      const out: Record<string, string[]> = {};
+      for (const [name, servers] of bound) out[name] = servers.map(addrOf);
+      out["inbound"] = [...(out["inbound"] ?? []), ...[...perWorkload.values()].map(addrOf).filter((a) => a !== "")];
+      return out;
+    },
+    markDraining() {
+      draining = true;
+    },
+    async stopAccepting() {
+      await Promise.all([...dataPath, ...perWorkload.values()].map(closeServer));
+      perWorkload.clear();
+    },
+    async closeAdmin() {
+      for (const s of control) s.closeAllConnections();
+      await Promise.all(control.map(closeServer));
+    },
+  };
+}
+
+function addrOf(s: net.Server): string {
+  const a = s.address();
+  return a && typeof a === "object" ? formatHostPort(a.address, a.port) : "";
+}
+
+function closeServer(s: net.Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!s.listening) return resolve();
+    s.close(() => resolve());
+  });
+}
+
+export type { BindAddr };

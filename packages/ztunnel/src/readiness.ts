@@ -1,0 +1,28 @@
+/** Readiness (`GET /healthz/ready`) on its own port: what the kubelet probes. */
+import http from "node:http";
+
+export interface ReadinessDeps {
+  /** What the agent still waits for (e.g. "certificate spiffe://…"); empty when ready. */
+  readonly pending: () => string[];
+}
+
+/** 200 "ready" when nothing is pending, else 503 listing what is, one per line. */
+export function createReadinessServer(deps: ReadinessDeps): http.Server {
+  return http.createServer((req, res) => {
+    const path = (req.url ?? "/").split("?", 1)[0];
+    const send = (status: number, body: string, headers: http.OutgoingHttpHeaders = {}): void => {
+      res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...headers });
+      res.end(body);
+    };
+    if (path !== "/healthz/ready") return send(404, "not found; readiness is at /healthz/ready\n");
+    if (req.method !== "GET" && req.method !== "HEAD") return send(405, "use GET\n", { allow: "GET, HEAD" });
+    let pending: string[];
+    try {
+      pending = deps.pending();
+    } catch (err) {
+      return send(503, `readiness check failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
+    if (pending.length === 0) return send(200, "ready\n");
+    send(503, `${pending.join("\n")}\n`);
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * Turns the proxy's connection records into Istio's TCP metrics and exactly one
+ * access-log line per connection. Labels are resolved once per connection (at
+ * `opened`, or at `closed` for one that never opened); nothing happens per chunk.
+ */
+import type { Logger } from "pino";
+import { Counter, type Registry } from "prom-client";
+import type { ConnectionObserver, ConnectionRecord } from "@zt/proxy";
+
+const LABEL_NAMES = [
+  "reporter",
+  "source_workload",
+  "source_workload_namespace",
+  "source_principal",
+  "source_app",
+  "destination_workload",
+  "destination_workload_namespace",
+  "destination_principal",
+  "destination_service",
+  "request_protocol",
+  "connection_security_policy",
+  "response_flags",
+] as const;
+type LabelName = (typeof LABEL_NAMES)[number];
+type Labels = Record<LabelName, string>;
+
+export interface TelemetryDeps {
+  /** A dedicated registry (never prom-client's global one), in Prometheus text format. */
+  readonly registry: Registry;
+  readonly logger: Logger;
+}
+
+export type Telemetry = ConnectionObserver & { readonly registry: Registry };
+
+/** Per record: its labels once opened, `null` once closed (so a second `closed` is ignored). */
+type RecordState = Labels | null;
+
+export function createTelemetry(deps: TelemetryDeps): Telemetry {
+  const { registry } = deps;
+  const counter = (name: string, help: string): Counter<LabelName> =>
+    new Counter({ name, help, labelNames: LABEL_NAMES, registers: [registry] });
+  const opened = counter("istio_tcp_connections_opened_total", "TCP connections opened (destination connected)");
+  const closed = counter("istio_tcp_connections_closed_total", "TCP connections closed after having opened");
+  const failed = counter("istio_tcp_connections_failed_total", "TCP connections that ended with a response flag other than '-'");
+  const sent = counter("istio_tcp_sent_bytes_total", "Bytes sent from the source towards the destination");
+  const received = counter("istio_tcp_received_bytes_total", "Bytes sent from the destination back to the source");
+  const access = deps.logger.child({ component: "access" });
+  const states = new WeakMap<ConnectionRecord, RecordState>();
+
+  return {
+    registry,
+    opened(rec) {
+      if (states.has(rec)) return;
+      const labels = labelsOf(rec);
+      states.set(rec, labels);
+      opened.labels(labels).inc();
+    },
+    closed(rec) {
+      const state = states.get(rec);
+      if (state === null) return;
+      states.set(rec, null);
+      const base = state ?? labelsOf(rec);
+      const labels = base.response_flags === rec.flag ? base : { ...base, response_flags: rec.flag };
+      if (state !== undefined) closed.labels(labels).inc();
+      if (rec.flag !== "-") failed.labels(labels).inc();
+      if (rec.bytesSent > 0) sent.labels(labels).inc(rec.bytesSent);
+      if (rec.bytesRecv > 0) received.labels(labels).inc(rec.bytesRecv);
+      logAccess(access, rec);
+    },
+  };
+}
+
+function labelsOf(rec: ConnectionRecord): Labels {
+  const { src, dst } = rec;
+  return {
+    reporter: rec.direction === "outbound" ? "source" : "destination",
+    source_workload: src.workload || "unknown",
+    source_workload_namespace: src.namespace || "unknown",
+    source_principal: src.identity || "unknown",
+    source_app: src.app || "unknown",
+    destination_workload: dst.workload || "unknown",
+    destination_workload_namespace: dst.namespace || "unknown",
+    destination_principal: dst.identity || "unknown",
+    destination_service: rec.dstService || "unknown",
+    request_protocol: "tcp",
+    connection_security_policy: rec.security === "mutual_tls" ? "mutual_tls" : "unknown",
+    response_flags: rec.flag,
+  };
+}
+
+/** The one access-log line: info when it went well, warn when it failed. Empty fields are omitted. */
+function logAccess(log: Logger, rec: ConnectionRecord): void {
+  const { src, dst } = rec;
+  const line: Record<string, string | number> = {};
+  const put = (key: string, v: string | undefined): void => {
+    if (v) line[key] = v;
+  };
+  put("src.addr", src.addr);
+  put("src.workload", src.workload);
+  put("src.namespace", src.namespace);
+  put("src.identity", src.identity);
+  put("dst.addr", dst.addr);
+  put("dst.hbone_addr", rec.dstHboneAddr);
+  put("dst.service", rec.dstService);
+  put("dst.workload", dst.workload);
+  put("dst.namespace", dst.namespace);
+  put("dst.identity", dst.identity);
+  line["direction"] = rec.direction;
+  line["bytes_sent"] = rec.bytesSent;
+  line["bytes_recv"] = rec.bytesRecv;
+  line["duration"] = Math.max(0, Date.now() - rec.startMs);
+  if (rec.flag !== "-") line["response_flags"] = rec.flag;
+  if (rec.error) line["error"] = `${rec.error.code}: ${rec.error.message}`;
+  if (rec.flag === "-") log.info(line, "connection complete");
+  else log.warn(line, "connection failed");
+}
