@@ -1,1 +1,21 @@
-export {};
+export { formatSpiffe, parseSpiffe, type SpiffeParts } from "./spiffe.js";
+export type { CertificateSource, SignedCertificate } from "./types.js";
+export { loadOrCreateCa, type BuiltinCa, type CaOptions } from "./ca.js";
+export { CA_FILES } from "./ca-files.js";
+export { createKeyAndCsr, type KeyAndCsr } from "./csr.js";
+export {
+  backoffMs,
+  createCertManager,
+  type CertEvent,
+  type CertManager,
+  type CertManagerOptions,
+} from "./cert-manager.js";
+export type { CertDump, CertDumpEntry, WorkloadCertificate } from "./workload-cert.js";
+export {
+  HBONE_ALPN,
+  checkClientIdentity,
+  clientConnectOptions,
+  peerIdentity,
+  serverSocketOptions,
+  type PeerIdentity,
+} from "./tls.js";

@@ -1,0 +1,226 @@
+/**
+ * Per-identity workload certificates: issued on demand or ahead of time
+ * (setWanted), rotated at half of their lifetime, retried with capped
+ * exponential backoff. A rotation never tears anything down: sessions that
+ * started with the old certificate keep it; new sessions get the new one.
+ */
+import { ZtError } from "@zt/state";
+import { createKeyAndCsr } from "./csr.js";
+import type { CertificateSource } from "./types.js";
+import { dumpCerts, toWorkloadCertificate, type CertDump, type WorkloadCertificate } from "./workload-cert.js";
+
+export interface CertEvent {
+  readonly type: "issued" | "rotated" | "failed";
+  readonly identity: string;
+  readonly error?: Error;
+}
+
+export interface CertManagerOptions {
+  readonly source: CertificateSource;
+  /** Requested certificate lifetime. */
+  readonly ttlMs: number;
+  readonly onEvent?: (e: CertEvent) => void;
+}
+
+export interface CertManager {
+  /** Issue missing certificates now; forget (stop rotating) identities no longer listed. */
+  setWanted(identities: Iterable<string>): void;
+  /** The current unexpired certificate, if any. */
+  get(identity: string): WorkloadCertificate | undefined;
+  /**
+   * The current certificate, or the one being issued (concurrent callers share one
+   * issuance). Rejects with the issuance error when no valid certificate exists.
+   * Identities not wanted are issued on demand, cached and not rotated by timer.
+   */
+  fetch(identity: string): Promise<WorkloadCertificate>;
+  /** Every wanted identity has an unexpired certificate. */
+  ready(): boolean;
+  /** Wanted identities still without an unexpired certificate, sorted. */
+  pending(): string[];
+  /** Sorted by identity. */
+  dump(): CertDump[];
+  /** Stops all timers; later fetch() calls reject with CERT_MANAGER_CLOSED. */
+  close(): void;
+}
+
+interface Entry {
+  readonly identity: string;
+  wanted: boolean;
+  current: WorkloadCertificate | undefined;
+  /** When `current` should be replaced (epoch ms). */
+  refreshAt: number;
+  inflight: Promise<WorkloadCertificate> | undefined;
+  timer: NodeJS.Timeout | undefined;
+  failures: number;
+  lastError: Error | undefined;
+  lastAttemptAt: number;
+}
+
+export const MIN_BACKOFF_MS = 1_000;
+export const MAX_BACKOFF_MS = 30_000;
+/** fetch() does not start a new attempt sooner than this after a failed one. */
+const MIN_RETRY_GAP_MS = 1_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export function createCertManager(opts: CertManagerOptions): CertManager {
+  const entries = new Map<string, Entry>();
+  let closed = false;
+
+  const usable = (e: Entry): boolean => e.current !== undefined && e.current.notAfter.getTime() > Date.now();
+
+  function emit(type: CertEvent["type"], identity: string, error?: Error): void {
+    try {
+      opts.onEvent?.(error ? { type, identity, error } : { type, identity });
+    } catch {
+      // A listener's failure must not disturb certificate state.
+    }
+  }
+
+  function entry(identity: string): Entry {
+    let e = entries.get(identity);
+    if (!e) {
+      e = {
+        identity, wanted: false, current: undefined, refreshAt: 0, inflight: undefined,
+        timer: undefined, failures: 0, lastError: undefined, lastAttemptAt: 0,
+      };
+      entries.set(identity, e);
+    }
+    return e;
+  }
+
+  const live = (e: Entry): boolean => !closed && entries.get(e.identity) === e;
+
+  function schedule(e: Entry, at: number): void {
+    clearTimeout(e.timer);
+    const delay = Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS);
+    e.timer = setTimeout(() => {
+      e.timer = undefined;
+      if (!live(e)) return;
+      if (Date.now() < at) schedule(e, at); // a capped long delay
+      else issue(e).catch(() => undefined); // the outcome is recorded on the entry
+    }, delay);
+    e.timer.unref();
+  }
+
+  function issue(e: Entry): Promise<WorkloadCertificate> {
+    if (e.inflight) return e.inflight;
+    clearTimeout(e.timer);
+    e.timer = undefined;
+    const requestedAt = Date.now();
+    e.lastAttemptAt = requestedAt;
+    const attempt = (async () => {
+      const { keyPem, csrPem } = await createKeyAndCsr(e.identity);
+      const signed = await opts.source.sign(csrPem, e.identity, opts.ttlMs);
+      return toWorkloadCertificate(e.identity, keyPem, signed);
+    })();
+    const p = attempt.then(
+      (cert) => succeeded(e, cert, requestedAt),
+      (err: unknown) => failed(e, err),
+    );
+    e.inflight = p;
+    return p;
+  }
+
+  function succeeded(e: Entry, cert: WorkloadCertificate, requestedAt: number): WorkloadCertificate {
+    e.inflight = undefined;
+    if (!live(e)) return cert;
+    const rotated = e.current !== undefined;
+    e.current = cert;
+    e.failures = 0;
+    e.lastError = undefined;
+    // Half of the lifetime as seen from here: notBefore is back-dated for clock skew.
+    const start = Math.max(requestedAt, cert.notBefore.getTime());
+    e.refreshAt = start + (cert.notAfter.getTime() - start) / 2;
+    if (e.wanted) schedule(e, e.refreshAt);
+    emit(rotated ? "rotated" : "issued", e.identity);
+    return cert;
+  }
+
+  function failed(e: Entry, err: unknown): WorkloadCertificate {
+    e.inflight = undefined;
+    const cause = err instanceof Error ? err : new Error(String(err));
+    const error =
+      cause instanceof ZtError
+        ? cause
+        : new ZtError("CERT_ISSUE_FAILED", `cannot obtain a certificate for ${e.identity}: ${cause.message}`, { cause });
+    if (live(e)) {
+      e.lastError = error;
+      e.failures += 1;
+      if (e.wanted) schedule(e, Date.now() + backoffMs(e.failures));
+    }
+    emit("failed", e.identity, error);
+    // The previous certificate stays in use while it is valid.
+    if (e.current && usable(e)) return e.current;
+    throw error;
+  }
+
+  function forget(e: Entry): void {
+    clearTimeout(e.timer);
+    e.timer = undefined;
+    entries.delete(e.identity);
+  }
+
+  return {
+    setWanted(identities) {
+      if (closed) return;
+      const wanted = new Set(identities);
+      for (const e of [...entries.values()]) if (!wanted.has(e.identity)) forget(e);
+      for (const id of wanted) {
+        const e = entry(id);
+        e.wanted = true;
+        if (e.inflight || e.timer) continue;
+        if (usable(e)) schedule(e, e.refreshAt);
+        else issue(e).catch(() => undefined);
+      }
+    },
+    get(identity) {
+      const e = entries.get(identity);
+      return e && usable(e) ? e.current : undefined;
+    },
+    fetch(identity) {
+      if (closed) {
+        return Promise.reject(new ZtError("CERT_MANAGER_CLOSED", `certificate manager is closed; no certificate for ${identity}`));
+      }
+      const e = entry(identity);
+      if (e.current && usable(e)) {
+        if (!e.wanted && !e.inflight && Date.now() >= e.refreshAt) issue(e).catch(() => undefined);
+        return Promise.resolve(e.current);
+      }
+      if (e.inflight) return e.inflight;
+      if (e.lastError && Date.now() - e.lastAttemptAt < MIN_RETRY_GAP_MS) return Promise.reject(e.lastError);
+      return issue(e);
+    },
+    ready() {
+      return [...entries.values()].every((e) => !e.wanted || usable(e));
+    },
+    pending() {
+      return [...entries.values()].filter((e) => e.wanted && !usable(e)).map((e) => e.identity).sort();
+    },
+    dump() {
+      return [...entries.values()]
+        .sort((a, b) => (a.identity < b.identity ? -1 : a.identity > b.identity ? 1 : 0))
+        .map((e): CertDump => {
+          const state = usable(e) ? "Available" : e.lastError && !e.inflight ? "Unavailable" : "Initializing";
+          const base = {
+            identity: e.identity,
+            state,
+            certChain: dumpCerts(e.current?.certChain ?? []),
+            rootCerts: dumpCerts(e.current?.roots ?? []),
+          } as const;
+          return e.lastError ? { ...base, error: e.lastError.message } : base;
+        });
+    },
+    close() {
+      closed = true;
+      for (const e of entries.values()) {
+        clearTimeout(e.timer);
+        e.timer = undefined;
+      }
+    },
+  };
+}
+
+/** 1 s, 2 s, 4 s, ... capped at 30 s. */
+export function backoffMs(failures: number): number {
+  return Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.max(0, failures - 1));
+}

@@ -1,0 +1,50 @@
+import { X509Certificate, randomBytes, type KeyObject } from "node:crypto";
+import forge from "node-forge";
+
+const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** Splits a PEM bundle into its certificate blocks (each normalized to end in "\n"). */
+export function splitPemCerts(bundle: string): string[] {
+  return (bundle.match(CERT_BLOCK) ?? []).map((b) => `${b.replace(/\r\n/g, "\n")}\n`);
+}
+
+/** Parses every certificate of a PEM bundle; throws (plain Error) on a corrupt block. */
+export function parseCerts(bundle: string): X509Certificate[] {
+  return splitPemCerts(bundle).map((pem) => new X509Certificate(pem));
+}
+
+/** True when the certificate names itself as issuer and its own key signed it. */
+export function isSelfSigned(cert: X509Certificate): boolean {
+  return cert.checkIssued(cert) && cert.verify(cert.publicKey);
+}
+
+/** X.509 time as RFC 3339 with second precision ("2025-01-01T00:00:00Z"). */
+export function rfc3339(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** Decimal rendering of a hex serial number (as Istio's ztunnel prints it). */
+export function serialDecimal(hex: string): string {
+  return BigInt(`0x${hex}`).toString(10);
+}
+
+/**
+ * A random 16-byte positive serial number in minimal DER form: the top bit of
+ * the first byte is cleared (positive) and the first byte is never zero.
+ */
+export function randomSerialHex(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0]! & 0x7f) || 0x01;
+  return bytes.toString("hex");
+}
+
+/** Converts an RSA node KeyObject into a node-forge private key. */
+export function forgePrivateKey(key: KeyObject): forge.pki.rsa.PrivateKey {
+  const pem = key.export({ type: "pkcs1", format: "pem" }).toString();
+  return forge.pki.privateKeyFromPem(pem);
+}
+
+/** The forge public key matching a forge RSA private key. */
+export function forgePublicKey(key: forge.pki.rsa.PrivateKey): forge.pki.rsa.PublicKey {
+  return forge.pki.setRsaPublicKey(key.n, key.e);
+}
