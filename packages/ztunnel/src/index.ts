@@ -1,1 +1,3 @@
-export {};
+export { startAgent, VERSION, EMBEDDED_WORKLOADS, type Agent } from "./agent.js";
+export { loadConfig, describeConfig, type Config } from "./config.js";
+export { createLogger } from "./logging.js";

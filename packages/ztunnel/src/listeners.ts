@@ -123,7 +123,9 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
       draining = true;
     },
     async stopAccepting() {
-      await Promise.all([...dataPath, ...perWorkload.values()].map(closeServer));
+      // Stop listening now; connections already accepted are drained by their owners,
+      // so do not wait for close() callbacks (they fire only when every connection is gone).
+      for (const s of [...dataPath, ...perWorkload.values()]) if (s.listening) s.close();
       perWorkload.clear();
     },
     async closeAdmin() {

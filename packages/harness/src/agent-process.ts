@@ -1,0 +1,125 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import http from "node:http";
+
+/** The agent's bin, built by `tsc -b` (the README's setup does it). */
+export const ZTUNNEL_BIN = fileURLToPath(new URL("../../ztunnel/dist/cli.js", import.meta.url));
+
+export interface AgentProcess {
+  readonly node: string;
+  readonly env: Record<string, string>;
+  readonly proc: ChildProcess;
+  /** Parsed JSON log lines so far. */
+  readonly logs: Record<string, unknown>[];
+  /** Access-log lines (component "access"). */
+  accessLogs(): Record<string, unknown>[];
+  /** GET an admin/stats/readiness path; resolves with status and body. */
+  get(which: "admin" | "stats" | "readiness", path: string): Promise<{ status: number; body: string }>;
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  readonly exited: Promise<number | null>;
+}
+
+/**
+ * Start `ztunnel run` as a child process (optionally through a prefix such as
+ * `ip netns exec <ns>`), and wait until /healthz/ready answers 200.
+ */
+export async function startAgentProcess(node: string, env: Record<string, string>, opts: { prefix?: string[]; readyTimeoutMs?: number } = {}): Promise<AgentProcess> {
+  const argv = [...(opts.prefix ?? []), process.execPath, ZTUNNEL_BIN, "run"];
+  const proc = spawn(argv[0]!, argv.slice(1), {
+    env: { PATH: process.env["PATH"] ?? "", LOG_FORMAT: "json", ...env, NODE_NAME: node },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  track(proc);
+  const logs: Record<string, unknown>[] = [];
+  let stderr = "";
+  let partial = "";
+  proc.stdout!.on("data", (chunk: Buffer) => {
+    partial += chunk.toString();
+    let i: number;
+    while ((i = partial.indexOf("\n")) >= 0) {
+      const line = partial.slice(0, i);
+      partial = partial.slice(i + 1);
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logs.push({ msg: line });
+      }
+    }
+  });
+  proc.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  const addr = (which: "admin" | "stats" | "readiness"): string => {
+    const key = { admin: "ADMIN_ADDR", stats: "STATS_ADDR", readiness: "READINESS_ADDR" }[which];
+    const v = env[key];
+    if (!v) throw new Error(`${key} must be set for a harness agent`);
+    return v;
+  };
+  const get = (which: "admin" | "stats" | "readiness", path: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const [host, port] = splitAddr(addr(which));
+      const req = http.get({ host, port, path, agent: false, timeout: 3000 }, (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => (body += c.toString()));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on("error", reject);
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+    });
+  const agent: AgentProcess = {
+    node,
+    env,
+    proc,
+    logs,
+    accessLogs: () => logs.filter((l) => l["component"] === "access"),
+    get,
+    exited,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+      return exited;
+    },
+  };
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
+  let exitedEarly = false;
+  void exited.then(() => (exitedEarly = true));
+  for (;;) {
+    if (exitedEarly) throw new Error(`agent ${node} exited during start: ${stderr}${logs.map((l) => JSON.stringify(l)).join("\n")}`);
+    try {
+      const r = await get("readiness", "/healthz/ready");
+      if (r.status === 200) return agent;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`agent ${node} not ready in time: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const children = new Set<ChildProcess>();
+let hooked = false;
+
+/** Agents die with the harness: on exit and on SIGINT/SIGTERM, kill every child still running. */
+function track(proc: ChildProcess): void {
+  children.add(proc);
+  proc.once("exit", () => children.delete(proc));
+  if (hooked) return;
+  hooked = true;
+  const killAll = (): void => {
+    for (const c of children) c.kill("SIGKILL");
+  };
+  process.once("exit", killAll);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      killAll();
+      process.exit(130);
+    });
+  }
+}
+
+function splitAddr(a: string): [string, number] {
+  const i = a.lastIndexOf(":");
+  return [a.slice(0, i).replace(/^\[|\]$/g, ""), Number(a.slice(i + 1))];
+}

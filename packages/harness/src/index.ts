@@ -1,0 +1,5 @@
+export { socksConnect, SocksRefused, type SocksConnectOptions } from "./socks-client.js";
+export { startEcho } from "./echo.js";
+export { startAgentProcess, ZTUNNEL_BIN, type AgentProcess } from "./agent-process.js";
+export { startLoopbackMesh, loopbackEnv, type LoopbackMesh, type LoopbackMeshOptions } from "./loopback-mesh.js";
+export { echoFlow, type FlowResult } from "./flows.js";

@@ -1,0 +1,41 @@
+import type { AgentProcess } from "./agent-process.js";
+import type { FlowResult } from "./flows.js";
+
+export interface SummaryRow {
+  readonly what: string;
+  readonly result: FlowResult;
+  readonly expectOk: boolean;
+}
+
+/** Print one line per flow with the identity the destination's agent saw; returns the exit code. */
+export function printSummary(rows: readonly SummaryRow[], agents: readonly AgentProcess[]): number {
+  let bad = 0;
+  const out: string[] = [];
+  for (const row of rows) {
+    const { result } = row;
+    const seen = identitySeen(agents, result.srcAddr);
+    const asExpected = result.ok === row.expectOk;
+    if (!asExpected) bad++;
+    const status = result.ok ? `ok, ${result.bytes} bytes echoed ${result.detail}` : result.detail;
+    out.push(`${asExpected ? "✔" : "✘"} ${row.what}\n    ${status}${seen ? `\n    destination agent saw ${seen}` : ""}`);
+  }
+  process.stdout.write(`${out.join("\n")}\n\n`);
+  for (const a of agents) {
+    const n = a.accessLogs().length;
+    process.stdout.write(`agent ${a.node}: ${n} access-log lines, admin http://${a.env["ADMIN_ADDR"]}/config_dump\n`);
+  }
+  process.stdout.write(bad === 0 ? "\nmesh works: every flow behaved as expected\n" : `\n${bad} flow(s) did not behave as expected\n`);
+  return bad === 0 ? 0 : 1;
+}
+
+function identitySeen(agents: readonly AgentProcess[], srcAddr: string): string | undefined {
+  if (!srcAddr) return undefined;
+  for (const a of agents) {
+    for (const l of a.accessLogs()) {
+      if (l["direction"] === "inbound" && l["src.addr"] === srcAddr && typeof l["src.identity"] === "string") {
+        return `${String(l["src.identity"])} (on ${a.node}, to ${String(l["dst.workload"])})`;
+      }
+    }
+  }
+  return undefined;
+}

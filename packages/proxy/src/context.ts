@@ -1,0 +1,28 @@
+import type { Logger } from "pino";
+import type { CertManager } from "@zt/identity";
+import type { MeshStore } from "@zt/state";
+import type { HbonePool } from "./pool.js";
+import type { ConnectionObserver } from "./types.js";
+
+/** Everything the data path needs, resolved once by the agent. */
+export interface ProxyContext {
+  readonly nodeName: string;
+  readonly trustDomain: string;
+  readonly outboundPolicy: "ALLOW_ANY" | "REGISTRY_ONLY";
+  /** Port HBONE peers listen on (15008). */
+  readonly hbonePort: number;
+  /** Ports of this agent's own listeners: never a destination (loop protection). */
+  readonly ownPorts: ReadonlySet<number>;
+  /** True when `ip` is one of this host's addresses (loop protection). */
+  readonly isLocalAddress: (ip: string) => boolean;
+  readonly store: MeshStore;
+  readonly certs: CertManager;
+  readonly pool: HbonePool;
+  readonly observer: ConnectionObserver;
+  readonly logger: Logger;
+  readonly streamWindowSize: number;
+  readonly connectionWindowSize: number;
+  readonly connectTimeoutMs: number;
+  /** Live connections, so a drain can wait for them and then cut the rest. */
+  readonly live: Set<{ destroy(): void }>;
+}

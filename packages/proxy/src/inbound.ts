@@ -1,0 +1,236 @@
+import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from "node:http2";
+import net from "node:net";
+import tls from "node:tls";
+import { checkClientIdentity, peerIdentity, serverSocketOptions } from "@zt/identity";
+import { authorize, formatHostPort, normalizeIp, parseHostPort, workloadIdentity, type Workload } from "@zt/state";
+import type { ProxyContext } from "./context.js";
+import { dialTcp } from "./dial.js";
+import { ProxyError, toProxyError } from "./errors.js";
+import { splice } from "./splice.js";
+import type { ConnectionRecord } from "./types.js";
+
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export interface InboundServer {
+  /** Connection handler for every 15008 listener (one wildcard, or one per local workload IP). */
+  readonly accept: (raw: net.Socket) => void;
+  /** Send GOAWAY on every session; streams in flight may finish. */
+  drain(): void;
+  close(): void;
+}
+
+/**
+ * HBONE inbound (15008): mTLS 1.3 with ALPN h2, the certificate of the destination
+ * workload chosen by the local address the connection arrived on, then HTTP/2
+ * CONNECT streams, each checked, authorized and dialled to a workload of this node.
+ */
+export function createInboundServer(ctx: ProxyContext): InboundServer {
+  const log = ctx.logger.child({ component: "inbound" });
+  const sessions = new Set<Http2Session>();
+  const h2 = http2.createServer({
+    settings: {
+      maxConcurrentStreams: 200,
+      initialWindowSize: ctx.streamWindowSize,
+      maxHeaderListSize: 16 * 1024,
+      enablePush: false,
+    },
+    maxSessionMemory: 64,
+  });
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    session.on("error", (err) => log.debug({ err }, "HBONE session error"));
+    session.once("connect", () => session.setLocalWindowSize(ctx.connectionWindowSize));
+  });
+  h2.on("stream", (stream, headers) => {
+    const session = stream.session;
+    const socket = session?.socket as tls.TLSSocket | undefined;
+    if (!socket) {
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    void handleStream(ctx, socket, stream, headers);
+  });
+
+  const accept = (raw: net.Socket): void => {
+    raw.on("error", () => {});
+    void acceptTls(ctx, raw, h2).catch((err: unknown) => {
+      raw.destroy();
+      log.warn({ err }, "inbound TLS setup failed");
+    });
+  };
+
+  return {
+    accept,
+    drain() {
+      for (const s of sessions) if (!s.closed) s.close();
+    },
+    close() {
+      for (const s of sessions) s.destroy();
+    },
+  };
+}
+
+async function acceptTls(ctx: ProxyContext, raw: net.Socket, h2: http2.Http2Server): Promise<void> {
+  const localIp = normalizeIp(raw.localAddress ?? "") ?? "";
+  const remote = formatHostPort(normalizeIp(raw.remoteAddress ?? "") ?? "?", raw.remotePort ?? 0);
+  const dst = ctx.store.workloadByIp(localIp);
+  const rec = newRecord(remote, formatHostPort(localIp, raw.localPort ?? 0));
+  if (!dst || dst.node !== ctx.nodeName) {
+    raw.destroy();
+    fail(ctx, rec, new ProxyError("HBONE_NO_LOCAL_WORKLOAD", "NO_ROUTE", `HBONE connection to ${localIp}, which is not a workload of node ${ctx.nodeName}; nothing to present a certificate for`));
+    return;
+  }
+  fillDst(rec, dst);
+  let cert = ctx.certs.get(workloadIdentity(dst));
+  cert ??= await ctx.certs.fetch(workloadIdentity(dst));
+  const sock = new tls.TLSSocket(raw, serverSocketOptions(cert));
+  raw.setTimeout(HANDSHAKE_TIMEOUT_MS, () => sock.destroy(new ProxyError("TLS_HANDSHAKE_TIMEOUT", "TLS_FAILURE", "TLS handshake did not finish in time")));
+  raw.resume();
+  sock.once("error", (err) => {
+    fail(ctx, rec, new ProxyError("TLS_FAILURE", "TLS_FAILURE", `inbound TLS handshake from ${remote} failed: ${err.message}`, { cause: err }));
+  });
+  sock.once("secure", () => {
+    raw.setTimeout(0);
+    if (sock.alpnProtocol !== "h2") {
+      sock.destroy();
+      fail(ctx, rec, new ProxyError("ALPN_MISMATCH", "TLS_FAILURE", `HBONE client ${remote} did not negotiate ALPN h2 (got ${String(sock.alpnProtocol)})`));
+      return;
+    }
+    const bad = checkClientIdentity(sock, ctx.trustDomain);
+    if (bad) {
+      sock.destroy();
+      fail(ctx, rec, new ProxyError(bad.code, "TLS_FAILURE", `HBONE client ${remote} rejected: ${bad.message}`));
+      return;
+    }
+    sock.removeAllListeners("error");
+    sock.on("error", () => {});
+    // What tls.Server does for its own sockets once secure; without it the HTTP/2
+    // session waits forever for a 'secureConnect' that only client sockets emit.
+    (sock as tls.TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
+    h2.emit("connection", sock);
+  });
+}
+
+async function handleStream(ctx: ProxyContext, socket: tls.TLSSocket, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+  const localIp = normalizeIp(socket.localAddress ?? "") ?? "";
+  const peerAddr = formatHostPort(normalizeIp(socket.remoteAddress ?? "") ?? "?", socket.remotePort ?? 0);
+  const src = peerIdentity(socket);
+  const forwardedFor = parseForwardedFor(headers["forwarded"]);
+  const rec = newRecord(forwardedFor ?? peerAddr, String(headers[":authority"] ?? ""));
+  rec.security = "mutual_tls";
+  rec.src = { ...rec.src, identity: src?.id };
+  const srcWl = forwardedFor ? ctx.store.workloadByIp(parseHostPort(forwardedFor)?.ip ?? "") : undefined;
+  if (srcWl) rec.src = { ...rec.src, workload: srcWl.workloadName, namespace: srcWl.namespace, app: srcWl.canonicalName };
+  else if (src) rec.src = { ...rec.src, namespace: src.namespace };
+  stream.on("error", () => {});
+
+  const refuse = (status: number, err: ProxyError): void => {
+    if (!stream.destroyed && !stream.headersSent) stream.respond({ ":status": status }, { endStream: true });
+    fail(ctx, rec, err);
+  };
+
+  if (headers[":method"] !== "CONNECT") {
+    refuse(400, new ProxyError("HBONE_METHOD_NOT_ALLOWED", "BAD_REQUEST", `HBONE stream from ${peerAddr} used method ${String(headers[":method"])}; only CONNECT is served`));
+    return;
+  }
+  const target = parseHostPort(String(headers[":authority"] ?? ""));
+  if (!target) {
+    refuse(400, new ProxyError("HBONE_BAD_AUTHORITY", "BAD_REQUEST", `HBONE CONNECT authority ${JSON.stringify(headers[":authority"])} is not ip:port`));
+    return;
+  }
+  if (target.ip !== localIp) {
+    refuse(400, new ProxyError("HBONE_AUTHORITY_MISMATCH", "BAD_REQUEST", `HBONE CONNECT to ${formatHostPort(target.ip, target.port)} arrived on ${localIp}; the authority must name the address the connection was made to (relay attempt?)`));
+    return;
+  }
+  const dst = ctx.store.workloadByIp(target.ip);
+  if (!dst || dst.node !== ctx.nodeName) {
+    refuse(503, new ProxyError("HBONE_NOT_LOCAL", "NO_ROUTE", `HBONE CONNECT to ${target.ip}, which is not a workload of node ${ctx.nodeName}; this agent relays to nothing else`));
+    return;
+  }
+  fillDst(rec, dst);
+  rec.dst = { ...rec.dst, addr: formatHostPort(target.ip, target.port) };
+  if (ctx.ownPorts.has(target.port)) {
+    refuse(503, new ProxyError("HBONE_LOOP", "LOOP", `HBONE CONNECT to port ${target.port}, one of the agent's own ports`));
+    return;
+  }
+  const decision = authorize(ctx.store.policiesFor(dst), {
+    srcIdentity: src,
+    srcIp: forwardedFor ? (parseHostPort(forwardedFor)?.ip ?? "") : (normalizeIp(socket.remoteAddress ?? "") ?? ""),
+    dstIp: target.ip,
+    dstPort: target.port,
+  });
+  if (!decision.allow) {
+    refuse(401, new ProxyError("AUTHZ_DENIED", "DENY", `connection from ${src?.id ?? "unknown"} to ${dst.namespace}/${dst.name}:${target.port} denied by ${decision.policy ?? "policy"} (${decision.reason})`));
+    return;
+  }
+  let upstream: net.Socket;
+  try {
+    upstream = await dialTcp(target.ip, target.port, ctx.connectTimeoutMs);
+  } catch (err) {
+    refuse(503, toProxyError(err, "CONNECT"));
+    return;
+  }
+  if (stream.destroyed || stream.closed) {
+    upstream.destroy();
+    fail(ctx, rec, new ProxyError("HBONE_STREAM_RESET", "RESET", "the client reset the stream before the upstream connected"));
+    return;
+  }
+  stream.respond({ ":status": 200 });
+  run(ctx, rec, upstream, stream, "sent-is-upstream-written");
+}
+
+/** Hand the pair to splice, observe open/close, count bytes from the TCP side. */
+export function run(
+  ctx: ProxyContext,
+  rec: ConnectionRecord,
+  tcp: net.Socket,
+  peer: net.Socket | http2.Http2Stream,
+  counting: "sent-is-upstream-written" | "sent-is-client-read",
+): void {
+  ctx.observer.opened(rec);
+  // Bytes the socket carried before the relay (a SOCKS5 handshake) are not the connection's payload.
+  const readBase = tcp.bytesRead;
+  const writtenBase = tcp.bytesWritten;
+  const handle = { destroy: () => tcp.resetAndDestroy() };
+  ctx.live.add(handle);
+  splice(tcp, peer, (outcome) => {
+    ctx.live.delete(handle);
+    if (counting === "sent-is-upstream-written") {
+      rec.bytesSent = tcp.bytesWritten - writtenBase;
+      rec.bytesRecv = tcp.bytesRead - readBase;
+    } else {
+      rec.bytesSent = tcp.bytesRead - readBase;
+      rec.bytesRecv = tcp.bytesWritten - writtenBase;
+    }
+    if (outcome.reset) {
+      rec.flag = rec.flag === "-" ? "RESET" : rec.flag;
+      const e = outcome.error;
+      rec.error = { code: "CONNECTION_RESET", message: e ? e.message : "a side ended abruptly" };
+    }
+    ctx.observer.closed(rec);
+  });
+}
+
+export function newRecord(srcAddr: string, dstAddr: string, direction: "inbound" | "outbound" = "inbound", listener: ConnectionRecord["listener"] = "hbone"): ConnectionRecord {
+  return { direction, listener, startMs: Date.now(), src: { addr: srcAddr }, dst: { addr: dstAddr }, security: "none", bytesSent: 0, bytesRecv: 0, flag: "-" };
+}
+
+export function fillDst(rec: ConnectionRecord, w: Workload): void {
+  rec.dst = { addr: rec.dst.addr, workload: w.workloadName, namespace: w.namespace, identity: workloadIdentity(w), app: w.canonicalName };
+}
+
+export function fail(ctx: ProxyContext, rec: ConnectionRecord, err: ProxyError): void {
+  if (rec.error) return;
+  rec.flag = err.flag;
+  rec.error = { code: err.code, message: err.message };
+  ctx.observer.closed(rec);
+}
+
+function parseForwardedFor(v: string | string[] | undefined): string | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return undefined;
+  const m = /for="?([^";,]+)"?/i.exec(s);
+  const hp = m?.[1] ? parseHostPort(m[1]) : undefined;
+  return hp ? formatHostPort(hp.ip, hp.port) : undefined;
+}

@@ -1,0 +1,264 @@
+import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from "node:http2";
+import tls from "node:tls";
+import type { Logger } from "pino";
+import { clientConnectOptions, type CertManager } from "@zt/identity";
+import { formatHostPort } from "@zt/state";
+import { ProxyError, toProxyError } from "./errors.js";
+
+export interface PoolKey {
+  readonly srcIdentity: string;
+  readonly dstIdentities: readonly string[];
+  readonly hboneIp: string;
+  readonly hbonePort: number;
+  readonly srcIp: string;
+}
+
+export interface PoolOptions {
+  readonly certs: CertManager;
+  readonly logger: Logger;
+  readonly maxStreamsPerConnection: number;
+  readonly idleTimeoutMs: number;
+  readonly streamWindowSize: number;
+  readonly connectionWindowSize: number;
+  readonly pingIntervalMs?: number;
+  readonly pingTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+}
+
+interface Conn {
+  readonly session: ClientHttp2Session;
+  readonly key: string;
+  active: number;
+  idleSince: number;
+  pingSentAt: number;
+  lastPingAt: number;
+  dead: boolean;
+}
+
+interface Entry {
+  readonly conns: Conn[];
+  dialing: Promise<Conn> | undefined;
+}
+
+export interface HbonePool {
+  /** Open one CONNECT stream; resolves after the peer answered 200. */
+  connect(key: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream>;
+  /** Connections held, for the admin page and tests. */
+  stats(): { connections: number; streams: number; keys: number };
+  /** GOAWAY every connection; pending streams finish; new connects fail. */
+  drain(): void;
+  /** Destroy everything now. */
+  close(): void;
+}
+
+/**
+ * The outbound HBONE pool. One entry per key (source identity, expected destination
+ * identities, destination address, source IP); one dial per key at a time; at most
+ * `maxStreamsPerConnection` streams on a connection; idle connections released after
+ * `idleTimeoutMs`; PING keepalive. One shared coarse timer does all the housekeeping.
+ */
+export function createHbonePool(opts: PoolOptions): HbonePool {
+  const pingIntervalMs = opts.pingIntervalMs ?? 10_000;
+  const pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+  const entries = new Map<string, Entry>();
+  let timer: NodeJS.Timeout | undefined;
+  let draining = false;
+
+  const log = opts.logger.child({ component: "pool" });
+
+  function keyOf(k: PoolKey): string {
+    const ids = k.dstIdentities.length > 1 ? [...k.dstIdentities].sort().join(",") : (k.dstIdentities[0] ?? "");
+    return `${k.srcIdentity}|${ids}|${formatHostPort(k.hboneIp, k.hbonePort)}|${k.srcIp}`;
+  }
+
+  function ensureTimer(): void {
+    if (timer || entries.size === 0) return;
+    timer = setInterval(sweep, 1000);
+    timer.unref();
+  }
+
+  function sweep(): void {
+    const now = Date.now();
+    for (const [key, entry] of entries) {
+      for (const c of [...entry.conns]) {
+        if (c.dead) continue;
+        if (c.active === 0 && now - c.idleSince >= opts.idleTimeoutMs) {
+          log.debug({ key }, "releasing idle HBONE connection");
+          retire(c, false);
+          continue;
+        }
+        if (c.pingSentAt && now - c.pingSentAt > pingTimeoutMs) {
+          log.warn({ key }, "HBONE peer did not answer PING in time; closing the connection");
+          retire(c, true);
+          continue;
+        }
+        if (!c.pingSentAt && now - c.lastPingAt >= pingIntervalMs) {
+          c.pingSentAt = now;
+          c.session.ping((err) => {
+            c.lastPingAt = Date.now();
+            c.pingSentAt = 0;
+            if (err && !c.dead) retire(c, true);
+          });
+        }
+      }
+      if (entry.conns.length === 0 && !entry.dialing) entries.delete(key);
+    }
+    if (entries.size === 0 && timer) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  }
+
+  function remove(c: Conn): void {
+    c.dead = true;
+    const entry = entries.get(c.key);
+    if (!entry) return;
+    const i = entry.conns.indexOf(c);
+    if (i >= 0) entry.conns.splice(i, 1);
+    if (entry.conns.length === 0 && !entry.dialing) entries.delete(c.key);
+  }
+
+  function retire(c: Conn, hard: boolean): void {
+    remove(c);
+    if (hard) c.session.destroy();
+    else c.session.close();
+  }
+
+  async function dial(k: PoolKey, key: string): Promise<Conn> {
+    const cert = await opts.certs.fetch(k.srcIdentity);
+    const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({
+        host: k.hboneIp,
+        port: k.hbonePort,
+        ...clientConnectOptions(cert, k.dstIdentities),
+      });
+      const timeout = setTimeout(() => {
+        s.destroy();
+        reject(new ProxyError("HBONE_CONNECT_TIMEOUT", "CONNECT", `HBONE connect to ${formatHostPort(k.hboneIp, k.hbonePort)} timed out (maybe a NetworkPolicy is blocking HBONE port ${k.hbonePort})`));
+      }, connectTimeoutMs);
+      s.once("secureConnect", () => {
+        clearTimeout(timeout);
+        s.removeListener("error", onError);
+        if (s.alpnProtocol !== "h2") {
+          s.destroy();
+          reject(new ProxyError("TLS_FAILURE", "TLS_FAILURE", `HBONE peer ${formatHostPort(k.hboneIp, k.hbonePort)} did not negotiate ALPN h2`));
+          return;
+        }
+        resolve(s);
+      });
+      const onError = (err: Error): void => {
+        clearTimeout(timeout);
+        reject(toProxyError(err, "CONNECT"));
+      };
+      s.once("error", onError);
+    });
+    socket.setNoDelay(true);
+    const session = http2.connect(`https://${formatHostPort(k.hboneIp, k.hbonePort)}`, {
+      createConnection: () => socket,
+      settings: { initialWindowSize: opts.streamWindowSize, enablePush: false },
+    });
+    const c: Conn = { session, key, active: 0, idleSince: Date.now(), pingSentAt: 0, lastPingAt: Date.now(), dead: false };
+    session.once("connect", () => {
+      session.setLocalWindowSize(opts.connectionWindowSize);
+    });
+    session.on("error", (err) => log.debug({ err, key }, "HBONE connection error"));
+    session.on("goaway", () => remove(c));
+    session.once("close", () => remove(c));
+    return c;
+  }
+
+  async function acquire(k: PoolKey): Promise<Conn> {
+    const key = keyOf(k);
+    for (;;) {
+      if (draining) throw new ProxyError("DRAINING", "DRAIN", "the agent is shutting down and opens no new HBONE streams");
+      let entry = entries.get(key);
+      if (!entry) {
+        entry = { conns: [], dialing: undefined };
+        entries.set(key, entry);
+        ensureTimer();
+      }
+      const free = entry.conns.find((c) => !c.dead && c.active < opts.maxStreamsPerConnection && !c.session.closed && !c.session.destroyed);
+      if (free) return free;
+      if (entry.dialing) {
+        await entry.dialing;
+        continue;
+      }
+      const e = entry;
+      e.dialing = dial(k, key).then(
+        (c) => {
+          e.dialing = undefined;
+          e.conns.push(c);
+          return c;
+        },
+        (err: unknown) => {
+          e.dialing = undefined;
+          if (e.conns.length === 0) entries.delete(key);
+          throw err;
+        },
+      );
+      await e.dialing;
+    }
+  }
+
+  async function connect(k: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
+    const c = await acquire(k);
+    c.active++;
+    const stream = c.session.request({ ...headers, ":method": "CONNECT", ":authority": authority }, { endStream: false });
+    stream.once("close", () => {
+      c.active--;
+      if (c.active === 0) c.idleSince = Date.now();
+    });
+    return await new Promise<ClientHttp2Stream>((resolve, reject) => {
+      const onError = (err: Error): void => reject(toProxyError(err, "CONNECT"));
+      stream.once("error", onError);
+      stream.once("close", () => reject(new ProxyError("HBONE_STREAM_RESET", "CONNECT", `HBONE stream to ${authority} was reset before an answer (code ${stream.rstCode})`)));
+      stream.once("response", (h) => {
+        stream.removeListener("error", onError);
+        const status = Number(h[":status"]);
+        if (status === 200) {
+          resolve(stream);
+          return;
+        }
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        reject(statusError(status, authority));
+      });
+    });
+  }
+
+  return {
+    connect,
+    stats() {
+      let connections = 0;
+      let streams = 0;
+      for (const e of entries.values()) {
+        connections += e.conns.length;
+        for (const c of e.conns) streams += c.active;
+      }
+      return { connections, streams, keys: entries.size };
+    },
+    drain() {
+      draining = true;
+      for (const e of entries.values()) for (const c of [...e.conns]) retire(c, false);
+    },
+    close() {
+      draining = true;
+      for (const e of entries.values()) for (const c of [...e.conns]) retire(c, true);
+      entries.clear();
+      if (timer) clearInterval(timer);
+      timer = undefined;
+    },
+  };
+}
+
+function statusError(status: number, authority: string): ProxyError {
+  switch (status) {
+    case 401:
+    case 403:
+      return new ProxyError("HBONE_DENIED", "DENY", `the destination's agent denied ${authority} by policy (HTTP ${status})`);
+    case 400:
+      return new ProxyError("HBONE_BAD_REQUEST", "BAD_REQUEST", `the destination's agent rejected the CONNECT to ${authority} as malformed (HTTP 400)`);
+    default:
+      return new ProxyError("HBONE_UPSTREAM_FAILED", "CONNECT", `the destination's agent could not reach ${authority} (HTTP ${status})`);
+  }
+}

@@ -1,0 +1,71 @@
+import type { Socket } from "node:net";
+import { constants, type Http2Stream } from "node:http2";
+
+export interface SpliceOutcome {
+  /** True when either side ended abruptly (RST, error, destroy) rather than by FIN / END_STREAM. */
+  readonly reset: boolean;
+  readonly error?: Error | undefined;
+}
+
+/**
+ * Copy bytes both ways between a TCP socket and its peer (another socket or an
+ * HTTP/2 CONNECT stream) until both directions have ended.
+ *
+ * - Back-pressure: `pipe` pauses a reader whose destination is full.
+ * - Half-close: a FIN on one side ends that direction only (`end()` / END_STREAM);
+ *   the sockets must be created with `allowHalfOpen: true`.
+ * - Reset: an abrupt end on one side resets the other (TCP RST / RST_STREAM CONNECT_ERROR).
+ * Byte counts are read from the TCP socket's own counters afterwards: nothing per chunk.
+ */
+export function splice(tcp: Socket, peer: Socket | Http2Stream, done: (outcome: SpliceOutcome) => void): void {
+  let open = 2;
+  let reset = false;
+  let error: Error | undefined;
+
+  const abortPeer = (): void => {
+    if (peer.destroyed) return;
+    if (isStream(peer)) peer.close(constants.NGHTTP2_CONNECT_ERROR);
+    else peer.resetAndDestroy();
+  };
+  const abortTcp = (): void => {
+    if (!tcp.destroyed) tcp.resetAndDestroy();
+  };
+  const finish = (): void => {
+    if (--open === 0) done({ reset, error });
+  };
+
+  tcp.on("error", (err) => {
+    reset = true;
+    error ??= err;
+    abortPeer();
+  });
+  peer.on("error", (err: Error) => {
+    reset = true;
+    error ??= err;
+    abortTcp();
+  });
+  tcp.on("close", () => {
+    if (!(tcp.readableEnded && tcp.writableFinished)) {
+      reset = true;
+      abortPeer();
+    }
+    finish();
+  });
+  peer.on("close", () => {
+    const graceful = isStream(peer)
+      ? peer.rstCode === undefined || peer.rstCode === constants.NGHTTP2_NO_ERROR
+      : true;
+    if (!graceful || !(peer.readableEnded && peer.writableFinished)) {
+      reset = true;
+      abortTcp();
+    }
+    finish();
+  });
+
+  tcp.pipe(peer);
+  peer.pipe(tcp);
+}
+
+function isStream(s: Socket | Http2Stream): s is Http2Stream {
+  return "rstCode" in s;
+}

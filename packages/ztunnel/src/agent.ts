@@ -1,0 +1,152 @@
+import { fileURLToPath } from "node:url";
+import type { Logger } from "pino";
+import { Registry } from "prom-client";
+import { createCertManager, loadOrCreateCa, type CertManager } from "@zt/identity";
+import { createHbonePool, type ProxyContext } from "@zt/proxy";
+import { createMeshStore, loadLocalConfig, watchLocalConfig, workloadIdentity, type MeshStore } from "@zt/state";
+import type { Config } from "./config.js";
+import { describeConfig } from "./config.js";
+import { createConfigDump } from "./config-dump.js";
+import { startListeners, type Listeners } from "./listeners.js";
+import { createLocalAddresses } from "./local-addresses.js";
+import { createTelemetry } from "./telemetry.js";
+
+/** The embedded default workload file, used when LOCAL_XDS_PATH is not set. */
+export const EMBEDDED_WORKLOADS = fileURLToPath(new URL("../assets/local-workloads.yaml", import.meta.url));
+
+export const VERSION = "0.1.0";
+
+export interface Agent {
+  readonly config: Config;
+  readonly store: MeshStore;
+  readonly certs: CertManager;
+  readonly ctx: ProxyContext;
+  readonly listeners: Listeners;
+  readonly registry: Registry;
+  /** Bound addresses by listener name (useful when ports were 0). */
+  addresses(): Record<string, string[]>;
+  /** Stop accepting, GOAWAY peers, let streams finish within DRAIN_TIMEOUT, then close everything. */
+  shutdown(reason: string): Promise<void>;
+  readonly closed: Promise<void>;
+}
+
+/** Start one agent: state, certificates, listeners, admin. Rejects with a named error on bad input. */
+export async function startAgent(config: Config, logger: Logger): Promise<Agent> {
+  logger.info({ config: describeConfig(config) }, "starting ztunnel");
+  const workloadsPath = config.localXdsPath ?? EMBEDDED_WORKLOADS;
+  const defaults = { trustDomain: config.trustDomain, clusterId: config.clusterId };
+  const store = createMeshStore(await loadLocalConfig(workloadsPath, defaults));
+  const watcher = watchLocalConfig(workloadsPath, defaults, {
+    onSnapshot: (s) => {
+      store.replace(s);
+      logger.info({ path: workloadsPath, version: store.version, workloads: s.workloads.length, services: s.services.length, policies: s.policies.length }, "workload file reloaded");
+    },
+    onError: (err) => logger.error({ code: err.code, path: workloadsPath }, `workload file rejected, keeping the last good state: ${err.message}`),
+  });
+
+  const ca = await loadOrCreateCa({ dir: config.caCertsDir, trustDomain: config.trustDomain });
+  const certs = createCertManager({
+    source: ca,
+    ttlMs: config.secretTtlMs,
+    onEvent: (e) => {
+      if (e.type === "failed") logger.error({ identity: e.identity, err: e.error }, "certificate issuance failed; retrying");
+      else logger.info({ identity: e.identity }, `certificate ${e.type}`);
+    },
+  });
+  const wantCerts = (): void => {
+    const ids = new Set<string>();
+    for (const w of store.workloadsOnNode(config.nodeName)) if (w.protocol === "HBONE") ids.add(workloadIdentity(w));
+    certs.setWanted(ids);
+  };
+  wantCerts();
+  store.onChange(wantCerts);
+
+  const registry = new Registry();
+  const observer = createTelemetry({ registry, logger });
+  const pool = createHbonePool({
+    certs,
+    logger,
+    maxStreamsPerConnection: config.poolMaxStreamsPerConnection,
+    idleTimeoutMs: config.poolUnusedReleaseTimeoutMs,
+    streamWindowSize: config.http2StreamWindowSize,
+    connectionWindowSize: config.http2ConnectionWindowSize,
+  });
+  const localAddresses = createLocalAddresses();
+  const ctx: ProxyContext = {
+    nodeName: config.nodeName,
+    trustDomain: config.trustDomain,
+    outboundPolicy: config.outboundTrafficPolicy,
+    hbonePort: 15008,
+    ownPorts: ownPorts(config),
+    isLocalAddress: localAddresses.has,
+    store,
+    certs,
+    pool,
+    observer,
+    logger,
+    streamWindowSize: config.http2StreamWindowSize,
+    connectionWindowSize: config.http2ConnectionWindowSize,
+    connectTimeoutMs: 10_000,
+    live: new Set(),
+  };
+
+  let shuttingDown: Promise<void> | undefined;
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  const configDump = createConfigDump({ config, store, certs, version: VERSION });
+  const listeners = await startListeners({
+    config,
+    ctx,
+    logger,
+    registry,
+    configDump,
+    shutdown: () => void agent.shutdown("admin /quitquitquit"),
+  });
+
+  const agent: Agent = {
+    config,
+    store,
+    certs,
+    ctx,
+    listeners,
+    registry,
+    closed,
+    addresses: () => listeners.addresses(),
+    shutdown(reason) {
+      shuttingDown ??= (async () => {
+        logger.info({ reason, drainTimeoutMs: config.drainTimeoutMs, live: ctx.live.size }, "draining");
+        listeners.markDraining();
+        await listeners.stopAccepting();
+        listeners.inbound.drain();
+        pool.drain();
+        await waitForDrain(ctx, config.drainTimeoutMs);
+        if (ctx.live.size > 0) logger.warn({ live: ctx.live.size }, "drain window over; closing the remaining connections");
+        for (const c of [...ctx.live]) c.destroy();
+        listeners.inbound.close();
+        pool.close();
+        watcher.close();
+        certs.close();
+        localAddresses.close();
+        await listeners.closeAdmin();
+        logger.info("ztunnel stopped");
+        resolveClosed();
+      })();
+      return shuttingDown;
+    },
+  };
+  logger.info({ addresses: listeners.addresses() }, "ztunnel ready to accept");
+  return agent;
+}
+
+function ownPorts(c: Config): Set<number> {
+  const ports = [c.adminAddr.port, c.statsAddr.port, c.readinessAddr.port, c.outboundAddr.port, c.inboundPlaintextAddr.port, c.socks5Addr.port, c.inboundAddr.port, 15008];
+  return new Set(ports.filter((p) => p > 0));
+}
+
+async function waitForDrain(ctx: ProxyContext, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (ctx.live.size > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
