@@ -18,7 +18,10 @@ export class SocksRefused extends Error {
   }
 }
 
-/** A minimal SOCKS5 CONNECT client (no auth): resolves with the socket once the proxy said 0x00. */
+/**
+ * A minimal SOCKS5 CONNECT client (no auth): resolves with the socket once the proxy said 0x00.
+ * The socket is returned paused (nothing is lost before the caller listens): call `resume()` or `pipe()`.
+ */
 export function socksConnect(o: SocksConnectOptions): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: o.proxy.host, port: o.proxy.port, ...(o.localAddress ? { localAddress: o.localAddress } : {}), allowHalfOpen: true, noDelay: true });

@@ -24,7 +24,7 @@ export function splice(tcp: Socket, peer: Socket | Http2Stream, done: (outcome: 
 
   const abortPeer = (): void => {
     if (peer.destroyed) return;
-    if (isStream(peer)) peer.close(constants.NGHTTP2_CONNECT_ERROR);
+    if (isStream(peer)) resetStream(peer);
     else peer.resetAndDestroy();
   };
   const abortTcp = (): void => {
@@ -63,7 +63,31 @@ export function splice(tcp: Socket, peer: Socket | Http2Stream, done: (outcome: 
   });
 
   tcp.pipe(peer);
-  peer.pipe(tcp);
+  if (isStream(peer)) {
+    // A received RST_STREAM first ends the readable side, then reports the reset:
+    // wait one turn so a reset becomes a TCP RST rather than a FIN followed by one.
+    peer.pipe(tcp, { end: false });
+    peer.once("end", () =>
+      setImmediate(() => {
+        if (peer.rstCode === undefined || peer.rstCode === constants.NGHTTP2_NO_ERROR) tcp.end();
+      }),
+    );
+  } else {
+    peer.pipe(tcp);
+  }
+}
+
+/**
+ * RST_STREAM(CONNECT_ERROR) and nothing else. `Http2Stream.close(code)` first ends the
+ * writable side, which puts an END_STREAM on the wire ahead of the reset, and the peer
+ * would turn that into a FIN before the RST. Marking the writable side as ending (what
+ * `end()` itself does first) makes `close()` skip that step.
+ */
+export function resetStream(stream: Http2Stream): void {
+  if (stream.closed || stream.destroyed) return;
+  const ws = (stream as unknown as { _writableState?: { ending: boolean } })._writableState;
+  if (ws) ws.ending = true;
+  stream.close(constants.NGHTTP2_CONNECT_ERROR);
 }
 
 function isStream(s: Socket | Http2Stream): s is Http2Stream {
