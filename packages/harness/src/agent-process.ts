@@ -24,7 +24,15 @@ export interface AgentProcess {
  * Start `ztunnel run` as a child process (optionally through a prefix such as
  * `ip netns exec <ns>`), and wait until /healthz/ready answers 200.
  */
-export async function startAgentProcess(node: string, env: Record<string, string>, opts: { prefix?: string[]; readyTimeoutMs?: number } = {}): Promise<AgentProcess> {
+export interface AgentProcessOptions {
+  /** Command prefix, e.g. `ip netns exec <ns>`. */
+  readonly prefix?: string[];
+  readonly readyTimeoutMs?: number;
+  /** How to GET from the agent's HTTP ports when they are not reachable from here (another netns). */
+  readonly httpGet?: (addr: string, path: string) => Promise<{ status: number; body: string }>;
+}
+
+export async function startAgentProcess(node: string, env: Record<string, string>, opts: AgentProcessOptions = {}): Promise<AgentProcess> {
   const argv = [...(opts.prefix ?? []), process.execPath, ZTUNNEL_BIN, "run"];
   const proc = spawn(argv[0]!, argv.slice(1), {
     env: { PATH: process.env["PATH"] ?? "", LOG_FORMAT: "json", ...env, NODE_NAME: node },
@@ -56,17 +64,9 @@ export async function startAgentProcess(node: string, env: Record<string, string
     return v;
   };
   const get = (which: "admin" | "stats" | "readiness", path: string): Promise<{ status: number; body: string }> =>
-    new Promise((resolve, reject) => {
-      const [host, port] = splitAddr(addr(which));
-      const req = http.get({ host, port, path, agent: false, timeout: 3000 }, (res) => {
-        let body = "";
-        res.on("data", (c: Buffer) => (body += c.toString()));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      });
-      req.on("error", reject);
-      req.on("timeout", () => req.destroy(new Error("timeout")));
-    });
+    opts.httpGet ? opts.httpGet(addr(which), path) : httpGet(addr(which), path);
   const agent: AgentProcess = {
+
     node,
     env,
     proc,
@@ -117,6 +117,20 @@ function track(proc: ChildProcess): void {
       process.exit(130);
     });
   }
+}
+
+/** GET http://<addr><path> with no keep-alive. */
+export function httpGet(addr: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const [host, port] = splitAddr(addr);
+    const req = http.get({ host, port, path, agent: false, timeout: 3000 }, (res) => {
+      let body = "";
+      res.on("data", (c: Buffer) => (body += c.toString()));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+  });
 }
 
 function splitAddr(a: string): [string, number] {

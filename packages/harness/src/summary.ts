@@ -8,7 +8,7 @@ export interface SummaryRow {
 }
 
 /** Print one line per flow with the identity the destination's agent saw; returns the exit code. */
-export function printSummary(rows: readonly SummaryRow[], agents: readonly AgentProcess[]): number {
+export function printSummary(rows: readonly SummaryRow[], agents: readonly AgentProcess[], where?: (a: AgentProcess) => string): number {
   let bad = 0;
   const out: string[] = [];
   for (const row of rows) {
@@ -22,7 +22,7 @@ export function printSummary(rows: readonly SummaryRow[], agents: readonly Agent
   process.stdout.write(`${out.join("\n")}\n\n`);
   for (const a of agents) {
     const n = a.accessLogs().length;
-    process.stdout.write(`agent ${a.node}: ${n} access-log lines, admin http://${a.env["ADMIN_ADDR"]}/config_dump\n`);
+    process.stdout.write(`agent ${a.node}: ${n} access-log lines, admin http://${a.env["ADMIN_ADDR"]}/config_dump${where ? ` (${where(a)})` : ""}\n`);
   }
   process.stdout.write(bad === 0 ? "\nmesh works: every flow behaved as expected\n" : `\n${bad} flow(s) did not behave as expected\n`);
   return bad === 0 ? 0 : 1;
