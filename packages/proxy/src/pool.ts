@@ -41,7 +41,7 @@ interface Entry {
 }
 
 export interface HbonePool {
-  /** Open one CONNECT stream; resolves after the peer answered 200. */
+  /** Open one CONNECT stream; resolves after the peer answered 200 (or rejects after connectTimeoutMs). */
   connect(key: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream>;
   /** Connections held, for the admin page and tests. */
   stats(): { connections: number; streams: number; keys: number };
@@ -179,7 +179,11 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
         ensureTimer();
       }
       const free = entry.conns.find((c) => !c.dead && c.active < opts.maxStreamsPerConnection && !c.session.closed && !c.session.destroyed);
-      if (free) return free;
+      if (free) {
+        // Reserve the slot now: callers woken by the same dial must not all pick this connection.
+        free.active++;
+        return free;
+      }
       if (entry.dialing) {
         await entry.dialing;
         continue;
@@ -201,19 +205,31 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     }
   }
 
+  function release(c: Conn): void {
+    c.active--;
+    if (c.active === 0) c.idleSince = Date.now();
+  }
+
   async function connect(k: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
     const c = await acquire(k);
-    c.active++;
-    const stream = c.session.request({ ...headers, ":method": "CONNECT", ":authority": authority }, { endStream: false });
-    stream.once("close", () => {
-      c.active--;
-      if (c.active === 0) c.idleSince = Date.now();
-    });
+    let stream: ClientHttp2Stream;
+    try {
+      stream = c.session.request({ ...headers, ":method": "CONNECT", ":authority": authority }, { endStream: false });
+    } catch (err) {
+      release(c);
+      throw toProxyError(err, "CONNECT");
+    }
+    stream.once("close", () => release(c));
     return await new Promise<ClientHttp2Stream>((resolve, reject) => {
       const onError = (err: Error): void => reject(toProxyError(err, "CONNECT"));
       stream.once("error", onError);
       stream.once("close", () => reject(new ProxyError("HBONE_STREAM_RESET", "CONNECT", `HBONE stream to ${authority} was reset before an answer (code ${stream.rstCode})`)));
+      stream.setTimeout(connectTimeoutMs, () => {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        reject(new ProxyError("HBONE_CONNECT_TIMEOUT", "CONNECT", `no answer to CONNECT ${authority} within ${connectTimeoutMs} ms`));
+      });
       stream.once("response", (h) => {
+        stream.setTimeout(0);
         stream.removeListener("error", onError);
         const status = Number(h[":status"]);
         if (status === 200) {

@@ -1,0 +1,59 @@
+import net from "node:net";
+import { readFileSync } from "node:fs";
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A port that was free a moment ago on `host` (the OS picks it). */
+export function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen({ host, port: 0 }, () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Reject after `ms`; a value that arrives late is handed to `late` (to close it). */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string, late?: (v: T) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let done = false;
+    const t = setTimeout(() => {
+      done = true;
+      reject(new Error(`${what}: timed out after ${ms} ms`));
+    }, ms);
+    p.then(
+      (v) => {
+        if (done) return late?.(v);
+        done = true;
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        if (done) return;
+        done = true;
+        clearTimeout(t);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+/** The p-th percentile (0..100) of the first n values (sorted in place). */
+export function percentile(values: Float64Array, n: number, p: number): number {
+  if (n === 0) return NaN;
+  const v = values.subarray(0, n).sort();
+  const i = Math.min(n - 1, Math.max(0, Math.ceil((p / 100) * n) - 1));
+  return v[i]!;
+}
+
+/** The soft limit on open files of this process, from /proc/self/limits. */
+export function openFilesLimit(): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+  return !m || m[1] === "unlimited" ? 1 << 20 : Number(m[1]);
+}
+
+export function errMsg(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
