@@ -1,7 +1,7 @@
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import net from "node:net";
 import tls from "node:tls";
-import { checkClientIdentity, peerIdentity, serverSocketOptions } from "@zt/identity";
+import { checkClientIdentity, peerIdentity, serverSocketOptions, type PeerIdentity } from "@zt/identity";
 import { authorize, formatHostPort, normalizeIp, parseHostPort, workloadIdentity, type Workload } from "@zt/state";
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
@@ -115,7 +115,7 @@ async function acceptTls(ctx: ProxyContext, raw: net.Socket, h2: http2.Http2Serv
 async function handleStream(ctx: ProxyContext, socket: tls.TLSSocket, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
   const localIp = normalizeIp(socket.localAddress ?? "") ?? "";
   const peerAddr = formatHostPort(normalizeIp(socket.remoteAddress ?? "") ?? "?", socket.remotePort ?? 0);
-  const src = peerIdentity(socket);
+  const src = identityOf(socket);
   const forwardedFor = parseForwardedFor(headers["forwarded"]);
   const rec = newRecord(forwardedFor ?? peerAddr, String(headers[":authority"] ?? ""));
   rec.security = "mutual_tls";
@@ -225,6 +225,15 @@ export function fail(ctx: ProxyContext, rec: ConnectionRecord, err: ProxyError):
   rec.flag = err.flag;
   rec.error = { code: err.code, message: err.message };
   ctx.observer.closed(rec);
+}
+
+/** The client identity, parsed once per TLS connection rather than once per stream. */
+const identities = new WeakMap<tls.TLSSocket, PeerIdentity | undefined>();
+function identityOf(socket: tls.TLSSocket): PeerIdentity | undefined {
+  if (identities.has(socket)) return identities.get(socket);
+  const id = peerIdentity(socket);
+  identities.set(socket, id);
+  return id;
 }
 
 function parseForwardedFor(v: string | string[] | undefined): string | undefined {
