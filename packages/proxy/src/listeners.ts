@@ -3,7 +3,7 @@ import { authorize, formatHostPort, normalizeIp } from "@zt/state";
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
 import { ProxyError, toProxyError } from "./errors.js";
-import { fail, fillDst, newRecord, run } from "./inbound.js";
+import { fail, fillDst, newRecord, run } from "./connection.js";
 import { connectRoute, route, type OutboundRequest } from "./outbound.js";
 import { readSocksRequest, replyBytes, replyFor, SocksReply } from "./socks5.js";
 import type { ConnectionRecord } from "./types.js";

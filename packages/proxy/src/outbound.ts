@@ -5,7 +5,7 @@ import { formatHostPort, pickEndpoint, workloadIdentity, type Service, type Work
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
 import { ProxyError } from "./errors.js";
-import { fillDst } from "./inbound.js";
+import { fillDst } from "./connection.js";
 import type { ConnectionRecord } from "./types.js";
 
 export interface OutboundRequest {

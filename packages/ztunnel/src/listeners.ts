@@ -13,7 +13,7 @@ import {
 } from "@zt/proxy";
 import { formatHostPort } from "@zt/state";
 import { createAdminServer } from "./admin.js";
-import type { BindAddr, Config } from "./config.js";
+import type { Config } from "./config.js";
 import { listen } from "./listen.js";
 import { createReadinessServer } from "./readiness.js";
 import { createStatsServer } from "./stats.js";
@@ -147,4 +147,3 @@ function closeServer(s: net.Server): Promise<void> {
   });
 }
 
-export type { BindAddr };
