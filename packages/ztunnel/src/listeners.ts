@@ -47,6 +47,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     bound.set(name, [...(bound.get(name) ?? []), server]);
   };
   let draining = false;
+  let allBound = false;
   const inbound = createInboundServer(ctx);
   const dataPath: net.Server[] = [];
   const control: http.Server[] = [];
@@ -104,8 +105,11 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   await add("admin", admin, config.adminAddr, "ADMIN_ADDR");
   await add("stats", stats, config.statsAddr, "STATS_ADDR");
 
+  allBound = true;
+
   function pending(): string[] {
     const p = ctx.certs.pending().map((id) => `certificate ${id}`);
+    if (!allBound) p.push("listeners");
     if (draining) p.push("draining");
     return p;
   }
