@@ -83,12 +83,13 @@ async function acceptTls(ctx: ProxyContext, raw: net.Socket, h2: http2.Http2Serv
   fillDst(rec, dst);
   let cert = ctx.certs.get(workloadIdentity(dst));
   cert ??= await ctx.certs.fetch(workloadIdentity(dst));
+  // HTTP/2 carries half-close in frames; a FIN on the TCP connection ends the session.
+  // (The TLS socket inherits this flag, and with it set the session would never see EOF.)
+  raw.allowHalfOpen = false;
   const sock = new tls.TLSSocket(raw, serverSocketOptions(cert));
   raw.setTimeout(HANDSHAKE_TIMEOUT_MS, () => sock.destroy(new ProxyError("TLS_HANDSHAKE_TIMEOUT", "TLS_FAILURE", "TLS handshake did not finish in time")));
   raw.resume();
-  sock.once("error", (err) => {
-    fail(ctx, rec, new ProxyError("TLS_FAILURE", "TLS_FAILURE", `inbound TLS handshake from ${remote} failed: ${err.message}`, { cause: err }));
-  });
+  sock.once("error", (err) => fail(ctx, rec, handshakeError(err, remote)));
   sock.once("secure", () => {
     raw.setTimeout(0);
     if (sock.alpnProtocol !== "h2") {
@@ -177,6 +178,22 @@ async function handleStream(ctx: ProxyContext, socket: tls.TLSSocket, stream: Se
   }
   stream.respond({ ":status": 200 });
   run(ctx, rec, upstream, stream, "sent-is-upstream-written");
+}
+
+/** OpenSSL's reasons for refusing a client, in an operator's words. */
+const HANDSHAKE_REASONS: Readonly<Record<string, [code: string, text: string]>> = {
+  "http request": ["NOT_TLS", "sent plain HTTP to the HBONE port, which speaks only mTLS"],
+  "wrong version number": ["NOT_TLS", "did not start a TLS handshake"],
+  "unsupported protocol": ["TLS_VERSION_REFUSED", "offered only TLS versions below 1.3; HBONE requires TLS 1.3"],
+  "no application protocol": ["ALPN_MISMATCH", "did not offer ALPN h2"],
+  "peer did not return a certificate": ["CLIENT_CERT_MISSING", "presented no client certificate; HBONE requires mutual TLS"],
+};
+
+function handshakeError(err: Error & { reason?: string }, remote: string): ProxyError {
+  if (err instanceof ProxyError) return err;
+  const known = err.reason ? HANDSHAKE_REASONS[err.reason] : undefined;
+  const [code, text] = known ?? ["TLS_FAILURE", `failed the TLS handshake: ${err.reason ?? err.message.trim()}`];
+  return new ProxyError(code, "TLS_FAILURE", `HBONE client ${remote} ${text}`, { cause: err });
 }
 
 /** The client identity, parsed once per TLS connection rather than once per stream. */
