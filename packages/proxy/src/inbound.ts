@@ -9,6 +9,8 @@ import { ProxyError, toProxyError } from "./errors.js";
 import { fail, fillDst, newRecord, run } from "./connection.js";
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Largest CONNECT header list served (RFC 9113 size: name + value + 32 per field). */
+const MAX_HEADER_LIST_BYTES = 16 * 1024;
 
 export interface InboundServer {
   /** Connection handler for every 15008 listener (one wildcard, or one per local workload IP). */
@@ -30,7 +32,9 @@ export function createInboundServer(ctx: ProxyContext): InboundServer {
     settings: {
       maxConcurrentStreams: 200,
       initialWindowSize: ctx.streamWindowSize,
-      maxHeaderListSize: 16 * 1024,
+      // nghttp2 refuses bigger header blocks silently; up to this size the stream
+      // handler answers 431 itself, with a log line and a metric.
+      maxHeaderListSize: 256 * 1024,
       enablePush: false,
     },
     maxSessionMemory: 64,
@@ -130,6 +134,11 @@ async function handleStream(ctx: ProxyContext, socket: tls.TLSSocket, stream: Se
     fail(ctx, rec, err);
   };
 
+  const size = headerListSize(headers);
+  if (size > MAX_HEADER_LIST_BYTES) {
+    refuse(431, new ProxyError("HBONE_HEADERS_TOO_LARGE", "BAD_REQUEST", `HBONE stream from ${peerAddr} sent ${size} bytes of headers; at most ${MAX_HEADER_LIST_BYTES} are served`));
+    return;
+  }
   if (headers[":method"] !== "CONNECT") {
     refuse(400, new ProxyError("HBONE_METHOD_NOT_ALLOWED", "BAD_REQUEST", `HBONE stream from ${peerAddr} used method ${String(headers[":method"])}; only CONNECT is served`));
     return;
@@ -178,6 +187,14 @@ async function handleStream(ctx: ProxyContext, socket: tls.TLSSocket, stream: Se
   }
   stream.respond({ ":status": 200 });
   run(ctx, rec, upstream, stream, "sent-is-upstream-written");
+}
+
+function headerListSize(headers: IncomingHttpHeaders): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(headers)) {
+    for (const one of Array.isArray(v) ? v : [v ?? ""]) n += k.length + String(one).length + 32;
+  }
+  return n;
 }
 
 /** OpenSSL's reasons for refusing a client, in an operator's words. */
