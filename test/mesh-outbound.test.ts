@@ -184,3 +184,58 @@ describe("metrics, config_dump, readiness", () => {
     expect(await mesh.agents[1]!.get("readiness", "/healthz/ready")).toEqual({ status: 200, body: "ready\n" });
   });
 });
+
+describe("bad input and back-pressure", () => {
+  test("garbage on the SOCKS5 port is closed, logged once and counted", async () => {
+    const { default: netMod } = await import("node:net");
+    const before = (await mesh.agents[0]!.get("stats", "/metrics")).body;
+    const local = await new Promise<string>((resolve) => {
+      const s = netMod.connect({ host: mesh.host(0), port: 15080, localAddress: `${A}.10` }, () => s.write("HELLO\r\n"));
+      const addr = (): string => `${s.localAddress}:${s.localPort}`;
+      let a = "";
+      s.once("connect", () => (a = addr()));
+      s.on("error", () => {});
+      s.resume();
+      s.once("close", () => resolve(a));
+    });
+    const line = await until("log line", () => mesh.agents[0]!.accessLogs().find((l) => l["src.addr"] === local), (l) => l !== undefined);
+    expect(String(line["error"])).toMatch(/^SOCKS_MALFORMED/);
+    const after = await until("metric", async () => (await mesh.agents[0]!.get("stats", "/metrics")).body, (t) => counter(t, "istio_tcp_connections_failed_total", { response_flags: "BAD_REQUEST" }) > counter(before, "istio_tcp_connections_failed_total", { response_flags: "BAD_REQUEST" }));
+    expect(counter(after, "istio_tcp_connections_failed_total", { response_flags: "BAD_REQUEST" })).toBe(counter(before, "istio_tcp_connections_failed_total", { response_flags: "BAD_REQUEST" }) + 1);
+  });
+
+  test("a reader that never reads holds the writer back; the agents' memory stays bounded", async () => {
+    const { default: netMod } = await import("node:net");
+    const { readFileSync } = await import("node:fs");
+    const rss = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+    const stuck = netMod.createServer({ pauseOnConnect: true }, () => {});
+    await new Promise<void>((r) => stuck.listen(7072, `${B}.10`, () => r()));
+    servers.push(stuck);
+    const pids = mesh.agents.map((a) => a.proc.pid!);
+    const rssBefore = pids.map(rss);
+    const sock = await socksConnect({ proxy: socks(), localAddress: `${A}.10`, host: `${B}.10`, port: 7072 });
+    sock.on("error", () => {});
+    const chunk = Buffer.alloc(1024 * 1024);
+    let offered = 0;
+    // Write until the socket refuses more and no 'drain' comes for a second (bounded: 256 MiB).
+    for (;;) {
+      while (offered < 256 * 1024 * 1024 && sock.write(chunk)) offered += chunk.length;
+      if (offered >= 256 * 1024 * 1024) break;
+      offered += chunk.length;
+      const drained = await new Promise<boolean>((r) => {
+        const t = setTimeout(() => r(false), 1000);
+        sock.once("drain", () => {
+          clearTimeout(t);
+          r(true);
+        });
+      });
+      if (!drained) break;
+    }
+    const accepted = sock.bytesWritten - sock.writableLength;
+    const grown = pids.map((p, i) => rss(p) - rssBefore[i]!);
+    sock.destroy();
+    expect(offered).toBeLessThan(256 * 1024 * 1024);
+    expect(accepted).toBeLessThan(64 * 1024 * 1024);
+    for (const g of grown) expect(g).toBeLessThan(64 * 1024 * 1024);
+  });
+});
