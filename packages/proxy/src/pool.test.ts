@@ -1,0 +1,125 @@
+import net from "node:net";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { ClientHttp2Stream } from "node:http2";
+import type { ProxyContext } from "./context.js";
+import { createInboundServer, type InboundServer } from "./inbound.js";
+import { createProxyListener } from "./listeners.js";
+import { createHbonePool, type HbonePool, type PoolKey } from "./pool.js";
+import { testContext } from "./test-support/context.js";
+
+// The HBONE pool against a real inbound server on 127.31.1.10:15008 (mTLS, HTTP/2).
+const YAML = `
+workloads:
+- {name: sleep, namespace: default, serviceAccount: sleep, workloadIps: ["127.31.1.5"], protocol: HBONE, node: node-a}
+- {name: other, namespace: default, serviceAccount: other, workloadIps: ["127.31.1.6"], protocol: HBONE, node: node-a}
+- {name: echo, namespace: default, serviceAccount: echo, workloadIps: ["127.31.1.10"], protocol: HBONE, node: node-a}
+`;
+const ECHO_ID = "spiffe://cluster.local/ns/default/sa/echo";
+let ctx: ProxyContext & { dispose(): void };
+let inbound: InboundServer;
+let listener: net.Server;
+let echo: net.Server;
+let accepted = 0;
+let open = 0;
+
+beforeAll(async () => {
+  ctx = await testContext(YAML);
+  inbound = createInboundServer(ctx);
+  listener = createProxyListener((s) => {
+    accepted++;
+    open++;
+    s.once("close", () => open--);
+    inbound.accept(s);
+  });
+  await new Promise<void>((r) => listener.listen(15008, "127.31.1.10", () => r()));
+  echo = net.createServer((s) => {
+    s.on("error", () => {});
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => echo.listen(8080, "127.31.1.10", () => r()));
+});
+
+afterAll(async () => {
+  inbound.close();
+  listener.close();
+  echo.close();
+  ctx.dispose();
+});
+
+function key(srcIdentity: string, srcIp: string): PoolKey {
+  return { srcIdentity, dstIdentities: [ECHO_ID], hboneIp: "127.31.1.10", hbonePort: 15008, srcIp };
+}
+
+function newPool(over: { maxStreamsPerConnection?: number; idleTimeoutMs?: number } = {}): HbonePool {
+  return createHbonePool({ certs: ctx.certs, logger: ctx.logger, maxStreamsPerConnection: over.maxStreamsPerConnection ?? 100, idleTimeoutMs: over.idleTimeoutMs ?? 300_000, streamWindowSize: 4 << 20, connectionWindowSize: 16 << 20 });
+}
+
+const connectMany = (pool: HbonePool, k: PoolKey, n: number): Promise<ClientHttp2Stream[]> => Promise.all(Array.from({ length: n }, () => pool.connect(k, "127.31.1.10:8080", {})));
+
+async function waitFor(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!ok()) throw new Error(`timed out waiting for ${what}`);
+}
+
+describe("HBONE pool", () => {
+  test("concurrent connects for one key share one dial and one connection", async () => {
+    const pool = newPool();
+    const before = accepted;
+    const streams = await connectMany(pool, key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), 25);
+    expect(accepted - before).toBe(1);
+    expect(pool.stats()).toMatchObject({ connections: 1, streams: 25, keys: 1 });
+    for (const s of streams) s.close();
+    pool.close();
+  });
+
+  test("at most maxStreamsPerConnection streams per connection, even for a burst", async () => {
+    const pool = newPool({ maxStreamsPerConnection: 3 });
+    const before = accepted;
+    const streams = await connectMany(pool, key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), 7);
+    expect(accepted - before).toBe(3);
+    expect(pool.stats()).toMatchObject({ connections: 3, streams: 7 });
+    for (const s of streams) s.close();
+    pool.close();
+  });
+
+  test("another source identity never shares a connection", async () => {
+    const pool = newPool();
+    const before = accepted;
+    const a = await pool.connect(key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), "127.31.1.10:8080", {});
+    const b = await pool.connect(key("spiffe://cluster.local/ns/default/sa/other", "127.31.1.6"), "127.31.1.10:8080", {});
+    expect(accepted - before).toBe(2);
+    expect(pool.stats().keys).toBe(2);
+    a.close();
+    b.close();
+    pool.close();
+  });
+
+  test("an unused connection is released after the idle timeout", async () => {
+    await waitFor("earlier connections gone", () => open === 0);
+    const pool = newPool({ idleTimeoutMs: 500 });
+    const baseline = open;
+    const s = await pool.connect(key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), "127.31.1.10:8080", {});
+    expect(open).toBe(baseline + 1);
+    s.close();
+    await waitFor("idle release", () => pool.stats().connections === 0 && open === baseline);
+    pool.close();
+  });
+
+  test("after drain() new connects fail with DRAINING; close() leaves no sockets", async () => {
+    const pool = newPool();
+    const baseline = open;
+    const s = await pool.connect(key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), "127.31.1.10:8080", {});
+    pool.drain();
+    await expect(pool.connect(key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), "127.31.1.10:8080", {})).rejects.toMatchObject({ code: "DRAINING" });
+    s.close();
+    pool.close();
+    await waitFor("server side closed", () => open === baseline);
+  });
+
+  test("a CONNECT the peer refuses rejects with the peer's answer", async () => {
+    const pool = newPool();
+    await expect(pool.connect(key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), "127.31.1.10:8099", {})).rejects.toMatchObject({ code: "HBONE_UPSTREAM_FAILED", flag: "CONNECT" });
+    await expect(pool.connect(key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), "127.31.9.9:8080", {})).rejects.toMatchObject({ code: "HBONE_BAD_REQUEST" });
+    pool.close();
+  });
+});
