@@ -185,6 +185,31 @@ describe("metrics, config_dump, readiness", () => {
   });
 });
 
+describe("capture listeners without capture rules", () => {
+  /** Connect straight to one of the agent's capture ports and wait until it hangs up. */
+  async function knock(port: number): Promise<void> {
+    const { default: netMod } = await import("node:net");
+    await new Promise<void>((resolve) => {
+      const s = netMod.connect({ host: mesh.host(0), port, localAddress: `${A}.10` }, () => s.write("x"));
+      s.on("error", () => {});
+      s.resume();
+      s.once("close", () => resolve());
+    });
+  }
+  const lineFor = (dst: string): Promise<Record<string, unknown>> =>
+    until(`log for ${dst}`, () => mesh.agents[0]!.accessLogs().find((l) => l["dst.addr"] === dst), (l) => l !== undefined);
+
+  test("15001 reached directly (original destination = itself) is refused as a loop", async () => {
+    await knock(15001);
+    expect(await lineFor(`${mesh.host(0)}:15001`)).toMatchObject({ direction: "outbound", response_flags: "LOOP" });
+  });
+
+  test("15006 reached directly (not a workload address) is refused", async () => {
+    await knock(15006);
+    expect(await lineFor(`${mesh.host(0)}:15006`)).toMatchObject({ direction: "inbound", response_flags: "NO_ROUTE" });
+  });
+});
+
 describe("bad input and back-pressure", () => {
   test("garbage on the SOCKS5 port is closed, logged once and counted", async () => {
     const { default: netMod } = await import("node:net");
