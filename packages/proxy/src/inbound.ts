@@ -6,6 +6,7 @@ import { authorize, formatHostPort, normalizeIp, parseHostPort, workloadIdentity
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
 import { ProxyError, toProxyError } from "./errors.js";
+import { createKeepalive } from "./keepalive.js";
 import { fail, fillDst, newRecord, run } from "./connection.js";
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -25,9 +26,18 @@ export interface InboundServer {
  * workload chosen by the local address the connection arrived on, then HTTP/2
  * CONNECT streams, each checked, authorized and dialled to a workload of this node.
  */
-export function createInboundServer(ctx: ProxyContext): InboundServer {
+export function createInboundServer(ctx: ProxyContext, opts: { pingIntervalMs?: number; pingTimeoutMs?: number } = {}): InboundServer {
   const log = ctx.logger.child({ component: "inbound" });
   const sessions = new Set<Http2Session>();
+  // A client that vanished without a FIN would otherwise hold its streams and upstreams forever.
+  const keepalive = createKeepalive({
+    intervalMs: opts.pingIntervalMs ?? 10_000,
+    timeoutMs: opts.pingTimeoutMs ?? 20_000,
+    onTimeout: (session) => {
+      log.warn({ peer: session.socket?.remoteAddress }, "HBONE client did not answer PING in time; closing its connection");
+      session.destroy();
+    },
+  });
   const h2 = http2.createServer({
     settings: {
       maxConcurrentStreams: 200,
@@ -41,6 +51,7 @@ export function createInboundServer(ctx: ProxyContext): InboundServer {
   });
   h2.on("session", (session) => {
     sessions.add(session);
+    keepalive.watch(session);
     session.once("close", () => sessions.delete(session));
     session.on("error", (err) => log.debug({ err }, "HBONE session error"));
     session.once("connect", () => session.setLocalWindowSize(ctx.connectionWindowSize));
@@ -69,6 +80,7 @@ export function createInboundServer(ctx: ProxyContext): InboundServer {
       for (const s of sessions) if (!s.closed) s.close();
     },
     close() {
+      keepalive.close();
       for (const s of sessions) s.destroy();
     },
   };

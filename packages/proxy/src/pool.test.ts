@@ -56,8 +56,8 @@ function newPool(over: { maxStreamsPerConnection?: number; idleTimeoutMs?: numbe
 
 const connectMany = (pool: HbonePool, k: PoolKey, n: number): Promise<ClientHttp2Stream[]> => Promise.all(Array.from({ length: n }, () => pool.connect(k, "127.31.1.10:8080", {})));
 
-async function waitFor(what: string, ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
+async function waitFor(what: string, ok: () => boolean, timeoutMs = 5000): Promise<void> {
+  for (let i = 0; i < timeoutMs / 50 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
   if (!ok()) throw new Error(`timed out waiting for ${what}`);
 }
 
@@ -121,5 +121,34 @@ describe("HBONE pool", () => {
     await expect(pool.connect(key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), "127.31.1.10:8099", {})).rejects.toMatchObject({ code: "HBONE_UPSTREAM_FAILED", flag: "CONNECT" });
     await expect(pool.connect(key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), "127.31.9.9:8080", {})).rejects.toMatchObject({ code: "HBONE_BAD_REQUEST" });
     pool.close();
+  });
+});
+
+describe("keepalive", () => {
+  test("a client that stops answering PINGs is dropped by the inbound side", { timeout: 40_000 }, async () => {
+    const { spawn } = await import("node:child_process");
+    const { fileURLToPath } = await import("node:url");
+    const cert = await ctx.certs.fetch("spiffe://cluster.local/ns/default/sa/sleep");
+    const fast = createInboundServer(ctx, { pingIntervalMs: 200, pingTimeoutMs: 400 });
+    const server = createProxyListener((s) => fast.accept(s));
+    await new Promise<void>((r) => server.listen(15008, "127.31.1.5", () => r()));
+    let peerOpen = 0;
+    server.on("connection", (s: net.Socket) => {
+      peerOpen++;
+      s.once("close", () => peerOpen--);
+    });
+    // A separate process holds an HBONE connection, then is frozen (SIGSTOP): TCP stays up, PINGs go unanswered.
+    const script = fileURLToPath(new URL("./test-support/hbone-idle-client.mjs", import.meta.url));
+    const child = spawn(process.execPath, [script, "127.31.1.5", JSON.stringify({ key: cert.keyPem, cert: cert.certChain.join("\n"), ca: cert.roots })], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      await new Promise<void>((r) => child.stdout!.once("data", () => r()));
+      await waitFor("connection accepted", () => peerOpen === 1, 15_000);
+      child.kill("SIGSTOP");
+      await waitFor("frozen client dropped", () => peerOpen === 0, 15_000);
+    } finally {
+      child.kill("SIGKILL");
+      fast.close();
+      server.close();
+    }
   });
 });

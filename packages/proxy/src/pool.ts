@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { clientConnectOptions, type CertManager } from "@zt/identity";
 import { formatHostPort } from "@zt/state";
 import { ProxyError, toProxyError } from "./errors.js";
+import { createKeepalive } from "./keepalive.js";
 
 export interface PoolKey {
   readonly srcIdentity: string;
@@ -30,8 +31,6 @@ interface Conn {
   readonly key: string;
   active: number;
   idleSince: number;
-  pingSentAt: number;
-  lastPingAt: number;
   dead: boolean;
 }
 
@@ -55,13 +54,21 @@ export interface HbonePool {
  * The outbound HBONE pool. One entry per key (source identity, expected destination
  * identities, destination address, source IP); one dial per key at a time; at most
  * `maxStreamsPerConnection` streams on a connection; idle connections released after
- * `idleTimeoutMs`; PING keepalive. One shared coarse timer does all the housekeeping.
+ * `idleTimeoutMs`; PING keepalive. Shared coarse timers do the housekeeping (none per connection).
  */
 export function createHbonePool(opts: PoolOptions): HbonePool {
   const pingIntervalMs = opts.pingIntervalMs ?? 10_000;
   const pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   const entries = new Map<string, Entry>();
+  const keepalive = createKeepalive({
+    intervalMs: pingIntervalMs,
+    timeoutMs: pingTimeoutMs,
+    onTimeout: (session) => {
+      log.warn("HBONE peer did not answer PING in time; closing the connection");
+      session.destroy();
+    },
+  });
   let timer: NodeJS.Timeout | undefined;
   let draining = false;
 
@@ -87,19 +94,6 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
           log.debug({ key }, "releasing idle HBONE connection");
           retire(c, false);
           continue;
-        }
-        if (c.pingSentAt && now - c.pingSentAt > pingTimeoutMs) {
-          log.warn({ key }, "HBONE peer did not answer PING in time; closing the connection");
-          retire(c, true);
-          continue;
-        }
-        if (!c.pingSentAt && now - c.lastPingAt >= pingIntervalMs) {
-          c.pingSentAt = now;
-          c.session.ping((err) => {
-            c.lastPingAt = Date.now();
-            c.pingSentAt = 0;
-            if (err && !c.dead) retire(c, true);
-          });
         }
       }
       if (entry.conns.length === 0 && !entry.dialing) entries.delete(key);
@@ -158,7 +152,8 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       createConnection: () => socket,
       settings: { initialWindowSize: opts.streamWindowSize, enablePush: false },
     });
-    const c: Conn = { session, key, active: 0, idleSince: Date.now(), pingSentAt: 0, lastPingAt: Date.now(), dead: false };
+    const c: Conn = { session, key, active: 0, idleSince: Date.now(), dead: false };
+    keepalive.watch(session);
     session.once("connect", () => {
       session.setLocalWindowSize(opts.connectionWindowSize);
     });
@@ -261,6 +256,7 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       draining = true;
       for (const e of entries.values()) for (const c of [...e.conns]) retire(c, true);
       entries.clear();
+      keepalive.close();
       if (timer) clearInterval(timer);
       timer = undefined;
     },

@@ -1,0 +1,70 @@
+import type { Http2Session } from "node:http2";
+
+export interface KeepaliveOptions {
+  /** PING a connection this often (contract: 10 s). */
+  readonly intervalMs: number;
+  /** Give up on a peer whose PING answer is this late (contract: 20 s). */
+  readonly timeoutMs: number;
+  /** Called once for a session whose peer stopped answering; it is no longer watched. */
+  readonly onTimeout: (session: Http2Session) => void;
+}
+
+export interface Keepalive {
+  watch(session: Http2Session): void;
+  close(): void;
+}
+
+interface State {
+  sentAt: number;
+  lastAt: number;
+}
+
+/**
+ * HTTP/2 PING keepalive for many sessions on one coarse shared timer (no timer per
+ * connection): a peer that vanished without a FIN is found and its session destroyed.
+ */
+export function createKeepalive(o: KeepaliveOptions): Keepalive {
+  const sessions = new Map<Http2Session, State>();
+  const tickMs = Math.max(50, Math.min(1000, Math.floor(o.intervalMs / 2)));
+  let timer: NodeJS.Timeout | undefined;
+
+  const tick = (): void => {
+    const now = Date.now();
+    for (const [s, st] of sessions) {
+      if (s.closed || s.destroyed) {
+        sessions.delete(s);
+      } else if (st.sentAt && now - st.sentAt > o.timeoutMs) {
+        sessions.delete(s);
+        o.onTimeout(s);
+      } else if (!st.sentAt && now - st.lastAt >= o.intervalMs) {
+        st.sentAt = now;
+        const sent = s.ping((err) => {
+          st.sentAt = 0;
+          st.lastAt = Date.now();
+          if (err && sessions.delete(s)) o.onTimeout(s);
+        });
+        if (!sent) st.sentAt = 0;
+      }
+    }
+    if (sessions.size === 0 && timer) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  };
+
+  return {
+    watch(session) {
+      sessions.set(session, { sentAt: 0, lastAt: Date.now() });
+      session.once("close", () => sessions.delete(session));
+      if (!timer) {
+        timer = setInterval(tick, tickMs);
+        timer.unref();
+      }
+    },
+    close() {
+      sessions.clear();
+      if (timer) clearInterval(timer);
+      timer = undefined;
+    },
+  };
+}
