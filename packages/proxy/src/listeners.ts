@@ -30,7 +30,8 @@ export function createSocks5Server(ctx: ProxyContext): net.Server {
           const vip = svc?.vips[0]?.address;
           if (!vip) {
             const err = new ProxyError("SOCKS_UNKNOWN_HOST", "NO_ROUTE", `SOCKS5 target host ${target.host} is not a service hostname known to the mesh`);
-            client.end(replyBytes(SocksReply.hostUnreachable));
+            client.write(replyBytes(SocksReply.hostUnreachable));
+            client.destroySoon();
             fail(ctx, rec, err);
             return;
           }
@@ -74,7 +75,8 @@ async function proxyOutbound(ctx: ProxyContext, client: net.Socket, req: Outboun
     const err = toProxyError(e, "CONNECT");
     if (reply) {
       reply(err);
-      client.end();
+      // Half-open sockets wait for the client's FIN; a refused client gets closed, not waited for.
+      client.destroySoon();
     } else client.resetAndDestroy();
     fail(ctx, rec, err);
   }

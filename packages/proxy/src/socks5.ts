@@ -34,8 +34,10 @@ export function readSocksRequest(socket: net.Socket, timeoutMs = 10_000): Promis
       socket.removeListener("error", onEnd);
       socket.pause();
       if (err) {
-        if (reply !== undefined && !socket.destroyed) socket.end(replyBytes(reply));
-        else socket.destroy();
+        if (reply !== undefined && !socket.destroyed) {
+          socket.write(replyBytes(reply));
+          socket.destroySoon();
+        } else socket.destroy();
         reject(err);
       } else resolve(target!);
     };
