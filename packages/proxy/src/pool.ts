@@ -134,6 +134,8 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       s.once("secureConnect", () => {
         clearTimeout(timeout);
         s.removeListener("error", onError);
+        // Until the HTTP/2 session owns the socket, an error must not go unhandled.
+        s.on("error", () => {});
         if (s.alpnProtocol !== "h2") {
           s.destroy();
           reject(new ProxyError("TLS_FAILURE", "TLS_FAILURE", `HBONE peer ${formatHostPort(k.hboneIp, k.hbonePort)} did not negotiate ALPN h2`));
