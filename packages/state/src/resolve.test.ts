@@ -2,15 +2,7 @@ import { describe, expect, it } from "vitest";
 import { pickEndpoint, targetPort } from "./resolve.js";
 import { createMeshStore } from "./store.js";
 import type { Service, Workload } from "./types.js";
-
-function workload(name: string, ips: string[], extra: Partial<Workload> = {}): Workload {
-  return {
-    uid: `c//v1/Pod/default/${name}`, name, namespace: "default", serviceAccount: "default", workloadIps: ips,
-    protocol: "HBONE", node: "node-a", trustDomain: "cluster.local", clusterId: "c", canonicalName: name,
-    canonicalRevision: "latest", workloadType: "pod", workloadName: name, status: "Healthy", labels: new Map(),
-    capacity: 1, services: new Map(), ...extra,
-  };
-}
+import { workload } from "./test-support/workload.js";
 
 const svc: Service = {
   name: "echo", namespace: "default", hostname: "echo.default.svc.cluster.local",

@@ -1,15 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { createMeshStore } from "./store.js";
 import type { MeshSnapshot, Policy, Service, Workload } from "./types.js";
-
-function workload(name: string, ips: string[], extra: Partial<Workload> = {}): Workload {
-  return {
-    uid: `c//v1/Pod/default/${name}`, name, namespace: "default", serviceAccount: "default", workloadIps: ips,
-    protocol: "HBONE", node: "node-a", trustDomain: "cluster.local", clusterId: "c", canonicalName: name,
-    canonicalRevision: "latest", workloadType: "pod", workloadName: name, status: "Healthy", labels: new Map(),
-    capacity: 1, services: new Map(), ...extra,
-  };
-}
+import { workload } from "./test-support/workload.js";
 
 const echo: Service = {
   name: "echo", namespace: "default", hostname: "echo.default.svc.cluster.local",
