@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { createMeshStore } from "./store.js";
-import type { MeshSnapshot, Policy, Service, Workload } from "./types.js";
+import type { MeshSnapshot, Policy, Service } from "./types.js";
 import { workload } from "./test-support/workload.js";
 
 const echo: Service = {
