@@ -3,3 +3,4 @@ export { startEcho } from "./echo.js";
 export { startAgentProcess, ZTUNNEL_BIN, type AgentProcess } from "./agent-process.js";
 export { startLoopbackMesh, loopbackEnv, type LoopbackMesh, type LoopbackMeshOptions } from "./loopback-mesh.js";
 export { echoFlow, type FlowResult } from "./flows.js";
+export { startCluster, type Cluster, type ClusterPod, type ClusterSpec, type ClusterPodSpec, type ClusterServiceSpec, type FlowOutcome } from "./cluster.js";

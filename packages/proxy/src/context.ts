@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { CertManager } from "@zt/identity";
 import type { MeshStore } from "@zt/state";
+import type { Dialer } from "./dial.js";
 import type { HbonePool } from "./pool.js";
 import type { ConnectionObserver } from "./types.js";
 
@@ -23,6 +24,8 @@ export interface ProxyContext {
   readonly streamWindowSize: number;
   readonly connectionWindowSize: number;
   readonly connectTimeoutMs: number;
+  /** Opens upstream sockets (marked and with the client's source address under capture). */
+  readonly dialer: Dialer;
   /** Live connections, so a drain can wait for them and then cut the rest. */
   readonly live: Set<{ destroy(): void }>;
 }

@@ -2,7 +2,7 @@ import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHead
 import net from "node:net";
 import tls from "node:tls";
 import { checkClientIdentity, peerIdentity, serverSocketOptions, type PeerIdentity } from "@zt/identity";
-import { authorize, formatHostPort, normalizeIp, parseHostPort, workloadIdentity } from "@zt/state";
+import { authorize, formatHostPort, normalizeIp, parseHostPort, workloadIdentity, type Workload } from "@zt/state";
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
 import { ProxyError, toProxyError } from "./errors.js";
@@ -187,7 +187,7 @@ async function handleStream(ctx: ProxyContext, socket: tls.TLSSocket, stream: Se
   }
   let upstream: net.Socket;
   try {
-    upstream = await dialTcp(target.ip, target.port, ctx.connectTimeoutMs);
+    upstream = await dialTcp(ctx.dialer, target.ip, target.port, ctx.connectTimeoutMs, verifiedSource(srcWl, src, forwardedFor));
   } catch (err) {
     refuse(503, toProxyError(err, "CONNECT"));
     return;
@@ -199,6 +199,16 @@ async function handleStream(ctx: ProxyContext, socket: tls.TLSSocket, stream: Se
   }
   stream.respond({ ":status": 200 });
   run(ctx, rec, upstream, stream, "sent-is-upstream-written");
+}
+
+/**
+ * The source address to present to the destination pod: the `forwarded` address, but only
+ * when it belongs to a workload whose identity the peer proved with its certificate; a
+ * peer cannot make this agent speak from an address it does not own.
+ */
+function verifiedSource(srcWl: Workload | undefined, peer: PeerIdentity | undefined, forwardedFor: string | undefined): string | undefined {
+  if (!srcWl || !peer || !forwardedFor) return undefined;
+  return workloadIdentity(srcWl) === peer.id ? parseHostPort(forwardedFor)?.ip : undefined;
 }
 
 function headerListSize(headers: IncomingHttpHeaders): number {

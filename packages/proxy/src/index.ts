@@ -7,3 +7,4 @@ export { createOutboundServer, createSocks5Server, createPlaintextInboundServer,
 export { route, baggage, traceparent, type Route, type OutboundRequest } from "./outbound.js";
 export { splice, type SpliceOutcome } from "./splice.js";
 export { readSocksRequest, SocksReply } from "./socks5.js";
+export { dialTcp, plainDialer, type Dialer } from "./dial.js";

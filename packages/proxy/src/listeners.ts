@@ -101,7 +101,7 @@ async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Pro
     if (!decision.allow) {
       throw new ProxyError("AUTHZ_DENIED", "DENY", `plaintext connection from ${srcIp} to ${dst.namespace}/${dst.name}:${dstPort} denied by ${decision.policy ?? "policy"} (${decision.reason})`);
     }
-    const upstream = await dialTcp(dstIp, dstPort, ctx.connectTimeoutMs);
+    const upstream = await dialTcp(ctx.dialer, dstIp, dstPort, ctx.connectTimeoutMs, srcIp);
     client.removeAllListeners("error");
     run(ctx, rec, upstream, client, "sent-is-upstream-written");
   } catch (e) {

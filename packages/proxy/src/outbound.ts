@@ -32,6 +32,10 @@ export function route(ctx: ProxyContext, req: OutboundRequest): Route {
     throw new ProxyError("LOOP", "LOOP", `connection to ${formatHostPort(req.dstIp, req.dstPort)} is one of the agent's own listeners; refused to avoid a loop`);
   }
   const service = ctx.store.serviceByVip(req.dstIp);
+  const target = service ? undefined : ctx.store.workloadByIp(req.dstIp);
+  if (target?.protocol === "HBONE" && req.dstPort === ctx.hbonePort) {
+    throw new ProxyError("LOOP", "LOOP", `connection to ${formatHostPort(req.dstIp, req.dstPort)}, the HBONE port of a mesh workload, from inside the mesh; refused to avoid a loop`);
+  }
   if (service) {
     const ep = pickEndpoint(ctx.store, service, req.dstPort);
     if (!ep) {
@@ -43,7 +47,7 @@ export function route(ctx: ProxyContext, req: OutboundRequest): Route {
     }
     return { kind: "passthrough", src, dst: ep.workload, service, ip, port: ep.port };
   }
-  const dst = ctx.store.workloadByIp(req.dstIp);
+  const dst = target;
   if (dst) {
     if (dst.protocol === "HBONE") {
       return { kind: "hbone", src, dst, ip: req.dstIp, port: req.dstPort, expected: [workloadIdentity(dst)] };
@@ -63,7 +67,8 @@ export async function connectRoute(ctx: ProxyContext, req: OutboundRequest, r: R
   if (r.dst) fillDst(rec, r.dst);
   rec.dstService = r.service?.hostname;
   if (r.kind === "passthrough") {
-    return dialTcp(r.ip, r.port, ctx.connectTimeoutMs);
+    // Under capture the destination sees the pod's own address, as it would without the mesh.
+    return dialTcp(ctx.dialer, r.ip, r.port, ctx.connectTimeoutMs, req.srcIp);
   }
   rec.security = "mutual_tls";
   rec.dstHboneAddr = formatHostPort(r.ip, ctx.hbonePort);

@@ -1,9 +1,11 @@
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from "node:http2";
+import type net from "node:net";
 import tls from "node:tls";
 import type { Logger } from "pino";
 import { clientConnectOptions, type CertManager } from "@zt/identity";
 import { formatHostPort } from "@zt/state";
 import { ProxyError, toProxyError } from "./errors.js";
+import { plainDialer, type Dialer } from "./dial.js";
 import { createKeepalive } from "./keepalive.js";
 
 export interface PoolKey {
@@ -24,6 +26,8 @@ export interface PoolOptions {
   readonly pingIntervalMs?: number;
   readonly pingTimeoutMs?: number;
   readonly connectTimeoutMs?: number;
+  /** Opens the TCP socket under TLS (marked under capture); default net.connect. */
+  readonly dialer?: Dialer;
 }
 
 interface Conn {
@@ -122,11 +126,14 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
   async function dial(k: PoolKey, key: string): Promise<Conn> {
     const cert = await opts.certs.fetch(k.srcIdentity);
     const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
-      const s = tls.connect({
-        host: k.hboneIp,
-        port: k.hbonePort,
-        ...clientConnectOptions(cert, k.dstIdentities),
-      });
+      let tcp: net.Socket;
+      try {
+        tcp = (opts.dialer ?? plainDialer)(k.hboneIp, k.hbonePort);
+      } catch (err) {
+        reject(toProxyError(err, "CONNECT"));
+        return;
+      }
+      const s = tls.connect({ socket: tcp, ...clientConnectOptions(cert, k.dstIdentities) });
       const timeout = setTimeout(() => {
         s.destroy();
         reject(new ProxyError("HBONE_CONNECT_TIMEOUT", "CONNECT", `HBONE connect to ${formatHostPort(k.hboneIp, k.hbonePort)} timed out (maybe a NetworkPolicy is blocking HBONE port ${k.hbonePort})`));

@@ -9,6 +9,7 @@ import { describeConfig } from "./config.js";
 import { createConfigDump } from "./config-dump.js";
 import { startListeners, type Listeners } from "./listeners.js";
 import { createLocalAddresses } from "./local-addresses.js";
+import { createRedirect, type Redirect } from "./redirect.js";
 import { createTelemetry } from "./telemetry.js";
 
 /** The embedded default workload file, used when LOCAL_XDS_PATH is not set. */
@@ -36,6 +37,14 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   const workloadsPath = config.localXdsPath ?? EMBEDDED_WORKLOADS;
   const defaults = { trustDomain: config.trustDomain, clusterId: config.clusterId };
   const store = createMeshStore(await loadLocalConfig(workloadsPath, defaults));
+  const localAddresses = createLocalAddresses();
+  let redirect: Redirect;
+  try {
+    redirect = createRedirect(config, store, localAddresses.has, logger);
+  } catch (err) {
+    localAddresses.close();
+    throw err;
+  }
   const watcher = watchLocalConfig(workloadsPath, defaults, {
     onSnapshot: (s) => {
       store.replace(s);
@@ -70,8 +79,8 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     idleTimeoutMs: config.poolUnusedReleaseTimeoutMs,
     streamWindowSize: config.http2StreamWindowSize,
     connectionWindowSize: config.http2ConnectionWindowSize,
+    dialer: redirect.dialer,
   });
-  const localAddresses = createLocalAddresses();
   const ctx: ProxyContext = {
     nodeName: config.nodeName,
     trustDomain: config.trustDomain,
@@ -87,19 +96,21 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     streamWindowSize: config.http2StreamWindowSize,
     connectionWindowSize: config.http2ConnectionWindowSize,
     connectTimeoutMs: 10_000,
+    dialer: redirect.dialer,
     live: new Set(),
   };
 
   let shuttingDown: Promise<void> | undefined;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
-  const configDump = createConfigDump({ config, store, certs, version: VERSION });
+  const configDump = createConfigDump({ config, store, certs, version: VERSION, capture: redirect.dump });
   const listeners = await startListeners({
     config,
     ctx,
     logger,
     registry,
     configDump,
+    redirect,
     shutdown: () => void agent.shutdown("admin /quitquitquit"),
   });
 
@@ -127,6 +138,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
         watcher.close();
         certs.close();
         localAddresses.close();
+        await redirect.stop();
         await listeners.closeAdmin();
         logger.info("ztunnel stopped");
         resolveClosed();
@@ -134,6 +146,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       return shuttingDown;
     },
   };
+  await redirect.start();
   logger.info({ addresses: listeners.addresses() }, "ztunnel ready to accept");
   return agent;
 }

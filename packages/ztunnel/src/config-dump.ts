@@ -7,6 +7,8 @@ export interface ConfigDumpDeps {
   readonly store: MeshStore;
   readonly certs: CertManager;
   readonly version: string;
+  /** Capture state (REDIRECT_MODE, captured pod set). */
+  readonly capture?: () => unknown;
 }
 
 /** `/config_dump`: the mesh state as this agent sees it, in the contract's shape (§8). */
@@ -19,6 +21,7 @@ export function createConfigDump(d: ConfigDumpDeps): () => unknown {
       policies: s.policies.map(plain),
       certificates: d.certs.dump(),
       config: describeConfig(d.config),
+      capture: d.capture?.() ?? { mode: d.config.redirectMode },
       version: { agent: d.version, stateVersion: d.store.version, node: process.version },
     };
   };

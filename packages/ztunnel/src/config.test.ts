@@ -34,6 +34,27 @@ describe("loadConfig", () => {
     });
   });
 
+  it("refuses listener addresses capture cannot deliver to, naming each variable", () => {
+    const problems = (env: NodeJS.ProcessEnv): string[] => {
+      try {
+        loadConfig({ REDIRECT_MODE: "tproxy", ...env });
+        return [];
+      } catch (e) {
+        return (e as ConfigError).problems.map((p) => `${p.entry}: ${p.reason}`);
+      }
+    };
+    expect(problems({})).toEqual([]);
+    expect(problems({ INBOUND_ADDR: "workloads:15008" })).toEqual([expect.stringMatching(/^INBOUND_ADDR: per-workload HBONE listeners/)]);
+    expect(problems({ OUTBOUND_ADDR: "127.0.0.1:15001", INBOUND_PLAINTEXT_ADDR: "127.0.0.2:15006" })).toEqual([
+      expect.stringMatching(/^OUTBOUND_ADDR: .*one shared address/),
+      expect.stringMatching(/^INBOUND_ADDR: .*one shared address/),
+      expect.stringMatching(/^INBOUND_PLAINTEXT_ADDR: .*one shared address/),
+    ]);
+    expect(problems({ OUTBOUND_ADDR: "127.0.0.1:0" })).toEqual([expect.stringMatching(/^OUTBOUND_ADDR: .*fixed port/)]);
+    expect(problems({ INBOUND_PLAINTEXT_ADDR: "[::]:15006" })).toEqual([expect.stringMatching(/^INBOUND_PLAINTEXT_ADDR: .*IPv4 only/)]);
+    expect(problems({ REDIRECT_MODE: "none", INBOUND_ADDR: "workloads:15008" })).toEqual([]);
+  });
+
   it("parses every variable it is given", () => {
     const c = loadConfig({
       NODE_NAME: "node-a",
@@ -52,7 +73,7 @@ describe("loadConfig", () => {
       REDIRECT_MODE: "tproxy",
       DRAIN_TIMEOUT: "0",
       ADMIN_ADDR: "[::1]:0",
-      INBOUND_ADDR: "workloads:15008",
+      INBOUND_ADDR: "127.0.0.9:15008",
       SOCKS5_ADDR: "127.0.0.2:1080",
     });
     expect(c).toMatchObject({
@@ -72,10 +93,10 @@ describe("loadConfig", () => {
       redirectMode: "tproxy",
       drainTimeoutMs: 0,
       adminAddr: { ip: "::1", port: 0 },
-      inboundAddr: { kind: "workloads", port: 15008 },
+      inboundAddr: { kind: "addr", ip: "127.0.0.9", port: 15008 },
       socks5Addr: { ip: "127.0.0.2", port: 1080 },
     });
-    expect(describeConfig(c)).toMatchObject({ adminAddr: "[::1]:0", inboundAddr: "workloads:15008", localXdsPath: "/etc/zt/workloads.yaml" });
+    expect(describeConfig(c)).toMatchObject({ adminAddr: "[::1]:0", inboundAddr: "127.0.0.9:15008", localXdsPath: "/etc/zt/workloads.yaml" });
   });
 
   it("reports every invalid variable at once, by name, value and reason", () => {

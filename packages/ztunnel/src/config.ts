@@ -143,8 +143,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       reason: `must be at least HTTP2_STREAM_WINDOW_SIZE (${config.http2StreamWindowSize})`,
     });
   }
+  if (problems.length === 0 && config.redirectMode === "tproxy") problems.push(...captureProblems(config));
   if (problems.length > 0) throw new ConfigError(problems);
   return { ...config, caCertsDir: path.resolve(config.caCertsDir) };
+}
+
+/**
+ * Capture delivers every captured connection of a kind to one address (TPROXY --on-ip):
+ * the three data-path listeners must each be the IPv4 wildcard or that one address.
+ */
+function captureProblems(c: Config): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  const problem = (entry: string, value: string, reason: string): void => void out.push({ source: "env", entry, field: "", value, reason });
+  if (c.inboundAddr.kind === "workloads") {
+    problem("INBOUND_ADDR", formatBindAddr(c.inboundAddr), "per-workload HBONE listeners are for agents sharing one host without capture; REDIRECT_MODE=tproxy needs one address (default 0.0.0.0:15008)");
+    return out;
+  }
+  const addrs: [string, BindAddr][] = [["OUTBOUND_ADDR", c.outboundAddr], ["INBOUND_ADDR", c.inboundAddr], ["INBOUND_PLAINTEXT_ADDR", c.inboundPlaintextAddr]];
+  const specific = new Set(addrs.map(([, a]) => a.ip).filter((ip) => ip !== "0.0.0.0"));
+  for (const [env, a] of addrs) {
+    if (a.ip.includes(":")) problem(env, formatBindAddr(a), "REDIRECT_MODE=tproxy captures IPv4 only; bind an IPv4 address or 0.0.0.0");
+    else if (a.port === 0) problem(env, formatBindAddr(a), "REDIRECT_MODE=tproxy needs a fixed port for its rules");
+    else if (specific.size > 1) problem(env, formatBindAddr(a), "with REDIRECT_MODE=tproxy, OUTBOUND_ADDR, INBOUND_ADDR and INBOUND_PLAINTEXT_ADDR must be 0.0.0.0 or one shared address");
+  }
+  return out;
 }
 
 /** The effective config as a plain object: logged at start and shown in /config_dump. */

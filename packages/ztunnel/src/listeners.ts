@@ -15,6 +15,7 @@ import { formatHostPort } from "@zt/state";
 import { createAdminServer } from "./admin.js";
 import type { Config } from "./config.js";
 import { listen } from "./listen.js";
+import type { Redirect } from "./redirect.js";
 import { createReadinessServer } from "./readiness.js";
 import { createStatsServer } from "./stats.js";
 
@@ -35,6 +36,7 @@ export interface ListenerDeps {
   readonly logger: Logger;
   readonly registry: Registry;
   readonly configDump: () => unknown;
+  readonly redirect: Redirect;
   readonly shutdown: () => void;
 }
 
@@ -81,6 +83,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     const s = createProxyListener(inbound.accept);
     dataPath.push(s);
     await add("inbound", s, inboundMode, "INBOUND_ADDR");
+    d.redirect.prepareListener(s, "INBOUND_ADDR");
   }
   for (const [name, server, addr, env] of [
     ["outbound", createOutboundServer(ctx), config.outboundAddr, "OUTBOUND_ADDR"],
@@ -89,6 +92,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   ] as const) {
     dataPath.push(server);
     await add(name, server, addr, env);
+    if (name !== "socks5") d.redirect.prepareListener(server, env);
   }
   const admin = createAdminServer({
     configDump: d.configDump,
@@ -110,6 +114,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   function pending(): string[] {
     const p = ctx.certs.pending().map((id) => `certificate ${id}`);
     if (!allBound) p.push("listeners");
+    p.push(...d.redirect.pending());
     if (draining) p.push("draining");
     return p;
   }

@@ -5,6 +5,7 @@ import pino from "pino";
 import { createCertManager, loadOrCreateCa } from "@zt/identity";
 import { createMeshStore, parseLocalConfig } from "@zt/state";
 import type { ProxyContext } from "../context.js";
+import { plainDialer } from "../dial.js";
 import { createHbonePool, type PoolOptions } from "../pool.js";
 import type { ConnectionRecord } from "../types.js";
 
@@ -31,6 +32,7 @@ export async function testContext(yaml: string, over: Partial<ProxyContext> = {}
     streamWindowSize: 4 << 20,
     connectionWindowSize: 16 << 20,
     connectTimeoutMs: 2000,
+    dialer: plainDialer,
     live: new Set(),
     ...over,
     closed,

@@ -1,0 +1,195 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { createLab, defaultPodIp, startEchoServer, tcpRoundTrip, type EchoServer, type Lab, type LabPod } from "@zt/lab";
+import { startAgentProcess, type AgentProcess } from "./agent-process.js";
+
+const TOOL = fileURLToPath(new URL("./tool-cli.js", import.meta.url));
+
+export interface ClusterPodSpec {
+  readonly name: string;
+  /** In the mesh (protocol HBONE, captured); default true. */
+  readonly enrolled?: boolean;
+  readonly namespace?: string;
+  readonly serviceAccount?: string;
+}
+
+export interface ClusterServiceSpec {
+  readonly name: string;
+  readonly namespace?: string;
+  /** Inside 198.18.128.0/17. */
+  readonly vip: string;
+  readonly port: number;
+  readonly targetPort: number;
+  /** Endpoint pods by name. */
+  readonly pods: readonly string[];
+}
+
+export interface ClusterSpec {
+  readonly nodes: readonly { name: string; pods: readonly ClusterPodSpec[] }[];
+  readonly services?: readonly ClusterServiceSpec[];
+  /** YAML list items appended under `policies:` in the workload file. */
+  readonly policies?: readonly string[];
+  /** Ports every pod serves with an echo server (default [8080]). */
+  readonly echoPorts?: readonly number[];
+  /** Extra agent environment (REDIRECT_MODE=tproxy is the default). */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export interface ClusterPod extends LabPod {
+  readonly enrolled: boolean;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly identity: string;
+}
+
+export interface FlowOutcome {
+  readonly ok: boolean;
+  /** "intact", or why the flow failed. */
+  readonly detail: string;
+  /** The client's own address ("ip:port"). */
+  readonly client: string;
+  /** The source address the destination pod saw, when its echo server got the bytes. */
+  readonly seenByDestination?: string;
+  readonly bytes: number;
+}
+
+export interface Cluster {
+  readonly lab: Lab;
+  readonly dir: string;
+  readonly workloadsFile: string;
+  readonly agents: Map<string, AgentProcess>;
+  readonly pods: readonly ClusterPod[];
+  pod(name: string): ClusterPod;
+  agent(node: string): AgentProcess;
+  /** Start (or restart) the agent of one node, inside its namespace; resolves when ready. */
+  startAgent(node: string, env?: Record<string, string>): Promise<AgentProcess>;
+  /** GET from an address inside a namespace (admin, stats, readiness of a node's agent). */
+  httpGet(ns: string, addr: string, path: string): Promise<{ status: number; body: string }>;
+  /** Plain TCP from inside a pod: send random bytes, half-close, compare the echo; failures are outcomes. */
+  flow(from: string, host: string, port: number, bytes?: number): Promise<FlowOutcome>;
+  stop(): Promise<void>;
+}
+
+/**
+ * An emulated cluster: nodes and pods as network namespaces shaped like kind nodes
+ * (@zt/lab, pod-ns mode), a workload file describing them, an echo server in every pod,
+ * and one agent per node running in its node's namespace with REDIRECT_MODE=tproxy.
+ * Root only. stop() ends the agents (which remove their rules) and deletes every namespace.
+ */
+export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
+  const dir = mkdtempSync(path.join(tmpdir(), "zt-cluster-"));
+  const podSpecs = new Map<string, ClusterPodSpec>();
+  const labNodes = spec.nodes.map((n, i) => ({
+    name: n.name,
+    pods: n.pods.map((p, j) => {
+      podSpecs.set(p.name, p);
+      return { name: p.name, ip: defaultPodIp(i, j) };
+    }),
+  }));
+  const ipOf = (name: string): string => {
+    for (const n of labNodes) for (const p of n.pods) if (p.name === name) return p.ip;
+    throw new Error(`cluster spec: service endpoint ${name} is not a pod`);
+  };
+  const lab = await createLab({
+    podMode: "pod-ns",
+    nodes: labNodes,
+    services: (spec.services ?? []).map((s) => ({ vip: s.vip, port: s.port, endpoints: s.pods.map((p) => ({ ip: ipOf(p), port: s.targetPort })) })),
+  });
+  const agents = new Map<string, AgentProcess>();
+  const echoes: EchoServer[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all([...agents.values()].map((a) => a.stop()));
+    await Promise.all(echoes.map((e) => e.stop()));
+    await lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const pods: ClusterPod[] = lab.pods.map((p) => {
+      const s = podSpecs.get(p.name)!;
+      const namespace = s.namespace ?? "default";
+      const serviceAccount = s.serviceAccount ?? p.name;
+      return { ...p, enrolled: s.enrolled ?? true, namespace, serviceAccount, identity: `spiffe://cluster.local/ns/${namespace}/sa/${serviceAccount}` };
+    });
+    const workloadsFile = path.join(dir, "workloads.yaml");
+    writeFileSync(workloadsFile, workloadYaml(pods, spec));
+    const find = <T extends { name: string }>(list: readonly T[], name: string, what: string): T => {
+      const hit = list.find((x) => x.name === name);
+      if (!hit) throw new Error(`cluster has no ${what} ${name}`);
+      return hit;
+    };
+    const httpGet = async (ns: string, addr: string, p: string): Promise<{ status: number; body: string }> =>
+      JSON.parse((await lab.exec(ns, [process.execPath, TOOL, "get", addr, p])).stdout) as { status: number; body: string };
+    const startAgent = async (node: string, env: Record<string, string> = {}): Promise<AgentProcess> => {
+      const ns = lab.node(node).ns;
+      const agent = await startAgentProcess(
+        node,
+        {
+          LOCAL_XDS_PATH: workloadsFile,
+          CA_CERTS_DIR: path.join(dir, "cacerts"),
+          REDIRECT_MODE: "tproxy",
+          ADMIN_ADDR: "127.0.0.1:15000",
+          STATS_ADDR: "127.0.0.1:15020",
+          READINESS_ADDR: "127.0.0.1:15021",
+          ...spec.env,
+          ...env,
+        },
+        { prefix: ["ip", "netns", "exec", ns], httpGet: (addr, p) => httpGet(ns, addr, p) },
+      );
+      agents.set(node, agent);
+      return agent;
+    };
+    const echoPorts = spec.echoPorts ?? [8080];
+    for (const p of pods) for (const port of echoPorts) echoes.push(await startEchoServer(lab, p.ns, p.ip, port));
+    // One after the other: the first start writes the shared CA.
+    for (const n of lab.nodes) await startAgent(n.name);
+    return {
+      lab,
+      dir,
+      workloadsFile,
+      agents,
+      pods,
+      pod: (name) => find(pods, name, "pod"),
+      agent(node) {
+        const a = agents.get(node);
+        if (!a) throw new Error(`no agent for node ${node}`);
+        return a;
+      },
+      startAgent,
+      httpGet,
+      async flow(from, host, port, bytes = 64 * 1024) {
+        const pod = find(pods, from, "pod");
+        try {
+          const r = await tcpRoundTrip(lab, pod.ns, { host, port, bytes });
+          const seen = echoes.flatMap((e) => e.connections).find((c) => c.sha256 === r.sentSha256)?.remote;
+          const ok = r.receivedSha256 === r.sentSha256 && r.received === r.sent;
+          return { ok, detail: ok ? "intact" : `echo differs (${r.received} of ${r.sent} bytes)`, client: r.local, bytes: r.received, ...(seen ? { seenByDestination: seen } : {}) };
+        } catch (e) {
+          const msg = (e as Error & { stderr?: string }).stderr ?? (e as Error).message;
+          return { ok: false, detail: msg.trim().split("\n").pop() ?? "failed", client: "", bytes: 0 };
+        }
+      },
+      stop,
+    };
+  } catch (e) {
+    await stop().catch(() => undefined);
+    throw e;
+  }
+}
+
+function workloadYaml(pods: readonly ClusterPod[], spec: ClusterSpec): string {
+  const lines = ["workloads:"];
+  for (const p of pods) {
+    const svcs = (spec.services ?? []).filter((s) => s.pods.includes(p.name));
+    const services = svcs.length === 0 ? "" : `, services: {${svcs.map((s) => `"${s.namespace ?? "default"}/${s.name}.${s.namespace ?? "default"}.svc.cluster.local": {${s.port}: ${s.targetPort}}`).join(", ")}}`;
+    lines.push(
+      `- {name: ${p.name}, namespace: ${p.namespace}, serviceAccount: ${p.serviceAccount}, workloadIps: ["${p.ip}"], protocol: ${p.enrolled ? "HBONE" : "TCP"}, node: ${p.node}, canonicalName: ${p.name.replace(/-\d+$/, "")}${services}}`,
+    );
+  }
+  lines.push("services:");
+  for (const s of spec.services ?? []) lines.push(`- {name: ${s.name}, namespace: ${s.namespace ?? "default"}, vips: ["/${s.vip}"], ports: {${s.port}: ${s.targetPort}}}`);
+  lines.push("policies:");
+  for (const p of spec.policies ?? []) lines.push(`- ${p}`);
+  return `${lines.join("\n")}\n`;
+}

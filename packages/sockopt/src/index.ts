@@ -1,0 +1,86 @@
+import { createRequire } from "node:module";
+import net from "node:net";
+
+/** The addon's raw functions (see native/sockopt.c). */
+interface Native {
+  setTransparent(fd: number): void;
+  getTransparent(fd: number): boolean;
+  setMark(fd: number, mark: number): void;
+  getMark(fd: number): number;
+  openTcpSocket(family: 4 | 6, mark: number, transparent: boolean, bindIp: string | null): number;
+  closeFd(fd: number): void;
+}
+
+const ADDON_PATH = "../build/Release/sockopt.node";
+
+function load(): { native?: Native; error?: string } {
+  if (process.platform !== "linux") return { error: `the socket-option addon is Linux-only (this is ${process.platform})` };
+  try {
+    return { native: createRequire(import.meta.url)(ADDON_PATH) as Native };
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    return { error: `the socket-option addon did not load (${why}); rebuild it with \`pnpm --filter @zt/sockopt run install\`` };
+  }
+}
+
+const loaded = load();
+
+/** Whether IP_TRANSPARENT / SO_MARK are available here, and if not, why (an operator-facing sentence). */
+export const sockopt: { readonly available: boolean; readonly reason: string | undefined } = {
+  available: loaded.native !== undefined,
+  reason: loaded.error,
+};
+
+function native(): Native {
+  if (!loaded.native) throw Object.assign(new Error(loaded.error), { code: "ADDON_UNAVAILABLE" });
+  return loaded.native;
+}
+
+/** The file descriptor behind a listening server or a connected socket (Linux, TCP). */
+export function fdOf(handleOwner: net.Server | net.Socket): number {
+  const h = (handleOwner as unknown as { _handle?: { fd?: number } | null })._handle;
+  const fd = h?.fd;
+  if (typeof fd !== "number" || fd < 0) throw Object.assign(new Error("socket has no file descriptor (not listening/connected yet?)"), { code: "NO_FD" });
+  return fd;
+}
+
+/** IP_TRANSPARENT on a listener, so TPROXY may hand it connections for any address. */
+export function setTransparent(server: net.Server): void {
+  native().setTransparent(fdOf(server));
+}
+
+export function isTransparent(s: net.Server | net.Socket): boolean {
+  return native().getTransparent(fdOf(s));
+}
+
+export function markOf(s: net.Server | net.Socket): number {
+  return native().getMark(fdOf(s));
+}
+
+export interface OpenOptions {
+  /** SO_MARK for every packet of the connection (0: none). */
+  readonly mark?: number;
+  /** Source address; a non-local one needs `transparent`. */
+  readonly bindIp?: string | undefined;
+  readonly transparent?: boolean;
+}
+
+/**
+ * A TCP connection opened with options Node cannot set before connect(): SO_MARK,
+ * IP_TRANSPARENT and a (possibly non-local) source address. Returns a connecting
+ * net.Socket: 'connect' or 'error' follows as with net.connect().
+ */
+export function connectTcp(ip: string, port: number, opts: OpenOptions, socketOptions: { allowHalfOpen?: boolean } = {}): net.Socket {
+  const n = native();
+  const family = net.isIPv6(ip) ? 6 : 4;
+  const fd = n.openTcpSocket(family, opts.mark ?? 0, opts.transparent ?? false, opts.bindIp ?? null);
+  let s: net.Socket;
+  try {
+    // manualStart: do not start reading an fd that is not connected yet (connect() starts it).
+    s = new net.Socket({ fd, manualStart: true, allowHalfOpen: socketOptions.allowHalfOpen ?? false } as net.SocketConstructorOpts);
+  } catch (e) {
+    n.closeFd(fd);
+    throw e;
+  }
+  return s.connect({ port, host: ip });
+}

@@ -1,0 +1,113 @@
+import type net from "node:net";
+import type { Logger } from "pino";
+import { defaultCaptureParams, installCapture, type Capture, type CaptureParams } from "@zt/capture";
+import { plainDialer, type Dialer } from "@zt/proxy";
+import { connectTcp, setTransparent, sockopt } from "@zt/sockopt";
+import { ZtError, type MeshStore } from "@zt/state";
+import type { Config } from "./config.js";
+
+/**
+ * REDIRECT_MODE: how connections reach the agent and how it dials out. `none`: explicit
+ * SOCKS5/HBONE only, plain sockets. `tproxy`: transparent listeners, node rules installed
+ * at start and removed at exit, upstream sockets marked and speaking from the client's address.
+ */
+export interface Redirect {
+  readonly dialer: Dialer;
+  /** IP_TRANSPARENT on a data-path listener (no-op without capture). */
+  prepareListener(server: net.Server, env: string): void;
+  /** Install the rules (after every listener is up); then keep the pod set in sync. */
+  start(): Promise<void>;
+  /** Remove the rules (after the drain). */
+  stop(): Promise<void>;
+  pending(): string[];
+  dump(): unknown;
+}
+
+/** Throws CAPTURE_UNAVAILABLE before anything is touched when tproxy cannot work here. */
+export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: string) => boolean, logger: Logger): Redirect {
+  const log = logger.child({ component: "capture" });
+  if (config.redirectMode === "none") {
+    if (!sockopt.available) log.info(`transparent capture is unavailable on this host: ${sockopt.reason}`);
+    return {
+      dialer: plainDialer,
+      prepareListener: () => {},
+      start: async () => {},
+      stop: async () => {},
+      pending: () => [],
+      dump: () => ({ mode: "none", addon: sockopt.available ? "loaded" : sockopt.reason }),
+    };
+  }
+  if (!sockopt.available) {
+    throw new ZtError("CAPTURE_UNAVAILABLE", `REDIRECT_MODE=tproxy needs the socket-option addon, and ${sockopt.reason}; nothing was installed`);
+  }
+  const params = captureParams(config);
+  const mark = params.agentMark;
+  const dialer: Dialer = (ip, port, srcIp) => {
+    // A local source (a SOCKS5 client on this host) needs no spoofing, and a loopback one cannot leave the host.
+    const bindIp = srcIp !== undefined && !isLocal(srcIp) && !srcIp.includes(":") ? srcIp : undefined;
+    const s = connectTcp(ip, port, { mark, bindIp, transparent: bindIp !== undefined }, { allowHalfOpen: true });
+    s.setNoDelay(true);
+    return s;
+  };
+  const localPods = (): string[] =>
+    store
+      .workloadsOnNode(config.nodeName)
+      .filter((w) => w.protocol === "HBONE")
+      .flatMap((w) => w.workloadIps);
+  let capture: Capture | undefined;
+  let syncing: Promise<void> = Promise.resolve();
+  let stopped = false;
+
+  return {
+    dialer,
+    prepareListener(server, env) {
+      try {
+        setTransparent(server);
+      } catch (e) {
+        throw new ZtError("CAPTURE_SOCKOPT_FAILED", `cannot make the ${env} listener transparent (${(e as Error).message}); REDIRECT_MODE=tproxy needs CAP_NET_ADMIN`, { cause: e });
+      }
+    },
+    async start() {
+      const pods = localPods();
+      capture = await installCapture(params, pods);
+      log.info({ pods: pods.length, ipset: params.ipset, outbound: params.outboundPort, inbound: params.inboundPort, plaintext: params.plaintextPort }, "capture rules installed");
+      store.onChange(() => {
+        syncing = syncing.then(async () => {
+          if (stopped || !capture) return;
+          const want = localPods();
+          try {
+            await capture.syncPods(want);
+            log.info({ pods: want.length }, "captured pod set updated");
+          } catch (err) {
+            log.error({ err, code: (err as ZtError).code }, "could not update the captured pod set; the previous set stays in force");
+          }
+        });
+      });
+    },
+    async stop() {
+      stopped = true;
+      await syncing;
+      if (!capture) return;
+      try {
+        await capture.remove();
+        log.info("capture rules removed");
+      } catch (err) {
+        log.error({ err, code: (err as ZtError).code }, `capture rules not fully removed: ${(err as Error).message}`);
+      }
+    },
+    pending: () => (capture || stopped ? [] : ["capture rules"]),
+    dump: () => ({ mode: "tproxy", ipset: params.ipset, pods: capture?.pods() ?? [], agentMark: mark, captureMark: params.captureMark, routeTable: params.routeTable }),
+  };
+}
+
+export function captureParams(config: Config): CaptureParams {
+  const inbound = config.inboundAddr.kind === "addr" ? config.inboundAddr : undefined;
+  const specific = [config.outboundAddr.ip, inbound?.ip ?? "0.0.0.0", config.inboundPlaintextAddr.ip].find((ip) => ip !== "0.0.0.0");
+  return {
+    ...defaultCaptureParams,
+    outboundPort: config.outboundAddr.port,
+    inboundPort: inbound?.port ?? 15008,
+    plaintextPort: config.inboundPlaintextAddr.port,
+    onIp: specific ?? "127.0.0.1",
+  };
+}
