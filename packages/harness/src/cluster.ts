@@ -5,7 +5,8 @@ import { fileURLToPath } from "node:url";
 import { createLab, defaultPodIp, startEchoServer, tcpRoundTrip, type EchoServer, type Lab, type LabPod } from "@zt/lab";
 import { startAgentProcess, type AgentProcess } from "./agent-process.js";
 
-const TOOL = fileURLToPath(new URL("./tool-cli.js", import.meta.url));
+// The built probe (from src/ under vitest as from dist/): it runs under plain node inside namespaces.
+const TOOL = fileURLToPath(new URL("../dist/tool-cli.js", import.meta.url));
 
 export interface ClusterPodSpec {
   readonly name: string;
