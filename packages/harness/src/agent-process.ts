@@ -114,7 +114,8 @@ function track(proc: ChildProcess): void {
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.once(sig, () => {
       killAll();
-      process.exit(130);
+      // A caller with its own handler (a CLI tearing down a cluster) decides when to exit.
+      if (process.listenerCount(sig) === 0) process.exit(130);
     });
   }
 }

@@ -5,6 +5,8 @@ export interface SummaryRow {
   readonly what: string;
   readonly result: FlowResult;
   readonly expectOk: boolean;
+  /** The source address the destination pod itself saw (captured flows). */
+  readonly seenByDestination?: string | undefined;
 }
 
 /** Print one line per flow with the identity the destination's agent saw; returns the exit code. */
@@ -17,7 +19,8 @@ export function printSummary(rows: readonly SummaryRow[], agents: readonly Agent
     const asExpected = result.ok === row.expectOk;
     if (!asExpected) bad++;
     const status = result.ok ? `ok, ${result.bytes} bytes echoed ${result.detail}` : result.detail;
-    out.push(`${asExpected ? "✔" : "✘"} ${row.what}\n    ${status}${seen ? `\n    destination agent saw ${seen}` : ""}`);
+    const pod = row.seenByDestination ? `\n    destination pod saw source ${row.seenByDestination}` : "";
+    out.push(`${asExpected ? "✔" : "✘"} ${row.what}\n    ${status}${pod}${seen ? `\n    destination agent saw ${seen}` : ""}`);
   }
   process.stdout.write(`${out.join("\n")}\n\n`);
   for (const a of agents) {
@@ -32,8 +35,9 @@ function identitySeen(agents: readonly AgentProcess[], srcAddr: string): string 
   if (!srcAddr) return undefined;
   for (const a of agents) {
     for (const l of a.accessLogs()) {
-      if (l["direction"] === "inbound" && l["src.addr"] === srcAddr && typeof l["src.identity"] === "string") {
-        return `${String(l["src.identity"])} (on ${a.node}, to ${String(l["dst.workload"])})`;
+      if (l["direction"] === "inbound" && l["src.addr"] === srcAddr) {
+        const who = typeof l["src.identity"] === "string" ? l["src.identity"] : "no identity (plaintext from outside the mesh)";
+        return `${who} (on ${a.node}, to ${String(l["dst.workload"])})`;
       }
     }
   }
