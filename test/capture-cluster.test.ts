@@ -1,4 +1,6 @@
-import { writeFileSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startCluster, type AgentProcess, type Cluster } from "@zt/harness";
 import { listNamespaces, run, startEchoServer } from "@zt/lab";
@@ -186,5 +188,28 @@ describe("rules over the agent's life", () => {
     expect(await nodeRules("node-a")).toEqual(before);
     const r = await c.flow("sleep-a", ip("echo-b"), 8080);
     expect(r).toMatchObject({ ok: true, detail: "intact" });
+  }, 60_000);
+
+  test("missing iptables or an unloadable addon: the agent refuses to start, names the problem, installs nothing", async () => {
+    await c.agent("node-a").stop();
+    expect(await nodeRules("node-a")).toEqual({ jumps: 0, rules: 0, ipRules: 0, sets: [] });
+    const bin = mkdtempSync(path.join(tmpdir(), "zt-nobin-"));
+    try {
+      const ipPath = (await run(["sh", "-c", "command -v ip"])).stdout.trim();
+      symlinkSync(ipPath, path.join(bin, "ip"));
+      await expect(c.startAgent("node-a", { PATH: bin })).rejects.toThrow(/CAPTURE_TOOL_MISSING.*iptables-restore, iptables-save, ipset/s);
+      expect(await nodeRules("node-a")).toEqual({ jumps: 0, rules: 0, ipRules: 0, sets: [] });
+      await expect(c.startAgent("node-a", { ZT_SOCKOPT_ADDON: path.join(bin, "missing.node") })).rejects.toThrow(/CAPTURE_UNAVAILABLE.*socket-option addon did not load/s);
+      expect(await nodeRules("node-a")).toEqual({ jumps: 0, rules: 0, ipRules: 0, sets: [] });
+      // Without capture the same host runs fine and says what it lacks.
+      const plain = await c.startAgent("node-a", { ZT_SOCKOPT_ADDON: path.join(bin, "missing.node"), REDIRECT_MODE: "none" });
+      expect(plain.logs.some((l) => String(l["msg"]).startsWith("transparent capture is unavailable on this host"))).toBe(true);
+      expect(await nodeRules("node-a")).toEqual({ jumps: 0, rules: 0, ipRules: 0, sets: [] });
+      await plain.stop();
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+    await c.startAgent("node-a");
+    expect((await c.flow("sleep-a", ip("echo-b"), 8080)).ok).toBe(true);
   }, 60_000);
 });

@@ -16,7 +16,8 @@ const ADDON_PATH = "../build/Release/sockopt.node";
 function load(): { native?: Native; error?: string } {
   if (process.platform !== "linux") return { error: `the socket-option addon is Linux-only (this is ${process.platform})` };
   try {
-    return { native: createRequire(import.meta.url)(ADDON_PATH) as Native };
+    // ZT_SOCKOPT_ADDON: a prebuilt addon elsewhere (packaging), or a broken path (tests of the fallback).
+    return { native: createRequire(import.meta.url)(process.env["ZT_SOCKOPT_ADDON"] ?? ADDON_PATH) as Native };
   } catch (e) {
     const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
     return { error: `the socket-option addon did not load (${why}); rebuild it with \`pnpm --filter @zt/sockopt run install\`` };
