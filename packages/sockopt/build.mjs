@@ -23,6 +23,8 @@ let gyp;
 try {
   gyp = createRequire(import.meta.url).resolve("node-gyp/bin/node-gyp.js");
 } catch {
+  // A production install (pnpm deploy --prod) carries the addon built earlier and no node-gyp.
+  if (existsSync(path.join(here, "build", "Release", "sockopt.node"))) process.exit(0);
   warn("node-gyp is not installed; addon not built, capture will be unavailable");
   process.exit(0);
 }
