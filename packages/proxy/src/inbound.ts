@@ -206,7 +206,7 @@ async function handleStream(ctx: ProxyContext, socket: tls.TLSSocket, stream: Se
  * when it belongs to a workload whose identity the peer proved with its certificate; a
  * peer cannot make this agent speak from an address it does not own.
  */
-function verifiedSource(srcWl: Workload | undefined, peer: PeerIdentity | undefined, forwardedFor: string | undefined): string | undefined {
+export function verifiedSource(srcWl: Workload | undefined, peer: PeerIdentity | undefined, forwardedFor: string | undefined): string | undefined {
   if (!srcWl || !peer || !forwardedFor) return undefined;
   return workloadIdentity(srcWl) === peer.id ? parseHostPort(forwardedFor)?.ip : undefined;
 }
