@@ -57,6 +57,7 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
   let capture: Capture | undefined;
   let syncing: Promise<void> = Promise.resolve();
   let stopped = false;
+  let starting: Promise<void> | undefined;
 
   return {
     dialer,
@@ -67,25 +68,14 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
         throw new ZtError("CAPTURE_SOCKOPT_FAILED", `cannot make the ${env} listener transparent (${(e as Error).message}); REDIRECT_MODE=tproxy needs CAP_NET_ADMIN`, { cause: e });
       }
     },
-    async start() {
-      const pods = localPods();
-      capture = await installCapture(params, pods);
-      log.info({ pods: pods.length, ipset: params.ipset, outbound: params.outboundPort, inbound: params.inboundPort, plaintext: params.plaintextPort }, "capture rules installed");
-      store.onChange(() => {
-        syncing = syncing.then(async () => {
-          if (stopped || !capture) return;
-          const want = localPods();
-          try {
-            await capture.syncPods(want);
-            log.info({ pods: want.length }, "captured pod set updated");
-          } catch (err) {
-            log.error({ err, code: (err as ZtError).code }, "could not update the captured pod set; the previous set stays in force");
-          }
-        });
-      });
+    start() {
+      starting = install();
+      return starting;
     },
     async stop() {
       stopped = true;
+      // A shutdown during start waits for the install, then removes what it installed.
+      await starting?.catch(() => undefined);
       await syncing;
       if (!capture) return;
       try {
@@ -98,6 +88,32 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
     pending: () => (capture || stopped ? [] : ["capture rules"]),
     dump: () => ({ mode: "tproxy", ipset: params.ipset, pods: capture?.pods() ?? [], agentMark: mark, captureMark: params.captureMark, routeTable: params.routeTable }),
   };
+
+  async function install(): Promise<void> {
+    const pods = localPods();
+    capture = await installCapture(params, pods);
+    log.info({ pods: pods.length, ipset: params.ipset, outbound: params.outboundPort, inbound: params.inboundPort, plaintext: params.plaintextPort }, "capture rules installed");
+    const resync = (): void => {
+      syncing = syncing.then(async () => {
+        const want = localPods();
+        if (stopped || !capture || sameSet(capture.pods(), want)) return;
+        try {
+          await capture.syncPods(want);
+          log.info({ pods: want.length }, "captured pod set updated");
+        } catch (err) {
+          log.error({ err, code: (err as ZtError).code }, "could not update the captured pod set; the previous set stays in force");
+        }
+      });
+    };
+    store.onChange(resync);
+    // The workload file may have changed while the rules were being installed.
+    resync();
+  }
+}
+
+function sameSet(have: readonly string[], want: readonly string[]): boolean {
+  const w = new Set(want.filter((ip) => !ip.includes(":")));
+  return have.length === w.size && have.every((ip) => w.has(ip));
 }
 
 export function captureParams(config: Config): CaptureParams {

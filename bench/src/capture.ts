@@ -1,0 +1,177 @@
+/**
+ * Capture benchmark (`bash bench/capture.sh`, root): an emulated cluster of two nodes,
+ * one agent per node with REDIRECT_MODE=tproxy. The same plain-TCP client runs inside a
+ * pod namespace against a sink in another pod, side by side on three paths:
+ *   direct     pod outside the mesh -> pod outside the mesh on the other node (no capture)
+ *   mesh       mesh pod -> mesh pod on the other node (captured, HBONE between the agents)
+ *   same-node  mesh pod -> mesh pod on the same node (captured, HBONE through lo)
+ * Writes its section of bench/RESULTS.md (between the capture markers).
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { fileURLToPath } from "node:url";
+
+const HARNESS = new URL("../../packages/harness/dist/index.js", import.meta.url);
+const QUICK = process.env["BENCH_QUICK"] === "1";
+const MiB = 1 << 20;
+const BULK = (QUICK ? 64 : 512) * MiB;
+const ROUNDS = QUICK ? 1 : 3;
+const RATE_MS = QUICK ? 1000 : 3000;
+
+// argv: port. Counts bytes; after the client's FIN answers the count and ends.
+const SINK = `
+const net = require("node:net");
+net.createServer({ allowHalfOpen: true }, (s) => {
+  let n = 0;
+  s.on("data", (b) => { n += b.length; });
+  s.on("end", () => s.end(String(n)));
+  s.on("error", () => {});
+}).listen(Number(process.argv[1]), process.argv[2], () => process.stdout.write("listening\\n"));
+`;
+
+// argv: mode host port amount. bulk: send amount bytes, wait for the count; rate: for amount ms,
+// 16 concurrent loops of connect, 1 byte, FIN, wait for the answer.
+const CLIENT = `
+const net = require("node:net");
+const [mode, host, port, amount] = process.argv.slice(1);
+const once = (bytes) => new Promise((resolve, reject) => {
+  const s = net.connect({ host, port: Number(port), allowHalfOpen: true });
+  let reply = "";
+  s.on("data", (b) => { reply += b; });
+  s.on("end", () => { s.destroy(); resolve(Number(reply)); });
+  s.on("error", reject);
+  s.on("connect", () => {
+    if (bytes <= 1) return s.end("x");
+    const chunk = Buffer.alloc(256 * 1024, 1);
+    let left = bytes;
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, chunk.length);
+        left -= n;
+        if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return s.once("drain", pump);
+      }
+      s.end();
+    };
+    pump();
+  });
+});
+(async () => {
+  const t0 = process.hrtime.bigint();
+  if (mode === "bulk") {
+    const got = await once(Number(amount));
+    const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (got !== Number(amount)) throw new Error("sink got " + got + " of " + amount);
+    process.stdout.write(JSON.stringify({ mibPerSec: Number(amount) / 1048576 / sec }));
+  } else {
+    const end = Date.now() + Number(amount);
+    let count = 0;
+    await Promise.all(Array.from({ length: 16 }, async () => { while (Date.now() < end) { await once(1); count++; } }));
+    process.stdout.write(JSON.stringify({ perSec: count / (Number(process.hrtime.bigint() - t0) / 1e9) }));
+  }
+})().catch((e) => { process.stderr.write(String(e) + "\\n"); process.exit(1); });
+`;
+
+interface Lab {
+  prefix: string;
+  namespaces: string[];
+  spawn(ns: string, argv: string[], opts?: object): import("node:child_process").ChildProcess;
+  exec(ns: string, argv: string[], opts?: { timeoutMs?: number }): Promise<{ stdout: string }>;
+}
+interface Cluster {
+  lab: Lab;
+  pod(name: string): { ip: string; ns: string };
+  stop(): Promise<void>;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const log = (s: string): void => void process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("the capture benchmark needs root (network namespaces, iptables)");
+  const { startCluster } = (await import(HARNESS.href)) as { startCluster(spec: unknown): Promise<Cluster> };
+  const started = Date.now();
+  const c = await startCluster({
+    nodes: [
+      { name: "node-a", pods: [{ name: "client-a" }, { name: "sink-a" }, { name: "plain-a", enrolled: false }] },
+      { name: "node-b", pods: [{ name: "sink-b" }, { name: "plain-b", enrolled: false }] },
+    ],
+    echoPorts: [],
+  });
+  try {
+    // Thousands of short connections per second would otherwise exhaust the ports in TIME_WAIT.
+    for (const ns of c.lab.namespaces) await c.lab.exec(ns, ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+    for (const p of ["sink-a", "sink-b", "plain-b"]) {
+      const child = c.lab.spawn(c.pod(p).ns, [process.execPath, "-e", SINK, "9000", c.pod(p).ip], { stdio: ["ignore", "pipe", "inherit"] });
+      await new Promise<void>((resolve) => child.stdout?.once("data", () => resolve()));
+    }
+    const paths = [
+      { name: "direct", from: "plain-a", to: "plain-b" },
+      { name: "mesh", from: "client-a", to: "sink-b" },
+      { name: "same-node", from: "client-a", to: "sink-a" },
+    ];
+    const run = async (from: string, to: string, mode: string, amount: number): Promise<Record<string, number>> =>
+      JSON.parse((await c.lab.exec(c.pod(from).ns, [process.execPath, "-e", CLIENT, mode, c.pod(to).ip, "9000", String(amount)], { timeoutMs: 120_000 })).stdout) as Record<string, number>;
+    const bulk: Record<string, number[]> = {};
+    const rate: Record<string, number[]> = {};
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const p of paths) {
+        (bulk[p.name] ??= []).push((await run(p.from, p.to, "bulk", BULK))["mibPerSec"] ?? NaN);
+        log(`round ${r + 1} ${p.name}: ${bulk[p.name]!.at(-1)!.toFixed(0)} MiB/s`);
+      }
+    }
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const p of paths) {
+        (rate[p.name] ??= []).push((await run(p.from, p.to, "rate", RATE_MS))["perSec"] ?? NaN);
+        log(`round ${r + 1} ${p.name}: ${rate[p.name]!.at(-1)!.toFixed(0)} conn/s`);
+        // Let TIME_WAIT from this burst drain a little before the next path.
+        await new Promise((res) => setTimeout(res, 2000));
+      }
+    }
+    const row = (label: string, m: Record<string, number[]>, digits = 0): string => {
+      const v = (k: string): number => median(m[k] ?? []);
+      const f = (x: number): string => x.toLocaleString("en-US", { maximumFractionDigits: digits });
+      return `| ${label} | ${f(v("direct"))} | ${f(v("mesh"))} | ${f(v("same-node"))} | ${(v("mesh") / v("direct")).toFixed(2)}x | ${(v("same-node") / v("direct")).toFixed(2)}x |`;
+    };
+    const section = [
+      "<!-- capture:begin -->",
+      "## Captured traffic in an emulated cluster",
+      "",
+      "```",
+      "sudo bash bench/capture.sh",
+      "```",
+      "",
+      `- Date: ${new Date().toISOString()}; ${os.cpus().length} CPUs; Node ${process.version}; ${ROUNDS} rounds, medians; ${((Date.now() - started) / 1000).toFixed(0)} s`,
+      "- Two emulated nodes (network namespaces, pods behind veths), one agent per node with `REDIRECT_MODE=tproxy`.",
+      "  The same plain-TCP client runs in a pod namespace; nothing in the pod knows about the mesh.",
+      "  direct: pod outside the mesh to a pod outside the mesh on the other node (not captured);",
+      "  mesh: mesh pod to mesh pod on the other node (captured, HBONE); same-node: mesh pods on one node (captured, HBONE via lo).",
+      "  `net.ipv4.tcp_tw_reuse=1` in every namespace of the cluster (ports in TIME_WAIT would otherwise limit the connection rate).",
+      "",
+      "| Measure | direct | mesh | same-node | mesh/direct | same-node/direct |",
+      "|---|---:|---:|---:|---:|---:|",
+      row(`Throughput, 1 conn, ${BULK / MiB} MiB (MiB/s)`, bulk),
+      row("New connections/s (16 concurrent, 1 byte each way)", rate),
+      "<!-- capture:end -->",
+    ].join("\n");
+    const file = fileURLToPath(new URL(QUICK ? "../out/RESULTS.capture.quick.md" : "../RESULTS.md", import.meta.url));
+    let text = "";
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      /* first run */
+    }
+    const kept = text.replace(/\n*<!-- capture:begin -->[\s\S]*<!-- capture:end -->\n*/, "\n");
+    writeFileSync(file, `${kept.trimEnd()}\n\n${section}\n`);
+    process.stdout.write(`\n${section}\n`);
+  } finally {
+    await c.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`capture bench failed: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);
