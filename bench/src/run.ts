@@ -3,7 +3,7 @@
  * measured side by side in one run, each measure taken on the three paths in turn.
  */
 import { fork, execFileSync, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
@@ -287,7 +287,10 @@ async function main(): Promise<number> {
   // A quick run (BENCH_QUICK=1, for trying the bench out) does not replace RESULTS.md.
   const md = QUICK ? "bench/out/RESULTS.quick.md" : "bench/RESULTS.md";
   mkdirSync(`${benchDir}out`, { recursive: true });
-  writeFileSync(`${benchDir}${md.slice("bench/".length)}`, markdown);
+  // The capture benchmark's section (bench/capture.sh) survives a rewrite of the file.
+  const mdPath = `${benchDir}${md.slice("bench/".length)}`;
+  const captureSection = /<!-- capture:begin -->[\s\S]*<!-- capture:end -->/.exec(existsSync(mdPath) ? readFileSync(mdPath, "utf8") : "")?.[0];
+  writeFileSync(mdPath, captureSection ? `${markdown.trimEnd()}\n\n${captureSection}\n` : markdown);
   writeFileSync(`${benchDir}out/results.json`, JSON.stringify(results, null, 2));
   log(`wrote ${md} and bench/out/results.json (${results.totalSec.toFixed(0)} s in all)`);
   return 0;
