@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import type net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -29,17 +29,20 @@ beforeAll(async () => {
   const files = workloadDir();
   mesh = await startLoopbackMesh({ net: NET, nodes: ["node-b"], workloadsFile: files.write("mesh.yaml", meshYaml(NET)) });
   certs = createCertManager({ source: await loadOrCreateCa({ dir: mesh.caDir, trustDomain: "cluster.local" }), ttlMs: 3_600_000 });
-  otherCerts = createCertManager({ source: await loadOrCreateCa({ dir: path.join(mkdtempSync(path.join(tmpdir(), "zt-other-")), "ca"), trustDomain: "cluster.local" }), ttlMs: 3_600_000 });
+  otherRoot = mkdtempSync(path.join(tmpdir(), "zt-other-"));
+  otherCerts = createCertManager({ source: await loadOrCreateCa({ dir: path.join(otherRoot, "ca"), trustDomain: "cluster.local" }), ttlMs: 3_600_000 });
   evilCerts = createCertManager({ source: await loadOrCreateCa({ dir: mesh.caDir, trustDomain: "evil.local" }), ttlMs: 3_600_000 });
   sleep = await certs.fetch("spiffe://cluster.local/ns/default/sa/sleep");
   echo = await startEcho(TARGET, 8080);
   baselineFds = fdCount(agent().proc.pid!);
 });
 
+let otherRoot = "";
 afterAll(async () => {
   echo?.close();
   for (const c of [certs, otherCerts, evilCerts]) c?.close();
   await mesh?.stop();
+  if (otherRoot) rmSync(otherRoot, { recursive: true, force: true });
 });
 
 const agent = (): LoopbackMesh["agents"][number] => mesh.agents[0]!;

@@ -1,10 +1,11 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
 /** A temp dir for one test file's workload files; returns a writer. */
 export function workloadDir(): { dir: string; write(name: string, yaml: string): string } {
   const dir = mkdtempSync(path.join(tmpdir(), "zt-wl-"));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
   return {
     dir,
     write(name, yaml) {

@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pino from "pino";
@@ -13,7 +13,8 @@ import type { ConnectionRecord } from "../types.js";
 export async function testContext(yaml: string, over: Partial<ProxyContext> = {}, pool: Partial<PoolOptions> = {}): Promise<ProxyContext & { closed: ConnectionRecord[]; dispose(): void }> {
   const logger = pino({ level: "silent" });
   const store = createMeshStore(parseLocalConfig(yaml, "test.yaml", { trustDomain: "cluster.local", clusterId: "c1" }));
-  const ca = await loadOrCreateCa({ dir: path.join(mkdtempSync(path.join(tmpdir(), "zt-proxy-")), "ca"), trustDomain: "cluster.local" });
+  const caRoot = mkdtempSync(path.join(tmpdir(), "zt-proxy-"));
+  const ca = await loadOrCreateCa({ dir: path.join(caRoot, "ca"), trustDomain: "cluster.local" });
   const certs = createCertManager({ source: ca, ttlMs: 3_600_000 });
   const hbonePool = createHbonePool({ certs, logger, maxStreamsPerConnection: 100, idleTimeoutMs: 300_000, streamWindowSize: 4 << 20, connectionWindowSize: 16 << 20, ...pool });
   const closed: ConnectionRecord[] = [];
@@ -39,6 +40,7 @@ export async function testContext(yaml: string, over: Partial<ProxyContext> = {}
     dispose() {
       hbonePool.close();
       certs.close();
+      rmSync(caRoot, { recursive: true, force: true });
     },
   };
 }
