@@ -29,8 +29,8 @@ export function createSocks5Server(ctx: ProxyContext): net.Server {
           const svc = ctx.store.serviceByHostname(target.host);
           const vip = svc?.vips[0]?.address;
           if (!vip) {
-            const err = new ProxyError("SOCKS_UNKNOWN_HOST", "NO_ROUTE", `SOCKS5 target host ${target.host} is not a service hostname known to the mesh`);
-            client.write(replyBytes(SocksReply.hostUnreachable));
+            const err = new ProxyError("SOCKS_UNKNOWN_HOST", `SOCKS5 target host ${target.host} is not a service hostname known to the mesh`);
+            client.write(replyBytes(replyFor(err)));
             client.destroySoon();
             fail(ctx, rec, err);
             return;
@@ -43,7 +43,7 @@ export function createSocks5Server(ctx: ProxyContext): net.Server {
           if (!client.destroyed) client.write(replyBytes(err ? replyFor(err) : SocksReply.ok));
         });
       },
-      (err: unknown) => fail(ctx, rec, toProxyError(err, "BAD_REQUEST")),
+      (err: unknown) => fail(ctx, rec, toProxyError(err)),
     );
   });
 }
@@ -66,13 +66,13 @@ async function proxyOutbound(ctx: ProxyContext, client: net.Socket, req: Outboun
     const upstream = await connectRoute(ctx, req, r, rec);
     if (client.destroyed) {
       upstream.destroy();
-      throw new ProxyError("CLIENT_GONE", "RESET", "the client closed before the destination was connected");
+      throw new ProxyError("CLIENT_GONE", "the client closed before the destination was connected");
     }
     reply?.();
     client.removeAllListeners("error");
     run(ctx, rec, client, upstream, "sent-is-client-read");
   } catch (e) {
-    const err = toProxyError(e, "CONNECT");
+    const err = toProxyError(e);
     if (reply) {
       reply(err);
       // Half-open sockets wait for the client's FIN; a refused client gets closed, not waited for.
@@ -91,22 +91,22 @@ async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Pro
   try {
     const dst = ctx.store.workloadByIp(dstIp);
     if (!dst || dst.node !== ctx.nodeName) {
-      throw new ProxyError("PLAINTEXT_NOT_LOCAL", "NO_ROUTE", `plaintext connection to ${dstIp}, which is not a workload of node ${ctx.nodeName}`);
+      throw new ProxyError("PLAINTEXT_NOT_LOCAL", `plaintext connection to ${dstIp}, which is not a workload of node ${ctx.nodeName}`);
     }
     fillDst(rec, dst);
     if (ctx.ownPorts.has(dstPort)) {
-      throw new ProxyError("LOOP", "LOOP", `plaintext connection to port ${dstPort}, one of the agent's own ports`);
+      throw new ProxyError("LOOP", `plaintext connection to port ${dstPort}, one of the agent's own ports`);
     }
     const decision = authorize(ctx.store.policiesFor(dst), { srcIdentity: undefined, srcIp, dstIp, dstPort });
     if (!decision.allow) {
-      throw new ProxyError("AUTHZ_DENIED", "DENY", `plaintext connection from ${srcIp} to ${dst.namespace}/${dst.name}:${dstPort} denied by ${decision.policy ?? "policy"} (${decision.reason})`);
+      throw new ProxyError("AUTHZ_DENIED", `plaintext connection from ${srcIp} to ${dst.namespace}/${dst.name}:${dstPort} denied by ${decision.policy ?? "policy"} (${decision.reason})`);
     }
     const upstream = await dialTcp(ctx.dialer, dstIp, dstPort, ctx.connectTimeoutMs, srcIp);
     client.removeAllListeners("error");
     run(ctx, rec, upstream, client, "sent-is-upstream-written");
   } catch (e) {
     client.resetAndDestroy();
-    fail(ctx, rec, toProxyError(e, "CONNECT"));
+    fail(ctx, rec, toProxyError(e));
   }
 }
 

@@ -26,20 +26,20 @@ export function route(ctx: ProxyContext, req: OutboundRequest): Route {
   const src = ctx.store.workloadByIp(req.srcIp);
   if (!src || src.node !== ctx.nodeName || src.protocol !== "HBONE") {
     const why = !src ? "is not a known workload" : src.node !== ctx.nodeName ? `belongs to node ${src.node || "(none)"}, not ${ctx.nodeName}` : "is not enrolled in the mesh (protocol TCP)";
-    throw new ProxyError("UNKNOWN_SOURCE", "UNKNOWN_SOURCE", `outbound connection from ${req.srcIp} refused: the source ${why}`);
+    throw new ProxyError("UNKNOWN_SOURCE", `outbound connection from ${req.srcIp} refused: the source ${why}`);
   }
   if (ctx.ownPorts.has(req.dstPort) && ctx.isLocalAddress(req.dstIp)) {
-    throw new ProxyError("LOOP", "LOOP", `connection to ${formatHostPort(req.dstIp, req.dstPort)} is one of the agent's own listeners; refused to avoid a loop`);
+    throw new ProxyError("LOOP", `connection to ${formatHostPort(req.dstIp, req.dstPort)} is one of the agent's own listeners; refused to avoid a loop`);
   }
   const service = ctx.store.serviceByVip(req.dstIp);
   const target = service ? undefined : ctx.store.workloadByIp(req.dstIp);
   if (target?.protocol === "HBONE" && req.dstPort === ctx.hbonePort) {
-    throw new ProxyError("LOOP", "LOOP", `connection to ${formatHostPort(req.dstIp, req.dstPort)}, the HBONE port of a mesh workload, from inside the mesh; refused to avoid a loop`);
+    throw new ProxyError("LOOP", `connection to ${formatHostPort(req.dstIp, req.dstPort)}, the HBONE port of a mesh workload, from inside the mesh; refused to avoid a loop`);
   }
   if (service) {
     const ep = pickEndpoint(ctx.store, service, req.dstPort);
     if (!ep) {
-      throw new ProxyError("NO_HEALTHY_ENDPOINT", "NO_ROUTE", `service ${service.hostname} has no healthy endpoint serving port ${req.dstPort}`);
+      throw new ProxyError("NO_HEALTHY_ENDPOINT", `service ${service.hostname} has no healthy endpoint serving port ${req.dstPort}`);
     }
     const ip = pickIp(ep.workload, req.dstIp);
     if (ep.workload.protocol === "HBONE") {
@@ -55,7 +55,7 @@ export function route(ctx: ProxyContext, req: OutboundRequest): Route {
     return { kind: "passthrough", src, dst, ip: req.dstIp, port: req.dstPort };
   }
   if (ctx.outboundPolicy === "REGISTRY_ONLY") {
-    throw new ProxyError("REGISTRY_ONLY", "NO_ROUTE", `${formatHostPort(req.dstIp, req.dstPort)} is not a known service or workload and OUTBOUND_TRAFFIC_POLICY is REGISTRY_ONLY`);
+    throw new ProxyError("REGISTRY_ONLY", `${formatHostPort(req.dstIp, req.dstPort)} is not a known service or workload and OUTBOUND_TRAFFIC_POLICY is REGISTRY_ONLY`);
   }
   return { kind: "passthrough", src, ip: req.dstIp, port: req.dstPort };
 }

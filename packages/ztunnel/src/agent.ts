@@ -79,6 +79,8 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     idleTimeoutMs: config.poolUnusedReleaseTimeoutMs,
     streamWindowSize: config.http2StreamWindowSize,
     connectionWindowSize: config.http2ConnectionWindowSize,
+    pingIntervalMs: config.hboneKeepaliveIntervalMs,
+    pingTimeoutMs: config.hboneKeepaliveTimeoutMs,
     dialer: redirect.dialer,
   });
   const ctx: ProxyContext = {

@@ -40,6 +40,10 @@ export interface Config {
   readonly poolUnusedReleaseTimeoutMs: number;
   readonly http2StreamWindowSize: number;
   readonly http2ConnectionWindowSize: number;
+  /** PING an idle HBONE connection this often, both sides (contract: 10 s). */
+  readonly hboneKeepaliveIntervalMs: number;
+  /** Close an HBONE connection whose peer has not answered a PING for this long (contract: 20 s). */
+  readonly hboneKeepaliveTimeoutMs: number;
   readonly secretTtlMs: number;
   /** Absolute path of the built-in CA's Istio-style `cacerts` directory. */
   readonly caCertsDir: string;
@@ -97,6 +101,8 @@ const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
   poolUnusedReleaseTimeoutMs: duration("POOL_UNUSED_RELEASE_TIMEOUT", "5m", 1),
   http2StreamWindowSize: int("HTTP2_STREAM_WINDOW_SIZE", 4 * MiB, 65_535, MAX_WINDOW),
   http2ConnectionWindowSize: int("HTTP2_CONNECTION_WINDOW_SIZE", 16 * MiB, 65_535, MAX_WINDOW),
+  hboneKeepaliveIntervalMs: duration("HBONE_KEEPALIVE_INTERVAL", "10s", 100),
+  hboneKeepaliveTimeoutMs: duration("HBONE_KEEPALIVE_TIMEOUT", "20s", 100),
   secretTtlMs: duration("SECRET_TTL", "24h", 10_000),
   caCertsDir: text("CA_CERTS_DIR", () => "./.ztunnel/cacerts"),
   redirectMode: oneOf("REDIRECT_MODE", ["none", "tproxy"], "none"),
@@ -183,6 +189,8 @@ export function describeConfig(c: Config): Record<string, string | number | null
     poolUnusedReleaseTimeoutMs: c.poolUnusedReleaseTimeoutMs,
     http2StreamWindowSize: c.http2StreamWindowSize,
     http2ConnectionWindowSize: c.http2ConnectionWindowSize,
+    hboneKeepaliveIntervalMs: c.hboneKeepaliveIntervalMs,
+    hboneKeepaliveTimeoutMs: c.hboneKeepaliveTimeoutMs,
     secretTtlMs: c.secretTtlMs,
     caCertsDir: c.caCertsDir,
     redirectMode: c.redirectMode,

@@ -50,7 +50,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   };
   let draining = false;
   let allBound = false;
-  const inbound = createInboundServer(ctx);
+  const inbound = createInboundServer(ctx, { pingIntervalMs: config.hboneKeepaliveIntervalMs, pingTimeoutMs: config.hboneKeepaliveTimeoutMs });
   const dataPath: net.Server[] = [];
   const control: http.Server[] = [];
 

@@ -5,6 +5,7 @@
  */
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import { CATALOG } from "@zt/errors";
 import type { ConnectionObserver, ConnectionRecord } from "@zt/proxy";
 
 const LABEL_NAMES = [
@@ -88,7 +89,7 @@ function labelsOf(rec: ConnectionRecord): Labels {
   };
 }
 
-/** The one access-log line: info when it went well, warn when it failed. Empty fields are omitted. */
+/** The one access-log line: info when it went well, else at the level the catalog gives its error code. Empty fields are omitted. */
 function logAccess(log: Logger, rec: ConnectionRecord): void {
   const { src, dst } = rec;
   const line: Record<string, string | number> = {};
@@ -111,6 +112,6 @@ function logAccess(log: Logger, rec: ConnectionRecord): void {
   line["duration"] = Math.max(0, Date.now() - rec.startMs);
   if (rec.flag !== "-") line["response_flags"] = rec.flag;
   if (rec.error) line["error"] = `${rec.error.code}: ${rec.error.message}`;
-  if (rec.flag === "-") log.info(line, "connection complete");
-  else log.warn(line, "connection failed");
+  if (!rec.error) log.info(line, "connection complete");
+  else log[CATALOG[rec.error.code].level](line, "connection failed");
 }
