@@ -102,7 +102,7 @@ export const CATALOG = {
   HBONE_NOT_LOCAL: conn("NO_ROUTE", "warn", 503, null),
   HBONE_LOOP: conn("LOOP", "warn", 503, null),
   CLIENT_STREAM_RESET: conn("RESET", "info", null, null),
-  PEER_STREAM_LIMIT: conn("OVERLOAD", "warn", 503, null),
+  PEER_STREAM_LIMIT: conn("OVERLOAD", "warn", 429, null),
   PEER_CONNECTION_LIMIT: conn("OVERLOAD", "warn", null, null),
   // --- authorization (every inbound path) ---
   AUTHZ_DENIED: conn("DENY", "warn", 401, S.notAllowed),

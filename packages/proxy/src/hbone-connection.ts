@@ -1,6 +1,7 @@
 import type { Http2Session, Http2Stream } from "node:http2";
 import type tls from "node:tls";
 import { ProxyError, toProxyError } from "./errors.js";
+import type { ReceiveBudget } from "./receive-budget.js";
 
 /**
  * One HBONE connection's streams, and the rule for its end: when the connection ends for
@@ -26,7 +27,8 @@ export interface HboneConnection {
  * 'close' listener then runs before nghttp2's own teardown cancels the streams, so each
  * stream ends with the real reason. `peer` names the other side in messages.
  */
-export function watchHboneConnection(session: Http2Session, socket: tls.TLSSocket, peer: string): HboneConnection {
+export function watchHboneConnection(session: Http2Session, socket: tls.TLSSocket, peer: string, budget: ReceiveBudget): HboneConnection {
+  const accounted = budget.attach(session);
   const c: HboneConnection = {
     session,
     streams: new Set(),
@@ -34,6 +36,7 @@ export function watchHboneConnection(session: Http2Session, socket: tls.TLSSocke
     reason: undefined,
     track(stream) {
       c.streams.add(stream);
+      accounted.track(stream);
       stream.once("close", () => {
         c.streams.delete(stream);
         if (c.streams.size === 0) c.idleSince = Date.now();

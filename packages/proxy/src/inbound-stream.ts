@@ -1,10 +1,11 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import type net from "node:net";
 import type { PeerIdentity } from "@zt/identity";
-import { authorize, formatHostPort, parseHostPort } from "@zt/state";
+import { formatHostPort, parseHostPort } from "@zt/state";
 import { fail, fillDst, newRecord, run } from "./connection.js";
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
+import { decide } from "./policy.js";
 import { ProxyError, toProxyError } from "./errors.js";
 import { verifiedSource } from "./inbound-source.js";
 
@@ -21,6 +22,8 @@ export interface InboundPeer {
   readonly identity: PeerIdentity | undefined;
   /** Called once per stream refused before it was served (for the per-connection refusal budget). */
   readonly onRefused: () => void;
+  /** Called once per stream the peer reset before it was served. */
+  readonly onReset: () => void;
 }
 
 /**
@@ -36,6 +39,10 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
   rec.src = { addr: src.addr, identity: peer.identity?.id, namespace: src.workload?.namespace ?? peer.identity?.namespace, workload: src.workload?.workloadName, app: src.workload?.canonicalName };
   stream.on("error", () => {});
 
+  const resetEarly = (): void => {
+    peer.onReset();
+    fail(ctx, rec, new ProxyError("CLIENT_STREAM_RESET", "the client reset the stream before the upstream connected"));
+  };
   const refuse = (err: ProxyError): void => {
     if (!stream.destroyed && !stream.headersSent) stream.respond({ ":status": err.spec.hbone ?? 503 }, { endStream: true });
     peer.onRefused();
@@ -65,35 +72,31 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
   if (ctx.ownPorts.has(target.port)) {
     return refuse(new ProxyError("HBONE_LOOP", `HBONE CONNECT to port ${target.port}, one of the agent's own ports`));
   }
-  const decision = authorize(ctx.store.policiesFor(dst), { srcIdentity: peer.identity, srcIp: src.ip, dstIp: target.ip, dstPort: target.port });
+  const decision = decide(ctx, dst, { srcIdentity: peer.identity, srcIp: src.ip, dstIp: target.ip, dstPort: target.port });
   if (!decision.allow) {
     return refuse(new ProxyError("AUTHZ_DENIED", `connection from ${peer.identity?.id ?? "unknown"} (${src.addr}) to ${dst.namespace}/${dst.name}:${target.port} denied by ${decision.policy ?? "policy"} (${decision.reason})`));
   }
   // A stream reset before this point (rapid reset) costs no upstream dial, and a reset
   // during the dial cancels it.
-  if (stream.destroyed || stream.closed) return fail(ctx, rec, resetEarly());
+  if (stream.destroyed || stream.closed) return resetEarly();
   const abort = new AbortController();
   const onClose = (): void => abort.abort();
   stream.once("close", onClose);
   let upstream: net.Socket;
   try {
-    upstream = await dialTcp(ctx.dialer, target.ip, target.port, ctx.connectTimeoutMs, src.ip, abort.signal);
+    upstream = await dialTcp(ctx, target.ip, target.port, { srcIp: src.ip, signal: abort.signal });
   } catch (err) {
-    if (abort.signal.aborted) return fail(ctx, rec, resetEarly());
+    if (abort.signal.aborted) return resetEarly();
     return refuse(toProxyError(err, "UPSTREAM_SOCKET_FAILED"));
   } finally {
     stream.off("close", onClose);
   }
   if (stream.destroyed || stream.closed) {
     upstream.resetAndDestroy();
-    return fail(ctx, rec, resetEarly());
+    return resetEarly();
   }
   stream.respond({ ":status": 200 });
   run(ctx, rec, upstream, stream, "sent-is-upstream-written");
-}
-
-function resetEarly(): ProxyError {
-  return new ProxyError("CLIENT_STREAM_RESET", "the client reset the stream before the upstream connected");
 }
 
 function headerListSize(headers: IncomingHttpHeaders): number {

@@ -7,19 +7,32 @@ import type { ProxyContext } from "./context.js";
 import { ProxyError } from "./errors.js";
 import { watchHboneConnection, type HboneConnection } from "./hbone-connection.js";
 import { acceptTls } from "./inbound-handshake.js";
-import { handleStream } from "./inbound-stream.js";
+import { handleStream, type InboundPeer } from "./inbound-stream.js";
+import { fail, newRecord } from "./connection.js";
+import { createPeerLimits, type PeerLimits, type PeerLimitsOptions } from "./peer-limits.js";
 import { createKeepalive } from "./keepalive.js";
+import { Unproven } from "./listener.js";
 
 export interface InboundOptions {
   readonly pingIntervalMs?: number;
   readonly pingTimeoutMs?: number;
+  readonly limits?: PeerLimitsOptions;
+  /** Close (GOAWAY) a connection that has had no stream for this long; default 10 minutes. */
+  readonly idleTimeoutMs?: number;
 }
+
+/** Streams refused on one connection before it gets GOAWAY. */
+const MAX_REFUSED_STREAMS = 100;
 
 export interface InboundServer {
   /** Connection handler for every 15008 listener (one wildcard, or one per local workload IP). */
   readonly accept: (raw: net.Socket) => void;
+  /** Connections still in their TLS handshake: the oldest makes room when the listener is full. */
+  readonly unproven: Unproven;
   /** HBONE connections held, for the admin page and tests. */
   stats(): { connections: number; streams: number };
+  /** What each peer identity holds. */
+  readonly limits: PeerLimits;
   /** Send GOAWAY on every session; streams in flight may finish. */
   drain(): void;
   close(): void;
@@ -34,6 +47,7 @@ export interface InboundServer {
 export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}): InboundServer {
   const log = ctx.logger.child({ component: "inbound" });
   const conns = new Map<ServerHttp2Session, HboneConnection>();
+  const limits = createPeerLimits(opts.limits ?? { maxConnectionsPerIdentity: 1024, maxStreamsPerIdentity: 2048 });
   const pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
   // A client that vanished without a FIN would otherwise hold its streams and upstreams forever.
   const keepalive = createKeepalive({
@@ -47,6 +61,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
       if (c) c.kill(reason);
       else session.destroy();
     },
+    onFault: ctx.onFault,
   });
   const settings: http2.Settings = {
     maxConcurrentStreams: 200,
@@ -57,35 +72,100 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
     enablePush: false,
   };
 
+  // One coarse timer for every connection: a peer holding connections it never uses
+  // (answering PINGs, opening no stream) is told to go away.
+  const idleTimeoutMs = opts.idleTimeoutMs ?? 600_000;
+  let idleTimer: NodeJS.Timeout | undefined;
+  const sweepIdle = (): void => {
+    const now = Date.now();
+    for (const [session, c] of conns) {
+      if (c.streams.size > 0 || session.closed || now - c.idleSince < idleTimeoutMs) continue;
+      try {
+        log.debug({ peer: describe(session) }, "closing an idle HBONE connection");
+        session.close();
+      } catch (err) {
+        ctx.onFault("inbound idle sweep", err);
+      }
+    }
+    if (conns.size === 0 && idleTimer) {
+      clearInterval(idleTimer);
+      idleTimer = undefined;
+    }
+  };
+
   const serve = (sock: tls.TLSSocket): void => {
     const localIp = normalizeIp(sock.localAddress ?? "") ?? "";
     const ip = normalizeIp(sock.remoteAddress ?? "") ?? "?";
     const port = sock.remotePort ?? 0;
-    const peer = { localIp, ip, port, identity: peerIdentity(sock), onRefused: () => undefined };
+    const addr = formatHostPort(ip, port);
+    const identity = peerIdentity(sock);
+    // checkClientIdentity guaranteed a SPIFFE identity of our trust domain.
+    const id = identity?.id ?? addr;
+    if (!limits.openConnection(id)) {
+      sock.destroy();
+      return refuseConnection(ctx, sock, new ProxyError("PEER_CONNECTION_LIMIT", `HBONE client ${addr} (${id}) already holds ${limits.options.maxConnectionsPerIdentity} connections, the most one identity may hold (HBONE_MAX_CONNECTIONS_PER_IDENTITY)`));
+    }
     // What tls.Server does for its own sockets once secure; without it the HTTP/2
     // session waits forever for a 'secureConnect' that only client sockets emit.
     (sock as tls.TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
     const session = http2.performServerHandshake(sock, { settings, maxSessionMemory: 64 });
-    const c = watchHboneConnection(session, sock, `HBONE client ${formatHostPort(ip, port)}`);
+    const c = watchHboneConnection(session, sock, `HBONE client ${addr}`, ctx.receiveBudget);
+    let refused = 0;
+    const peer: InboundPeer = {
+      localIp,
+      ip,
+      port,
+      identity,
+      onRefused: () => {
+        limits.countRefused(id);
+        // A peer that keeps sending streams we refuse (each one cheap for it, once its
+        // headers sit in the HPACK table) is told to go away.
+        if (++refused === MAX_REFUSED_STREAMS && !session.closed) {
+          log.warn({ peer: addr, identity: id, refused }, "HBONE client had too many streams refused; sending GOAWAY");
+          session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+          session.close();
+        }
+      },
+      onReset: () => limits.countReset(id),
+    };
     conns.set(session, c);
     keepalive.watch(session);
-    session.once("close", () => conns.delete(session));
-    session.on("error", (err) => log.debug({ err, peer: formatHostPort(ip, port) }, "HBONE session error"));
+    if (!idleTimer) {
+      idleTimer = setInterval(sweepIdle, Math.min(1000, idleTimeoutMs));
+      idleTimer.unref();
+    }
+    session.once("close", () => {
+      conns.delete(session);
+      limits.closeConnection(id);
+    });
+    session.on("error", (err) => log.debug({ err, peer: addr }, "HBONE session error"));
     session.once("connect", () => session.setLocalWindowSize(ctx.connectionWindowSize));
     session.on("stream", (stream, headers) => {
       c.track(stream);
-      void handleStream(ctx, peer, stream, headers).catch((err: unknown) => {
+      if (!limits.openStream(id)) {
+        const err = new ProxyError("PEER_STREAM_LIMIT", `HBONE client ${addr} (${id}) already holds ${limits.options.maxStreamsPerIdentity} streams, the most one identity may hold (HBONE_MAX_STREAMS_PER_IDENTITY)`);
+        stream.on("error", () => {});
+        stream.respond({ ":status": err.spec.hbone ?? 503 }, { endStream: true });
+        peer.onRefused();
+        return refuseConnection(ctx, sock, err, identity?.id);
+      }
+      stream.once("close", () => limits.closeStream(id));
+      handleStream(ctx, peer, stream, headers).catch((err: unknown) => {
         log.error({ err }, "HBONE stream handler failed");
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       });
     });
   };
 
+  const unproven = new Unproven();
   return {
+    limits,
+    unproven,
     accept(raw) {
       raw.on("error", () => {});
       acceptTls(ctx, raw).then(
         (sock) => {
+          unproven.done(raw);
           if (sock) serve(sock);
         },
         (err: unknown) => {
@@ -104,9 +184,18 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
     },
     close() {
       keepalive.close();
+      if (idleTimer) clearInterval(idleTimer);
       for (const s of conns.keys()) s.destroy();
     },
   };
+}
+
+/** Record a connection or stream refused for the peer's caps (one log line, one metric). */
+function refuseConnection(ctx: ProxyContext, sock: tls.TLSSocket, err: ProxyError, identity?: string): void {
+  const rec = newRecord(formatHostPort(normalizeIp(sock.remoteAddress ?? "") ?? "?", sock.remotePort ?? 0), formatHostPort(normalizeIp(sock.localAddress ?? "") ?? "?", sock.localPort ?? 0));
+  rec.security = "mutual_tls";
+  if (identity) rec.src = { ...rec.src, identity };
+  fail(ctx, rec, err);
 }
 
 function describe(session: http2.Http2Session): string {

@@ -5,9 +5,11 @@ import type { Logger } from "pino";
 import { clientConnectOptions, type CertManager } from "@zt/identity";
 import { formatHostPort } from "@zt/state";
 import { ProxyError, toProxyError } from "./errors.js";
-import { plainDialer, type Dialer } from "./dial.js";
+import { fdExhausted, plainDialer, type Dialer } from "./dial.js";
 import { watchHboneConnection, type HboneConnection } from "./hbone-connection.js";
 import { createKeepalive } from "./keepalive.js";
+import { unlimitedFds, type FdBudget } from "./fd-budget.js";
+import { createReceiveBudget, type ReceiveBudget } from "./receive-budget.js";
 
 export interface PoolKey {
   readonly srcIdentity: string;
@@ -27,6 +29,12 @@ export interface PoolOptions {
   readonly pingIntervalMs?: number;
   readonly pingTimeoutMs?: number;
   readonly connectTimeoutMs?: number;
+  /** Bytes HBONE connections may hold unconsumed; default: one budget of 16 connection windows for this pool. */
+  readonly receiveBudget?: ReceiveBudget;
+  /** Told about anything that threw in the pool's housekeeping (it carries on). */
+  readonly onFault?: (where: string, err: unknown) => void;
+  /** Descriptors the data path may hold; default: no limit. */
+  readonly fds?: FdBudget;
   /** Opens the TCP socket under TLS (marked under capture); default net.connect. */
   readonly dialer?: Dialer;
 }
@@ -66,6 +74,7 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
   const pingIntervalMs = opts.pingIntervalMs ?? 10_000;
   const pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+  const budget = opts.receiveBudget ?? createReceiveBudget({ sessionBytes: opts.connectionWindowSize, totalBytes: 16 * opts.connectionWindowSize });
   const entries = new Map<string, Entry>();
   const bySession = new WeakMap<ClientHttp2Session, Conn>();
   const keepalive = createKeepalive({
@@ -79,6 +88,7 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       if (c) c.hbone.kill(reason);
       else session.destroy();
     },
+    ...(opts.onFault ? { onFault: opts.onFault } : {}),
   });
   let timer: NodeJS.Timeout | undefined;
   let draining = false;
@@ -97,6 +107,14 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
   }
 
   function sweep(): void {
+    try {
+      releaseIdle();
+    } catch (err) {
+      opts.onFault?.("pool idle sweep", err);
+    }
+  }
+
+  function releaseIdle(): void {
     const now = Date.now();
     for (const [key, entry] of entries) {
       for (const c of [...entry.conns]) {
@@ -134,12 +152,16 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     const cert = await opts.certs.fetch(k.srcIdentity);
     const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
       let tcp: net.Socket;
+      const fds = opts.fds ?? unlimitedFds;
+      if (!fds.claim()) return reject(fdExhausted(fds));
       try {
         tcp = (opts.dialer ?? plainDialer)(k.hboneIp, k.hbonePort);
       } catch (err) {
+        fds.giveBack();
         reject(toProxyError(err, "UPSTREAM_SOCKET_FAILED"));
         return;
       }
+      fds.held(tcp);
       // HTTP/2 carries half-close in frames; a FIN on the HBONE connection ends it (the TLS
       // socket inherits this flag: left half-open, a peer's FIN would never end the session).
       tcp.allowHalfOpen = false;
@@ -172,7 +194,7 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       createConnection: () => socket,
       settings: { initialWindowSize: opts.streamWindowSize, enablePush: false },
     });
-    const c: Conn = { session, key, hbone: watchHboneConnection(session, socket, `the destination's agent at ${peer}`), active: 0, dead: false };
+    const c: Conn = { session, key, hbone: watchHboneConnection(session, socket, `the destination's agent at ${peer}`, budget), active: 0, dead: false };
     bySession.set(session, c);
     keepalive.watch(session);
     session.once("connect", () => {

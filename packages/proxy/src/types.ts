@@ -47,4 +47,6 @@ export interface ConnectionRecord {
 export interface ConnectionObserver {
   opened(rec: ConnectionRecord): void;
   closed(rec: ConnectionRecord): void;
+  /** A connection a listener accepted and reset at once: the listener or the data path holds all the descriptors it may. Counted, not logged one by one. */
+  dropped(listener: ConnectionRecord["listener"]): void;
 }

@@ -45,7 +45,9 @@ export function createTelemetry(deps: TelemetryDeps): Telemetry {
   const failed = counter("istio_tcp_connections_failed_total", "TCP connections that ended with a response flag other than '-'");
   const sent = counter("istio_tcp_sent_bytes_total", "Bytes sent from the source towards the destination");
   const received = counter("istio_tcp_received_bytes_total", "Bytes sent from the destination back to the source");
+  const dropped = new Counter({ name: "ztunnel_connections_dropped_total", help: "Connections a data-path listener reset at accept: it, or the data path, held all the descriptors it may", labelNames: ["listener"], registers: [registry] });
   const access = deps.logger.child({ component: "access" });
+  const lastDropLog = new Map<string, { at: number; since: number }>();
   const states = new WeakMap<ConnectionRecord, RecordState>();
 
   return {
@@ -67,6 +69,18 @@ export function createTelemetry(deps: TelemetryDeps): Telemetry {
       if (rec.bytesSent > 0) sent.labels(labels).inc(rec.bytesSent);
       if (rec.bytesRecv > 0) received.labels(labels).inc(rec.bytesRecv);
       logAccess(access, rec);
+    },
+    dropped(listener) {
+      dropped.labels({ listener }).inc();
+      // One line per listener per 10 s at most, with the count since the last one.
+      const now = Date.now();
+      const st = lastDropLog.get(listener) ?? { at: 0, since: 0 };
+      st.since++;
+      lastDropLog.set(listener, st);
+      if (now - st.at < 10_000) return;
+      deps.logger.warn({ component: "listener", listener, dropped: st.since, code: "LISTENER_FULL" }, `the ${listener} listener reset ${st.since} new connection(s): it, or the data path, holds all the descriptors it may (see ztunnel_connections_dropped_total)`);
+      st.at = now;
+      st.since = 0;
     },
   };
 }
