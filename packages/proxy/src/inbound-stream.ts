@@ -76,8 +76,10 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
   if (!decision.allow) {
     return refuse(new ProxyError("AUTHZ_DENIED", `connection from ${peer.identity?.id ?? "unknown"} (${src.addr}) to ${dst.namespace}/${dst.name}:${target.port} denied by ${decision.policy ?? "policy"} (${decision.reason})`));
   }
-  // A stream reset before this point (rapid reset) costs no upstream dial, and a reset
-  // during the dial cancels it.
+  // A stream reset before its dial (rapid reset: HEADERS and RST_STREAM in one read) costs
+  // no upstream connection: the dial waits for the rest of that read to be processed, and a
+  // reset during the dial cancels it.
+  await new Promise<void>((resolve) => setImmediate(resolve));
   if (stream.destroyed || stream.closed) return resetEarly();
   const abort = new AbortController();
   const onClose = (): void => abort.abort();

@@ -60,7 +60,8 @@ export function createReceiveBudget(o: ReceiveBudgetOptions): ReceiveBudget {
     st.held = held;
   };
   const apply = (st: State): void => {
-    if (st.session.destroyed || st.session.closed || st.session.connecting) return;
+    // A closed (GOAWAY sent or received) session still carries its open streams: keep accounting it.
+    if (st.session.destroyed || st.session.connecting) return;
     const want = total > o.totalBytes && st.held > 0 ? 0 : Math.max(0, o.sessionBytes - st.held);
     if (want === st.window || (Math.abs(want - st.window) < STEP && want !== o.sessionBytes && want !== 0)) return;
     try {
@@ -74,14 +75,20 @@ export function createReceiveBudget(o: ReceiveBudgetOptions): ReceiveBudget {
     for (const st of active) count(st);
     for (const st of active) {
       apply(st);
-      if (st.stalled.size === 0 && st.window === o.sessionBytes) active.delete(st);
+      if (st.session.destroyed || (st.stalled.size === 0 && st.window === o.sessionBytes)) forget(st);
     }
     if (active.size === 0 && timer) {
       clearInterval(timer);
       timer = undefined;
     }
   };
+  const forget = (st: State): void => {
+    st.stalled.clear();
+    count(st);
+    active.delete(st);
+  };
   const changed = (st: State): void => {
+    if (st.session.destroyed) return forget(st);
     active.add(st);
     count(st);
     apply(st);
@@ -94,11 +101,7 @@ export function createReceiveBudget(o: ReceiveBudgetOptions): ReceiveBudget {
   return {
     attach(session) {
       const st: State = { session, stalled: new Set(), window: o.sessionBytes, held: 0 };
-      session.once("close", () => {
-        st.stalled.clear();
-        count(st);
-        active.delete(st);
-      });
+      session.once("close", () => forget(st));
       return {
         track(stream) {
           stream.on("pause", () => {

@@ -1,5 +1,6 @@
-// Socket options Node does not expose: IP_TRANSPARENT, SO_MARK, and an unconnected
-// TCP socket bound to a non-local address. Plain syscalls; nothing is spawned.
+// Socket options Node does not expose: IP_TRANSPARENT, SO_MARK, SO_SNDBUF/SO_RCVBUF
+// before connect, and an unconnected TCP socket bound to a non-local address; plus
+// malloc_trim. Plain syscalls; nothing is spawned.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <arpa/inet.h>
@@ -9,6 +10,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #ifndef IP_TRANSPARENT
 #define IP_TRANSPARENT 19
@@ -106,18 +110,21 @@ static napi_value GetMark(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// openTcpSocket(family 4|6, mark, transparent 0|1, bindIp string|null) -> fd
+// openTcpSocket(family 4|6, mark, transparent 0|1, bindIp string|null, bufferBytes) -> fd
 // A non-blocking, close-on-exec TCP socket, not yet connected. With bindIp it is bound
 // to that address (port chosen at connect time), which may be non-local when transparent.
+// bufferBytes > 0 fixes SO_SNDBUF and SO_RCVBUF (the kernel doubles the value and stops
+// autotuning them), before connect so that the window scale is negotiated for it.
 static napi_value OpenTcpSocket(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t family = 0, mark = 0;
+  int32_t family = 0, mark = 0, buffer = 0;
   bool transparent = false;
   if (argc < 4 || napi_get_value_int32(env, argv[0], &family) != napi_ok || napi_get_value_int32(env, argv[1], &mark) != napi_ok ||
-      napi_get_value_bool(env, argv[2], &transparent) != napi_ok || (family != 4 && family != 6)) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "openTcpSocket(family 4|6, mark, transparent, bindIp|null)");
+      napi_get_value_bool(env, argv[2], &transparent) != napi_ok || (family != 4 && family != 6) ||
+      (argc >= 5 && napi_get_value_int32(env, argv[4], &buffer) != napi_ok)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "openTcpSocket(family 4|6, mark, transparent, bindIp|null, bufferBytes)");
     return NULL;
   }
   char ip[64] = {0};
@@ -152,6 +159,8 @@ static napi_value OpenTcpSocket(napi_env env, napi_callback_info info) {
   int one = 1;
   uint32_t m = (uint32_t)mark;
   if (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof m) != 0) op = "setsockopt(SO_MARK)";
+  else if (buffer > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof buffer) != 0) op = "setsockopt(SO_SNDBUF)";
+  else if (buffer > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer) != 0) op = "setsockopt(SO_RCVBUF)";
   else if (transparent && set_transparent(fd, 1) != 0) op = "setsockopt(IP_TRANSPARENT)";
   else if (slen > 0 && family == 4 && setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0) op = "setsockopt(IP_BIND_ADDRESS_NO_PORT)";
   else if (slen > 0 && bind(fd, (struct sockaddr*)&ss, slen) != 0) op = "bind";
@@ -162,6 +171,37 @@ static napi_value OpenTcpSocket(napi_env env, napi_callback_info info) {
   }
   napi_value out;
   napi_create_int32(env, fd, &out);
+  return out;
+}
+
+// getBuffers(fd) -> [sndbuf, rcvbuf] as the kernel reports them (doubled).
+static napi_value GetBuffers(napi_env env, napi_callback_info info) {
+  int32_t a[1];
+  if (arg_int(env, info, 1, a) != 0) return NULL;
+  int snd = 0, rcv = 0;
+  socklen_t len = sizeof snd;
+  if (getsockopt(a[0], SOL_SOCKET, SO_SNDBUF, &snd, &len) != 0) return fail(env, "getsockopt(SO_SNDBUF)", errno);
+  len = sizeof rcv;
+  if (getsockopt(a[0], SOL_SOCKET, SO_RCVBUF, &rcv, &len) != 0) return fail(env, "getsockopt(SO_RCVBUF)", errno);
+  napi_value out, v;
+  napi_create_array_with_length(env, 2, &out);
+  napi_create_int32(env, snd, &v);
+  napi_set_element(env, out, 0, v);
+  napi_create_int32(env, rcv, &v);
+  napi_set_element(env, out, 1, v);
+  return out;
+}
+
+// releaseFreedMemory() -> boolean: give memory the allocator holds but nobody uses back to
+// the kernel (glibc's malloc_trim; false where there is no glibc or nothing was released).
+static napi_value ReleaseFreedMemory(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+#ifdef __GLIBC__
+  napi_get_boolean(env, malloc_trim(0) != 0, &out);
+#else
+  napi_get_boolean(env, false, &out);
+#endif
   return out;
 }
 
@@ -180,6 +220,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"setMark", NULL, SetMark, NULL, NULL, NULL, napi_default, NULL},
     {"getMark", NULL, GetMark, NULL, NULL, NULL, napi_default, NULL},
     {"openTcpSocket", NULL, OpenTcpSocket, NULL, NULL, NULL, napi_default, NULL},
+    {"getBuffers", NULL, GetBuffers, NULL, NULL, NULL, napi_default, NULL},
+    {"releaseFreedMemory", NULL, ReleaseFreedMemory, NULL, NULL, NULL, napi_default, NULL},
     {"closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -7,7 +7,9 @@ interface Native {
   getTransparent(fd: number): boolean;
   setMark(fd: number, mark: number): void;
   getMark(fd: number): number;
-  openTcpSocket(family: 4 | 6, mark: number, transparent: boolean, bindIp: string | null): number;
+  openTcpSocket(family: 4 | 6, mark: number, transparent: boolean, bindIp: string | null, bufferBytes: number): number;
+  getBuffers(fd: number): [snd: number, rcv: number];
+  releaseFreedMemory(): boolean;
   closeFd(fd: number): void;
 }
 
@@ -58,12 +60,20 @@ export function markOf(s: net.Server | net.Socket): number {
   return native().getMark(fdOf(s));
 }
 
+/** SO_SNDBUF and SO_RCVBUF as the kernel reports them (tests, diagnostics). */
+export function buffersOf(s: net.Socket): { snd: number; rcv: number } {
+  const [snd, rcv] = native().getBuffers(fdOf(s));
+  return { snd, rcv };
+}
+
 export interface OpenOptions {
   /** SO_MARK for every packet of the connection (0: none). */
   readonly mark?: number;
   /** Source address; a non-local one needs `transparent`. */
   readonly bindIp?: string | undefined;
   readonly transparent?: boolean;
+  /** Fixed SO_SNDBUF and SO_RCVBUF (the kernel doubles it and stops autotuning): bounds the kernel memory one connection can pin. */
+  readonly bufferBytes?: number;
 }
 
 /**
@@ -74,7 +84,7 @@ export interface OpenOptions {
 export function connectTcp(ip: string, port: number, opts: OpenOptions, socketOptions: { allowHalfOpen?: boolean } = {}): net.Socket {
   const n = native();
   const family = net.isIPv6(ip) ? 6 : 4;
-  const fd = n.openTcpSocket(family, opts.mark ?? 0, opts.transparent ?? false, opts.bindIp ?? null);
+  const fd = n.openTcpSocket(family, opts.mark ?? 0, opts.transparent ?? false, opts.bindIp ?? null, opts.bufferBytes ?? 0);
   let s: net.Socket;
   try {
     // manualStart: do not start reading an fd that is not connected yet (connect() starts it).
@@ -84,4 +94,14 @@ export function connectTcp(ip: string, port: number, opts: OpenOptions, socketOp
     throw e;
   }
   return s.connect({ port, host: ip });
+}
+
+/**
+ * Give the memory the C allocator holds but nobody uses back to the kernel (glibc's
+ * malloc_trim). Freed buffers otherwise stay in the allocator's arenas, and the resident
+ * size stays at its peak after a burst. False when nothing was released or the addon is
+ * missing.
+ */
+export function releaseFreedMemory(): boolean {
+  return loaded.native?.releaseFreedMemory() ?? false;
 }

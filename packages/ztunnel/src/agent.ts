@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
-import { Registry } from "prom-client";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { createCertManager, loadOrCreateCa, type CertManager } from "@zt/identity";
 import { createHbonePool, createReceiveBudget, type ProxyContext } from "@zt/proxy";
 import { createMeshStore, loadLocalConfig, watchLocalConfig, workloadIdentity, type MeshStore } from "@zt/state";
@@ -10,6 +10,7 @@ import { createConfigDump } from "./config-dump.js";
 import { startListeners, type Listeners } from "./listeners.js";
 import { createLocalAddresses } from "./local-addresses.js";
 import { createFaults } from "./faults.js";
+import { createMemoryReducer } from "./memory-reducer.js";
 import { planFds } from "./fd-limit.js";
 import { createRedirect, type Redirect } from "./redirect.js";
 import { createTelemetry } from "./telemetry.js";
@@ -40,6 +41,8 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   const defaults = { trustDomain: config.trustDomain, clusterId: config.clusterId };
   const store = createMeshStore(await loadLocalConfig(workloadsPath, defaults));
   const registry = new Registry();
+  // process_* and nodejs_* (resident memory, heap, open fds, event-loop delay): what an operator checks first under load.
+  collectDefaultMetrics({ register: registry });
   const faults = createFaults(logger, registry);
   const localAddresses = createLocalAddresses(faults.report);
   let redirect: Redirect;
@@ -107,13 +110,14 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     streamWindowSize: config.http2StreamWindowSize,
     connectionWindowSize: config.http2ConnectionWindowSize,
     connectTimeoutMs: 10_000,
-    dialer: redirect.dialer,
+    dialer: redirect.upstreamDialer,
     live: new Set(),
     receiveBudget,
     fds: fdPlan.budget,
     onFault: faults.report,
   };
 
+  const memoryReducer = createMemoryReducer(() => ctx.live.size);
   let shuttingDown: Promise<void> | undefined;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
@@ -150,6 +154,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
         listeners.inbound.close();
         pool.close();
         receiveBudget.close();
+        memoryReducer.close();
         watcher.close();
         certs.close();
         localAddresses.close();

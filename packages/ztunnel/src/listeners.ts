@@ -17,6 +17,7 @@ import type { Config } from "./config.js";
 import { listen } from "./listen.js";
 import type { Redirect } from "./redirect.js";
 import { createReadinessServer } from "./readiness.js";
+import { registerPressureMetrics } from "./pressure-metrics.js";
 import { createStatsServer } from "./stats.js";
 
 /** Readiness turns 503 when the data path holds this share of its descriptors. */
@@ -112,6 +113,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     shutdown: d.shutdown,
     summary: () => ({ node: config.nodeName, workloads: ctx.store.snapshot().workloads.length, live: ctx.live.size, pool: ctx.pool.stats() }),
   });
+  registerPressureMetrics(d.registry, ctx, inbound);
   const stats = createStatsServer(d.registry);
   control.push(admin, stats);
   await add("admin", admin, config.adminAddr, "ADMIN_ADDR");

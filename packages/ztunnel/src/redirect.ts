@@ -12,7 +12,10 @@ import type { Config } from "./config.js";
  * at start and removed at exit, upstream sockets marked and speaking from the client's address.
  */
 export interface Redirect {
+  /** Opens HBONE connections to other nodes' agents (kernel buffers autotuned). */
   readonly dialer: Dialer;
+  /** Opens connections to destinations (pods, passthrough): fixed, small kernel buffers when the addon is there. */
+  readonly upstreamDialer: Dialer;
   /** IP_TRANSPARENT on a data-path listener (no-op without capture). */
   prepareListener(server: net.Server, env: string): void;
   /** Install the rules (after every listener is up); then keep the pod set in sync. */
@@ -28,8 +31,10 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
   const log = logger.child({ component: "capture" });
   if (config.redirectMode === "none") {
     if (!sockopt.available) log.info(`transparent capture is unavailable on this host: ${sockopt.reason}`);
+    const upstreamDialer: Dialer = sockopt.available ? (ip, port) => noDelay(connectTcp(ip, port, { bufferBytes: UPSTREAM_BUFFER_BYTES }, { allowHalfOpen: true })) : plainDialer;
     return {
       dialer: plainDialer,
+      upstreamDialer,
       prepareListener: () => {},
       start: async () => {},
       stop: async () => {},
@@ -42,13 +47,13 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
   }
   const params = captureParams(config);
   const mark = params.agentMark;
-  const dialer: Dialer = (ip, port, srcIp) => {
+  const open = (bufferBytes: number): Dialer => (ip, port, srcIp) => {
     // A local source (a SOCKS5 client on this host) needs no spoofing, and a loopback one cannot leave the host.
     const bindIp = srcIp !== undefined && !isLocal(srcIp) && !srcIp.includes(":") ? srcIp : undefined;
-    const s = connectTcp(ip, port, { mark, bindIp, transparent: bindIp !== undefined }, { allowHalfOpen: true });
-    s.setNoDelay(true);
-    return s;
+    return noDelay(connectTcp(ip, port, { mark, bindIp, transparent: bindIp !== undefined, bufferBytes }, { allowHalfOpen: true }));
   };
+  const dialer = open(0);
+  const upstreamDialer = open(UPSTREAM_BUFFER_BYTES);
   const localPods = (): string[] =>
     store
       .workloadsOnNode(config.nodeName)
@@ -61,6 +66,7 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
 
   return {
     dialer,
+    upstreamDialer,
     prepareListener(server, env) {
       try {
         setTransparent(server);
@@ -109,6 +115,20 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
     // The workload file may have changed while the rules were being installed.
     resync();
   }
+}
+
+/**
+ * SO_SNDBUF/SO_RCVBUF of the agent's sockets to destinations (doubled by the kernel): the
+ * kernel memory one proxied connection can pin stays ~256 KiB however the peers behave
+ * (a destination that does not read, a client that never opens its window), instead of
+ * autotuning up to tcp_wmem/tcp_rmem's maximum. Destinations are on this node, a few tens
+ * of microseconds away, so this is no limit on throughput.
+ */
+const UPSTREAM_BUFFER_BYTES = 64 * 1024;
+
+function noDelay(s: net.Socket): net.Socket {
+  s.setNoDelay(true);
+  return s;
 }
 
 function sameSet(have: readonly string[], want: readonly string[]): boolean {

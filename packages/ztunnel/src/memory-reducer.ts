@@ -1,0 +1,56 @@
+import v8 from "node:v8";
+import vm from "node:vm";
+import { releaseFreedMemory } from "@zt/sockopt";
+
+export interface MemoryReducer {
+  close(): void;
+}
+
+/** How often the load is looked at. */
+const CHECK_MS = 10_000;
+
+/**
+ * Gives memory back once a burst of connections is over. V8 collects garbage only when
+ * the program allocates; an agent that goes quiet after a burst (a flood, a load test)
+ * would otherwise keep the heap, and the buffers the heap still references, at their
+ * peak for as long as it stays quiet. One coarse timer compares the live connections with
+ * the most seen since the last look; when they fell below a quarter of it (and the peak was
+ * worth it), full collections run, then the C allocator's free pages go back to the kernel
+ * (malloc_trim, through the socket-option addon). Nothing runs per connection.
+ */
+export function createMemoryReducer(live: () => number): MemoryReducer {
+  const gc = exposeGc();
+  let peak = 0;
+  const timer = setInterval(() => {
+    const now = live();
+    if (gc && peak >= 64 && now < peak / 4) {
+      // Two in a row: the second one finds the young generation empty and lets V8 shrink it.
+      gc();
+      gc();
+      // The buffers just collected went back to the C allocator; give its free pages to the kernel.
+      setImmediate(releaseFreedMemory);
+      peak = now;
+    } else peak = Math.max(peak, now);
+  }, CHECK_MS);
+  timer.unref();
+  // The peak between two looks matters too: sample it more often, cheaply.
+  const sampler = setInterval(() => (peak = Math.max(peak, live())), 1000);
+  sampler.unref();
+  return {
+    close() {
+      clearInterval(timer);
+      clearInterval(sampler);
+    },
+  };
+}
+
+/** `gc()` without starting node with --expose-gc (the flag is set before the function is first looked up). */
+function exposeGc(): (() => void) | undefined {
+  try {
+    v8.setFlagsFromString("--expose-gc");
+    const gc: unknown = vm.runInNewContext("gc");
+    return typeof gc === "function" ? (gc as () => void) : undefined;
+  } catch {
+    return undefined;
+  }
+}
