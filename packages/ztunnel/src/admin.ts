@@ -4,6 +4,7 @@
  */
 import http from "node:http";
 import type { Logger } from "pino";
+import { CONTROL_SERVER_OPTIONS } from "./control-limits.js";
 import { LOG_LEVELS, operatorLevel, parseLogLevel, pinoLevel } from "./logging.js";
 
 export interface AdminDeps {
@@ -28,7 +29,7 @@ const PAGES: readonly (readonly [string, string])[] = [
 
 export function createAdminServer(deps: AdminDeps): http.Server {
   const log = deps.logger.child({ component: "admin" });
-  return http.createServer((req, res) => {
+  return http.createServer(CONTROL_SERVER_OPTIONS, (req, res) => {
     const url = new URL(req.url ?? "/", "http://admin.invalid");
     const method = req.method ?? "GET";
     const send = (status: number, body: string, type = "text/plain; charset=utf-8", headers: http.OutgoingHttpHeaders = {}): void => {

@@ -14,7 +14,9 @@ import {
 import { formatHostPort } from "@zt/state";
 import { createAdminServer } from "./admin.js";
 import type { Config } from "./config.js";
+import { createControlLimits } from "./control-limits.js";
 import { listen } from "./listen.js";
+import { createListenerErrors } from "./listener-errors.js";
 import type { Redirect } from "./redirect.js";
 import { createReadinessServer } from "./readiness.js";
 import { createStatsServer } from "./stats.js";
@@ -44,8 +46,11 @@ export interface ListenerDeps {
 export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   const { config, ctx, logger } = d;
   const bound = new Map<string, net.Server[]>();
+  const keepErrors = createListenerErrors(d.registry, logger);
+  const limitControl = createControlLimits(d.registry);
   const add = async (name: string, server: net.Server, addr: { ip: string; port: number }, env: string): Promise<void> => {
     await listen(server, addr, { env });
+    keepErrors(server, name);
     bound.set(name, [...(bound.get(name) ?? []), server]);
   };
   let draining = false;
@@ -56,6 +61,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
 
   const readiness = createReadinessServer({ pending: () => pending() });
   control.push(readiness);
+  limitControl(readiness, "readiness");
   await add("readiness", readiness, config.readinessAddr, "READINESS_ADDR");
 
   const perWorkload = new Map<string, net.Server>();
@@ -71,6 +77,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
         perWorkload.set(ip, s);
         try {
           await listen(s, { ip, port: inboundMode.port }, { env: "INBOUND_ADDR" });
+          keepErrors(s, "inbound");
         } catch (err) {
           perWorkload.delete(ip);
           logger.error({ err, ip }, `cannot bind HBONE inbound on ${formatHostPort(ip, inboundMode.port)}: is the workload IP an address of this host?`);
@@ -106,6 +113,8 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   });
   const stats = createStatsServer(d.registry);
   control.push(admin, stats);
+  limitControl(admin, "admin");
+  limitControl(stats, "stats");
   await add("admin", admin, config.adminAddr, "ADMIN_ADDR");
   await add("stats", stats, config.statsAddr, "STATS_ADDR");
 
