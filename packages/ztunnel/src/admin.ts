@@ -4,6 +4,7 @@
  */
 import http from "node:http";
 import type { Logger } from "pino";
+import { refuseForeign, type AdminOriginPolicy } from "./admin-origin.js";
 import { CONTROL_SERVER_OPTIONS } from "./control-limits.js";
 import { LOG_LEVELS, operatorLevel, parseLogLevel, pinoLevel } from "./logging.js";
 
@@ -19,6 +20,8 @@ export interface AdminDeps {
   shutdown(): void;
   /** Shown on `/` as a key/value table (e.g. node, version, counts). */
   readonly summary: () => unknown;
+  /** Which Host and Origin are this admin's own (see admin-origin.ts). */
+  readonly origin: AdminOriginPolicy;
 }
 
 const PAGES: readonly (readonly [string, string])[] = [
@@ -41,6 +44,11 @@ export function createAdminServer(deps: AdminDeps): http.Server {
       send(405, `method ${method} not allowed on ${url.pathname}; use ${allowed}\n`, undefined, { allow: allowed });
       return false;
     };
+    const refused = refuseForeign(req, deps.origin);
+    if (refused !== undefined) {
+      log.warn({ path: url.pathname, method, host: req.headers.host, origin: req.headers.origin }, `admin request refused: ${refused}`);
+      return send(403, `forbidden: ${refused}\n`);
+    }
     try {
       switch (url.pathname) {
         case "/config_dump":

@@ -110,6 +110,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     getLogLevel: () => logger.level,
     shutdown: d.shutdown,
     summary: () => ({ node: config.nodeName, workloads: ctx.store.snapshot().workloads.length, live: ctx.live.size, pool: ctx.pool.stats() }),
+    origin: { adminIp: config.adminAddr.ip, isLocalAddress: ctx.isLocalAddress },
   });
   const stats = createStatsServer(d.registry);
   control.push(admin, stats);
