@@ -3,10 +3,13 @@ export * from "./errors.js";
 export * from "./ip.js";
 export { parseLocalConfig, type LocalConfigDefaults } from "./local-file.js";
 export { checkStringMatch } from "./local-file-policy.js";
+export { formatBytes } from "./local-file-errors.js";
 export {
+  DEFAULT_LOCAL_CONFIG_MAX_BYTES,
   loadLocalConfig,
   watchLocalConfig,
   type LocalConfigHandlers,
+  type LocalConfigReadOptions,
   type LocalConfigWatcher,
   type LocalConfigWatchOptions,
 } from "./local-file-source.js";
