@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { Registry } from "prom-client";
 import { createCertManager, loadOrCreateCa, type CertManager } from "@zt/identity";
 import { createHbonePool, type ProxyContext } from "@zt/proxy";
-import { createMeshStore, loadLocalConfig, watchLocalConfig, workloadIdentity, type MeshStore } from "@zt/state";
+import { workloadIdentity, type MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 import { describeConfig } from "./config.js";
 import { createConfigDump } from "./config-dump.js";
@@ -11,6 +11,7 @@ import { startListeners, type Listeners } from "./listeners.js";
 import { createLocalAddresses } from "./local-addresses.js";
 import { createRedirect, type Redirect } from "./redirect.js";
 import { createTelemetry } from "./telemetry.js";
+import { openWorkloadSource } from "./workload-source.js";
 
 /** The embedded default workload file, used when LOCAL_XDS_PATH is not set. */
 export const EMBEDDED_WORKLOADS = fileURLToPath(new URL("../assets/local-workloads.yaml", import.meta.url));
@@ -34,24 +35,18 @@ export interface Agent {
 /** Start one agent: state, certificates, listeners, admin. Rejects with a named error on bad input. */
 export async function startAgent(config: Config, logger: Logger): Promise<Agent> {
   logger.info({ config: describeConfig(config) }, "starting ztunnel");
-  const workloadsPath = config.localXdsPath ?? EMBEDDED_WORKLOADS;
-  const defaults = { trustDomain: config.trustDomain, clusterId: config.clusterId };
-  const store = createMeshStore(await loadLocalConfig(workloadsPath, defaults));
+  const registry = new Registry();
+  const source = await openWorkloadSource(config, config.localXdsPath ?? EMBEDDED_WORKLOADS, logger, registry);
+  const store = source.store;
   const localAddresses = createLocalAddresses();
   let redirect: Redirect;
   try {
     redirect = createRedirect(config, store, localAddresses.has, logger);
   } catch (err) {
     localAddresses.close();
+    source.close();
     throw err;
   }
-  const watcher = watchLocalConfig(workloadsPath, defaults, {
-    onSnapshot: (s) => {
-      store.replace(s);
-      logger.info({ path: workloadsPath, version: store.version, workloads: s.workloads.length, services: s.services.length, policies: s.policies.length }, "workload file reloaded");
-    },
-    onError: (err) => logger.error({ code: err.code, path: workloadsPath }, `workload file rejected, keeping the last good state: ${err.message}`),
-  });
 
   const ca = await loadOrCreateCa({ dir: config.caCertsDir, trustDomain: config.trustDomain });
   const certs = createCertManager({
@@ -70,7 +65,6 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   wantCerts();
   store.onChange(wantCerts);
 
-  const registry = new Registry();
   const observer = createTelemetry({ registry, logger });
   const pool = createHbonePool({
     certs,
@@ -103,7 +97,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   let shuttingDown: Promise<void> | undefined;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
-  const configDump = createConfigDump({ config, store, certs, version: VERSION, capture: redirect.dump });
+  const configDump = createConfigDump({ config, store, certs, version: VERSION, capture: redirect.dump, source });
   const listeners = await startListeners({
     config,
     ctx,
@@ -135,7 +129,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
         for (const c of [...ctx.live]) c.destroy();
         listeners.inbound.close();
         pool.close();
-        watcher.close();
+        source.close();
         certs.close();
         localAddresses.close();
         await redirect.stop();

@@ -5,7 +5,7 @@
  */
 import os from "node:os";
 import path from "node:path";
-import { ConfigError, formatHostPort, type ConfigProblem } from "@zt/state";
+import { ConfigError, DEFAULT_LOCAL_CONFIG_MAX_BYTES, formatHostPort, type ConfigProblem } from "@zt/state";
 import {
   Invalid,
   parseBindAddr,
@@ -33,6 +33,8 @@ export interface Config {
   readonly trustDomain: string;
   /** Local workload file; undefined means the agent's embedded default file. */
   readonly localXdsPath: string | undefined;
+  /** A workload file larger than this is refused unread (the last good state is kept). */
+  readonly localXdsMaxBytes: number;
   readonly outboundTrafficPolicy: OutboundTrafficPolicy;
   readonly logFormat: LogFormat;
   readonly logLevel: LogLevel;
@@ -90,6 +92,7 @@ const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
   clusterId: text("CLUSTER_ID", () => "Kubernetes"),
   trustDomain: { env: "TRUST_DOMAIN", default: () => "cluster.local", parse: parseTrustDomain },
   localXdsPath: { env: "LOCAL_XDS_PATH", default: () => undefined, parse: (raw) => raw },
+  localXdsMaxBytes: int("LOCAL_XDS_MAX_BYTES", DEFAULT_LOCAL_CONFIG_MAX_BYTES, 1024, 1024 * MiB),
   outboundTrafficPolicy: oneOf("OUTBOUND_TRAFFIC_POLICY", ["ALLOW_ANY", "REGISTRY_ONLY"], "ALLOW_ANY"),
   logFormat: oneOf("LOG_FORMAT", ["json", "text"], "json"),
   logLevel: { env: "LOG_LEVEL", default: () => "info", parse: parseLogLevelValue },
@@ -176,6 +179,7 @@ export function describeConfig(c: Config): Record<string, string | number | null
     clusterId: c.clusterId,
     trustDomain: c.trustDomain,
     localXdsPath: c.localXdsPath ?? null,
+    localXdsMaxBytes: c.localXdsMaxBytes,
     outboundTrafficPolicy: c.outboundTrafficPolicy,
     logFormat: c.logFormat,
     logLevel: c.logLevel,
