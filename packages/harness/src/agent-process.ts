@@ -31,6 +31,8 @@ export interface AgentProcessOptions {
   readonly readyTimeoutMs?: number;
   /** How to GET from the agent's HTTP ports when they are not reachable from here (another netns). */
   readonly httpGet?: (addr: string, path: string) => Promise<{ status: number; body: string }>;
+  /** "ready" (default): resolve once /healthz/ready is 200; "answering": once it answers at all (e.g. to test a 503). */
+  readonly waitFor?: "ready" | "answering";
   /** Append the agent's stdout and stderr to this file. */
   readonly logFile?: string;
   /** Keep parsed log lines in `logs` (default true; a long-running CLI with a logFile turns it off). */
@@ -99,7 +101,7 @@ export async function startAgentProcess(node: string, env: Record<string, string
     if (exitedEarly) throw new Error(`agent ${node} exited during start: ${stderr}${logs.map((l) => JSON.stringify(l)).join("\n")}${opts.logFile ? ` (log: ${opts.logFile})` : ""}`);
     try {
       const r = await get("readiness", "/healthz/ready");
-      if (r.status === 200) return agent;
+      if (r.status === 200 || opts.waitFor === "answering") return agent;
     } catch {
       // not listening yet
     }

@@ -20,6 +20,7 @@ import { createListenerErrors } from "./listener-errors.js";
 import type { Redirect } from "./redirect.js";
 import { createReadinessServer } from "./readiness.js";
 import { createStatsServer } from "./stats.js";
+import { createWorkloadListeners, type WorkloadListeners } from "./workload-listeners.js";
 
 export interface Listeners {
   readonly inbound: InboundServer;
@@ -64,28 +65,13 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   limitControl(readiness, "readiness");
   await add("readiness", readiness, config.readinessAddr, "READINESS_ADDR");
 
-  const perWorkload = new Map<string, net.Server>();
+  let perWorkload: WorkloadListeners | undefined;
   const inboundMode = config.inboundAddr;
   if (inboundMode.kind === "workloads") {
-    const sync = async (): Promise<void> => {
-      const want = new Set<string>();
-      for (const w of ctx.store.workloadsOnNode(config.nodeName)) if (w.protocol === "HBONE") for (const ip of w.workloadIps) want.add(ip);
-      for (const [ip, s] of perWorkload) if (!want.has(ip)) { s.close(); perWorkload.delete(ip); }
-      for (const ip of want) {
-        if (perWorkload.has(ip) || draining) continue;
-        const s = createProxyListener(inbound.accept);
-        perWorkload.set(ip, s);
-        try {
-          await listen(s, { ip, port: inboundMode.port }, { env: "INBOUND_ADDR" });
-          keepErrors(s, "inbound");
-        } catch (err) {
-          perWorkload.delete(ip);
-          logger.error({ err, ip }, `cannot bind HBONE inbound on ${formatHostPort(ip, inboundMode.port)}: is the workload IP an address of this host?`);
-        }
-      }
-    };
-    await sync();
-    ctx.store.onChange(() => void sync());
+    const wl = createWorkloadListeners({ config, ctx, logger, port: inboundMode.port, accept: inbound.accept, bound: (s) => keepErrors(s, "inbound") });
+    perWorkload = wl;
+    await wl.sync();
+    ctx.store.onChange(() => void wl.sync());
   } else {
     const s = createProxyListener(inbound.accept);
     dataPath.push(s);
@@ -124,6 +110,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   function pending(): string[] {
     const p = ctx.certs.pending().map((id) => `certificate ${id}`);
     if (!allBound) p.push("listeners");
+    p.push(...(perWorkload?.pending() ?? []));
     p.push(...d.redirect.pending());
     if (draining) p.push("draining");
     return p;
@@ -135,7 +122,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     addresses() {
       const out: Record<string, string[]> = {};
       for (const [name, servers] of bound) out[name] = servers.map(addrOf);
-      out["inbound"] = [...(out["inbound"] ?? []), ...[...perWorkload.values()].map(addrOf).filter((a) => a !== "")];
+      out["inbound"] = [...(out["inbound"] ?? []), ...(perWorkload?.servers() ?? []).map(addrOf).filter((a) => a !== "")];
       return out;
     },
     markDraining() {
@@ -144,8 +131,8 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     async stopAccepting() {
       // Stop listening now; connections already accepted are drained by their owners,
       // so do not wait for close() callbacks (they fire only when every connection is gone).
-      for (const s of [...dataPath, ...perWorkload.values()]) if (s.listening) s.close();
-      perWorkload.clear();
+      for (const s of dataPath) if (s.listening) s.close();
+      perWorkload?.close();
     },
     async closeAdmin() {
       for (const s of control) s.closeAllConnections();
