@@ -164,7 +164,8 @@ describe("npm run ztunnel", () => {
     let agentPid: number | undefined;
     try {
       await until("agent ready", () => httpGet(`${host}:15021`, "/healthz/ready").then((r) => r.status, () => 0), (s) => s === 200, 20_000);
-      agentPid = descendants(npm.pid!).find((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes("ztunnel/dist/cli.js"));
+      // The node process itself (without exec, a shell running the same command line sits in between).
+      agentPid = descendants(npm.pid!).find((p) => readFileSync(`/proc/${p}/comm`, "utf8").trim() === "node" && readFileSync(`/proc/${p}/cmdline`, "utf8").includes("ztunnel/dist/cli.js"));
       expect(agentPid).toBeDefined();
       npm.kill("SIGTERM");
       await until("agent gone", () => alive(agentPid!), (a) => !a, 15_000);

@@ -8,6 +8,7 @@ export { formatBytes } from "./local-file-errors.js";
 export {
   DEFAULT_LOCAL_CONFIG_MAX_BYTES,
   loadLocalConfig,
+  openLocalConfig,
   watchLocalConfig,
   type LocalConfigHandlers,
   type LocalConfigReadOptions,

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ConfigError, ZtError } from "./errors.js";
-import { loadLocalConfig, type LocalConfigWatcher, watchLocalConfig } from "./local-file-source.js";
+import { loadLocalConfig, type LocalConfigWatcher, openLocalConfig, watchLocalConfig } from "./local-file-source.js";
 import type { ParseJob } from "./local-file-job.js";
 import type { MeshSnapshot } from "./types.js";
 
@@ -84,6 +84,24 @@ describe("loadLocalConfig", () => {
     const err = await loadLocalConfig(path, D).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).problems[0]?.source).toBe(path);
+  });
+});
+
+describe("openLocalConfig", () => {
+  it("watches from exactly the content it loaded: no second read for a baseline, and the next change is reported", async () => {
+    const path = join(dir, "config.yaml");
+    await writeFile(path, wl("a", "10.0.0.1"));
+    const before = jobs.length;
+    const snaps: MeshSnapshot[] = [];
+    const opened = await openLocalConfig(path, D, { onSnapshot: (s) => snaps.push(s), onError: () => undefined }, { debounceMs: 10_000, pollMs: 60_000 });
+    watcher = opened.watcher;
+    expect(names(opened.snapshot)).toEqual(["a"]);
+    await watcher.reload();
+    expect(jobs.slice(before)).toEqual(["parse"]);
+    expect(snaps).toEqual([]);
+    await atomicWrite(path, wl("b", "10.0.0.2"));
+    await watcher.reload();
+    expect(names(snaps[0])).toEqual(["b"]);
   });
 });
 

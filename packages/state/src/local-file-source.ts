@@ -4,7 +4,7 @@
  * The caller's thread only stats the file; reading, hashing and parsing happen in a
  * worker thread (local-file-job.ts), and a file over `maxBytes` is refused unread.
  */
-import { type FSWatcher, watch } from "node:fs";
+import { type FSWatcher, watch as fsWatch } from "node:fs";
 import { stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { ZtError } from "./errors.js";
@@ -73,14 +73,38 @@ async function stamp(abs: string, source: string): Promise<Stamp> {
  * (names the path, its size and the cap), CONFIG_PARSE_FAILED, or ConfigError (CONFIG_INVALID).
  */
 export async function loadLocalConfig(path: string, defaults: LocalConfigDefaults, options: LocalConfigReadOptions = {}): Promise<MeshSnapshot> {
-  const maxBytes = options.maxBytes ?? DEFAULT_LOCAL_CONFIG_MAX_BYTES;
+  return (await loadWithBaseline(path, defaults, options.maxBytes ?? DEFAULT_LOCAL_CONFIG_MAX_BYTES)).snapshot;
+}
+
+/** What a watcher compares against: the stat taken before reading, and the hash of exactly what was parsed. */
+interface Baseline {
+  readonly stamp: string;
+  readonly hash: string;
+}
+
+async function loadWithBaseline(path: string, defaults: LocalConfigDefaults, maxBytes: number): Promise<{ snapshot: MeshSnapshot; baseline: Baseline }> {
   const abs = resolve(path);
-  const { size } = await stamp(abs, path);
-  if (size > maxBytes) throw tooLarge(path, size, maxBytes);
+  const before = await stamp(abs, path);
+  if (before.size > maxBytes) throw tooLarge(path, before.size, maxBytes);
   const r = await runParseJob({ path: abs, source: path, defaults, maxBytes, mode: "parse", knownHashes: [] }).result;
   if (r.kind === "failed") throw r.error;
   if (r.kind !== "parsed") throw new ZtError("CONFIG_PARSE_FAILED", `the parser of ${path} gave no snapshot`);
-  return r.snapshot;
+  return { snapshot: r.snapshot, baseline: { stamp: before.key, hash: r.hash } };
+}
+
+/**
+ * loadLocalConfig, then watchLocalConfig from exactly the content loaded: a change made
+ * while the first load runs is reported, never mistaken for the baseline.
+ * @throws like loadLocalConfig.
+ */
+export async function openLocalConfig(
+  path: string,
+  defaults: LocalConfigDefaults,
+  handlers: LocalConfigHandlers,
+  options: Omit<LocalConfigWatchOptions, "emitInitial"> = {},
+): Promise<{ snapshot: MeshSnapshot; watcher: LocalConfigWatcher }> {
+  const { snapshot, baseline } = await loadWithBaseline(path, defaults, options.maxBytes ?? DEFAULT_LOCAL_CONFIG_MAX_BYTES);
+  return { snapshot, watcher: watch(path, defaults, handlers, options, baseline) };
 }
 
 /**
@@ -94,13 +118,17 @@ export function watchLocalConfig(
   handlers: LocalConfigHandlers,
   options: LocalConfigWatchOptions = {},
 ): LocalConfigWatcher {
+  return watch(path, defaults, handlers, options, undefined);
+}
+
+function watch(path: string, defaults: LocalConfigDefaults, handlers: LocalConfigHandlers, options: LocalConfigWatchOptions, baseline: Baseline | undefined): LocalConfigWatcher {
   const abs = resolve(path);
   const debounceMs = options.debounceMs ?? 100;
   const maxBytes = options.maxBytes ?? DEFAULT_LOCAL_CONFIG_MAX_BYTES;
   let closed = false;
-  let lastStamp: string | undefined; // stat of the content last processed
-  let goodHash: string | undefined; // content of the state the caller holds
-  let lastSeen: string | undefined; // hash (or "\0" + message) of the last outcome, to report each failure once
+  let lastStamp: string | undefined = baseline?.stamp; // stat of the content last processed
+  let goodHash: string | undefined = baseline?.hash; // content of the state the caller holds
+  let lastSeen: string | undefined = baseline?.hash; // hash (or "\0" + message) of the last outcome, to report each failure once
   let running: RunningJob | undefined;
   let fsWatcher: FSWatcher | undefined;
   let debounce: NodeJS.Timeout | undefined;
@@ -179,7 +207,7 @@ export function watchLocalConfig(
   const startWatch = (): void => {
     if (closed || fsWatcher) return;
     try {
-      const w = watch(dirname(abs), { persistent: false }, schedule);
+      const w = fsWatch(dirname(abs), { persistent: false }, schedule);
       w.on("error", () => {
         w.close();
         if (fsWatcher === w) fsWatcher = undefined; // the poll re-establishes it
@@ -197,8 +225,8 @@ export function watchLocalConfig(
   }, options.pollMs ?? 2000);
   poll.unref();
 
-  if (!options.emitInitial) {
-    // The baseline: the content the caller loaded (read again and hashed off this thread).
+  if (!options.emitInitial && baseline === undefined) {
+    // The baseline: the content now, as the caller presumably loaded it (openLocalConfig knows it exactly).
     chain = (async () => {
       try {
         const s = await stamp(abs, path);

@@ -7,7 +7,7 @@
  */
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { closestMatch, createMeshStore, formatBytes, loadLocalConfig, watchLocalConfig, type MeshStore, type ZtError } from "@zt/state";
+import { closestMatch, createMeshStore, formatBytes, openLocalConfig, type MeshStore, type ZtError } from "@zt/state";
 import type { Config } from "./config.js";
 
 export interface WorkloadSourceDump {
@@ -32,14 +32,15 @@ export interface WorkloadSource {
 export async function openWorkloadSource(config: Config, path: string, logger: Logger, registry: Registry): Promise<WorkloadSource> {
   const defaults = { trustDomain: config.trustDomain, clusterId: config.clusterId };
   const maxBytes = config.localXdsMaxBytes;
-  const store = createMeshStore(await loadLocalConfig(path, defaults, { maxBytes }));
+  // Assigned as soon as the first load returns, before any handler can run (they run from timers).
+  let store!: MeshStore;
   const reloads = new Counter({ name: "ztunnel_config_reloads_total", help: "Reloads of the workload file, by result (ok, rejected: the last good state is kept)", labelNames: ["result"], registers: [registry] });
   const stale = new Gauge({ name: "ztunnel_config_stale", help: "1 while the workload file's latest content was refused and the agent serves the last good state", registers: [registry] });
   reloads.labels("ok").inc(0);
   reloads.labels("rejected").inc(0);
   stale.set(0);
   const counts = { ok: 0, rejected: 0 };
-  let lastGood = { stateVersion: store.version, at: new Date().toISOString(), ...sizes(store) };
+  let lastGood = { stateVersion: 0, at: "", workloads: 0, services: 0, policies: 0 };
   let lastError: WorkloadSourceDump["lastError"] = null;
   let isStale = false;
   const setStale = (v: boolean): void => {
@@ -53,9 +54,8 @@ export async function openWorkloadSource(config: Config, path: string, logger: L
     if (next.join("\n") !== warnings.join("\n")) for (const w of next) logger.warn({ path, nodeName: config.nodeName }, w);
     warnings = next;
   };
-  checkWarnings();
 
-  const watcher = watchLocalConfig(
+  const { snapshot, watcher } = await openLocalConfig(
     path,
     defaults,
     {
@@ -85,6 +85,9 @@ export async function openWorkloadSource(config: Config, path: string, logger: L
     },
     { maxBytes },
   );
+  store = createMeshStore(snapshot);
+  lastGood = { stateVersion: store.version, at: new Date().toISOString(), ...sizes(store) };
+  checkWarnings();
 
   return {
     store,
