@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import net from "node:net";
 import path from "node:path";
@@ -9,6 +9,7 @@ import { httpGet, loopbackEnv, socksConnect, startAgentProcess, startEcho, ZTUNN
 import { envHelp } from "@zt/ztunnel";
 import { meshYaml, workloadDir } from "./support/mesh-file.js";
 import { until } from "./support/metrics.js";
+import { alive, descendants } from "./support/procs.js";
 
 // `ztunnel run` as users start it: bad input stops it with named errors; certificates rotate live.
 const run = promisify(execFile);
@@ -118,39 +119,6 @@ describe("ztunnel --help", () => {
     expect(existsSync(path.join(files.dir, ".ztunnel"))).toBe(false);
   });
 });
-
-/** Every descendant pid of `pid`, from /proc. */
-function descendants(pid: number): number[] {
-  const parent = new Map<number, number[]>();
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      parent.set(ppid, [...(parent.get(ppid) ?? []), Number(name)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number): void => {
-    for (const c of parent.get(p) ?? []) {
-      out.push(c);
-      walk(c);
-    }
-  };
-  walk(pid);
-  return out;
-}
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-};
 
 describe("npm run ztunnel", () => {
   test("passes SIGTERM on to the agent, which drains and exits (no orphan)", async () => {

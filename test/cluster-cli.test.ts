@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
 import { listNamespaces } from "@zt/lab";
 import { until } from "./support/metrics.js";
+import { alive } from "./support/procs.js";
 
 // `zt-cluster up` (npm run cluster) as a child process: it comes up, logs each agent to a
 // file, and SIGTERM to its pid tears everything down. Needs root: fails, never skips.
@@ -13,15 +14,6 @@ const CLI = fileURLToPath(new URL("../packages/harness/dist/cluster-cli.js", imp
 const logs = mkdtempSync(path.join(tmpdir(), "zt-cluster-cli-test-"));
 
 afterAll(() => rmSync(logs, { recursive: true, force: true }));
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-};
 
 describe("zt-cluster up", () => {
   test("writes each agent's log to a file, and SIGTERM to its pid stops the agents and deletes every namespace", async () => {
