@@ -52,7 +52,7 @@ interface Probe {
 }
 
 /** Readiness and a SOCKS5 echo through the agent, one after the other, until `done()`. */
-async function probeUntil(done: () => boolean, timeoutMs = 60_000): Promise<Probe[]> {
+async function probeUntil(done: () => boolean, timeoutMs = 120_000): Promise<Probe[]> {
   const out: Probe[] = [];
   const deadline = Date.now() + timeoutMs;
   while (!done()) {
@@ -89,7 +89,7 @@ describe("workload file reloads do not stop the agent", () => {
     const d = await dump();
     expect(d.workloads.length).toBe(n + 6);
     expect(d.source).toMatchObject({ state: "current", lastGood: { workloads: n + 6 }, lastError: null, reloads: { ok: 1, rejected: 0 } });
-  });
+  }, 150_000); // the parse takes seconds alone, far longer on a loaded machine
 
   test("an over-cap file is refused unread, with the file, its size and the cap; the last good state is kept, then recovered", async () => {
     const huge = bigMesh(250_000);
@@ -125,7 +125,7 @@ describe("workload file reloads do not stop the agent", () => {
     const after = await metrics();
     expect(counter(after, "ztunnel_config_stale")).toBe(0);
     expect(counter(after, "ztunnel_config_reloads_total", { result: "ok" })).toBe(2);
-  });
+  }, 90_000);
 
   test("a broken edit is rejected and counted; undoing it clears the stale flag", async () => {
     const from = agent.logs.length;
