@@ -8,6 +8,7 @@
  * given back when the worker exits.
  */
 import { Worker } from "node:worker_threads";
+import type { ErrorCode } from "@zt/errors";
 import { ConfigError, type ConfigProblem, ZtError } from "./errors.js";
 import type { LocalConfigDefaults } from "./local-file.js";
 import type { MeshSnapshot } from "./types.js";
@@ -34,7 +35,7 @@ export type JobResult =
 export type WorkerReply =
   | { readonly kind: "hashed" | "known"; readonly hash: string }
   | { readonly kind: "parsed"; readonly hash: string; readonly snapshot: MeshSnapshot }
-  | { readonly kind: "failed"; readonly hash: string | undefined; readonly code: string; readonly message: string; readonly problems?: readonly ConfigProblem[] };
+  | { readonly kind: "failed"; readonly hash: string | undefined; readonly code: ErrorCode; readonly message: string; readonly problems?: readonly ConfigProblem[] };
 
 // From src/ (tests, with the "source" condition) as from dist/: the worker always runs built.
 const WORKER = new URL("../dist/local-file-worker.js", import.meta.url);

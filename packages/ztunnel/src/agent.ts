@@ -2,13 +2,15 @@ import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { Registry } from "prom-client";
 import { createCertManager, loadOrCreateCa, type CertManager } from "@zt/identity";
-import { createHbonePool, type ProxyContext } from "@zt/proxy";
+import { createHbonePool, createReceiveBudget, type ProxyContext } from "@zt/proxy";
 import { workloadIdentity, type MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 import { describeConfig } from "./config.js";
 import { createConfigDump } from "./config-dump.js";
 import { startListeners, type Listeners } from "./listeners.js";
 import { createLocalAddresses } from "./local-addresses.js";
+import { createFaults } from "./faults.js";
+import { planFds } from "./fd-limit.js";
 import { createRedirect, type Redirect } from "./redirect.js";
 import { createTelemetry } from "./telemetry.js";
 import { openWorkloadSource } from "./workload-source.js";
@@ -38,7 +40,8 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   const registry = new Registry();
   const source = await openWorkloadSource(config, config.localXdsPath ?? EMBEDDED_WORKLOADS, logger, registry);
   const store = source.store;
-  const localAddresses = createLocalAddresses();
+  const faults = createFaults(logger, registry);
+  const localAddresses = createLocalAddresses(faults.report);
   let redirect: Redirect;
   try {
     redirect = createRedirect(config, store, localAddresses.has, logger);
@@ -66,14 +69,22 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   store.onChange(wantCerts);
 
   const observer = createTelemetry({ registry, logger });
+  const fdPlan = planFds();
+  logger.info({ openFilesLimit: fdPlan.limit ?? "unknown", dataPathDescriptors: fdPlan.budget.stats().capacity, reserve: fdPlan.reserve }, "descriptor budget");
+  const receiveBudget = createReceiveBudget({ sessionBytes: config.http2ConnectionWindowSize, totalBytes: config.hboneBufferBudget });
   const pool = createHbonePool({
+    receiveBudget,
+    fds: fdPlan.budget,
     certs,
     logger,
     maxStreamsPerConnection: config.poolMaxStreamsPerConnection,
     idleTimeoutMs: config.poolUnusedReleaseTimeoutMs,
     streamWindowSize: config.http2StreamWindowSize,
     connectionWindowSize: config.http2ConnectionWindowSize,
+    pingIntervalMs: config.hboneKeepaliveIntervalMs,
+    pingTimeoutMs: config.hboneKeepaliveTimeoutMs,
     dialer: redirect.dialer,
+    onFault: faults.report,
   });
   const ctx: ProxyContext = {
     nodeName: config.nodeName,
@@ -92,6 +103,9 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     connectTimeoutMs: 10_000,
     dialer: redirect.dialer,
     live: new Set(),
+    receiveBudget,
+    fds: fdPlan.budget,
+    onFault: faults.report,
   };
 
   let shuttingDown: Promise<void> | undefined;
@@ -129,10 +143,12 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
         for (const c of [...ctx.live]) c.destroy();
         listeners.inbound.close();
         pool.close();
+        receiveBudget.close();
         source.close();
         certs.close();
         localAddresses.close();
         await redirect.stop();
+        faults.uninstall();
         await listeners.closeAdmin();
         logger.info("ztunnel stopped");
         resolveClosed();
@@ -140,6 +156,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       return shuttingDown;
     },
   };
+  faults.install();
   await redirect.start();
   logger.info({ addresses: listeners.addresses() }, "ztunnel ready to accept");
   return agent;

@@ -22,6 +22,9 @@ import { createReadinessServer } from "./readiness.js";
 import { createStatsServer } from "./stats.js";
 import { createWorkloadListeners, type WorkloadListeners } from "./workload-listeners.js";
 
+/** Readiness turns 503 when the data path holds this share of its descriptors. */
+const FD_PRESSURE = 0.9;
+
 export interface Listeners {
   readonly inbound: InboundServer;
   addresses(): Record<string, string[]>;
@@ -56,7 +59,12 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   };
   let draining = false;
   let allBound = false;
-  const inbound = createInboundServer(ctx);
+  const inbound = createInboundServer(ctx, {
+    pingIntervalMs: config.hboneKeepaliveIntervalMs,
+    pingTimeoutMs: config.hboneKeepaliveTimeoutMs,
+    idleTimeoutMs: config.hboneIdleTimeoutMs,
+    limits: { maxConnectionsPerIdentity: config.hboneMaxConnectionsPerIdentity, maxStreamsPerIdentity: config.hboneMaxStreamsPerIdentity },
+  });
   const dataPath: net.Server[] = [];
   const control: http.Server[] = [];
 
@@ -68,12 +76,19 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   let perWorkload: WorkloadListeners | undefined;
   const inboundMode = config.inboundAddr;
   if (inboundMode.kind === "workloads") {
-    const wl = createWorkloadListeners({ config, ctx, logger, port: inboundMode.port, accept: inbound.accept, bound: (s) => keepErrors(s, "inbound") });
+    const wl = createWorkloadListeners({
+      config,
+      ctx,
+      logger,
+      port: inboundMode.port,
+      create: () => createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven),
+      bound: (s) => keepErrors(s, "inbound"),
+    });
     perWorkload = wl;
     await wl.sync();
     ctx.store.onChange(() => void wl.sync());
   } else {
-    const s = createProxyListener(inbound.accept);
+    const s = createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven);
     dataPath.push(s);
     await add("inbound", s, inboundMode, "INBOUND_ADDR");
     d.redirect.prepareListener(s, "INBOUND_ADDR");
@@ -113,6 +128,8 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     p.push(...(perWorkload?.pending() ?? []));
     p.push(...d.redirect.pending());
     if (draining) p.push("draining");
+    const fds = ctx.fds.stats();
+    if (fds.inUse >= fds.capacity * FD_PRESSURE) p.push(`descriptor pressure: the data path holds ${fds.inUse} of the ${fds.capacity} descriptors it may use; new connections are being refused`);
     return p;
   }
 

@@ -6,7 +6,7 @@
  */
 import type net from "node:net";
 import type { Logger } from "pino";
-import { createProxyListener, type ProxyContext } from "@zt/proxy";
+import type { ProxyContext } from "@zt/proxy";
 import { formatHostPort, ZtError } from "@zt/state";
 import type { Config } from "./config.js";
 import { listen } from "./listen.js";
@@ -26,7 +26,8 @@ export interface WorkloadListenerDeps {
   readonly ctx: ProxyContext;
   readonly logger: Logger;
   readonly port: number;
-  readonly accept: (socket: net.Socket) => void;
+  /** A new (not yet listening) HBONE listener. */
+  readonly create: () => net.Server;
   /** Called on every bound server (the permanent error handler). */
   readonly bound: (server: net.Server) => void;
   readonly retryMs?: number;
@@ -52,7 +53,7 @@ export function createWorkloadListeners(d: WorkloadListenerDeps): WorkloadListen
     for (const ip of failed.keys()) if (!want.has(ip)) failed.delete(ip);
     for (const [ip, workload] of want) {
       if (servers.has(ip) || closed) continue;
-      const s = createProxyListener(d.accept);
+      const s = d.create();
       try {
         await listen(s, { ip, port: d.port });
       } catch (err) {
