@@ -1,10 +1,15 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
-import { loopbackEnv, socksConnect, startAgentProcess, startEcho, ZTUNNEL_BIN } from "@zt/harness";
+import { httpGet, loopbackEnv, socksConnect, startAgentProcess, startEcho, ZTUNNEL_BIN } from "@zt/harness";
+import { envHelp } from "@zt/ztunnel";
 import { meshYaml, workloadDir } from "./support/mesh-file.js";
 import { until } from "./support/metrics.js";
+import { alive, descendants } from "./support/procs.js";
 
 // `ztunnel run` as users start it: bad input stops it with named errors; certificates rotate live.
 const run = promisify(execFile);
@@ -76,6 +81,67 @@ describe("certificate rotation", () => {
     } finally {
       echo.close();
       await agent.stop();
+    }
+  });
+});
+
+describe("ztunnel --help", () => {
+  const help = async (args: string[], cwd: string): Promise<{ code: number; out: string }> => {
+    try {
+      const r = await run(process.execPath, [ZTUNNEL_BIN, ...args], { cwd, env: { PATH: process.env["PATH"] ?? "" }, timeout: 15_000 });
+      return { code: 0, out: r.stdout + r.stderr };
+    } catch (e) {
+      const err = e as { code: number; stdout: string; stderr: string };
+      return { code: err.code, out: err.stdout + err.stderr };
+    }
+  };
+
+  test("on any command prints the commands, every variable of the config table with its default, and the ports; run --help starts nothing", async () => {
+    const cwd = files.dir;
+    const vars = envHelp();
+    expect(vars.map((v) => v.env)).toContain("NODE_NAME");
+    for (const args of [["run", "--help"], ["--help"], ["help"], ["help", "run"], ["version", "--help"], []]) {
+      const r = await help(args, cwd);
+      expect(r.code, args.join(" ")).toBe(0);
+      for (const v of vars) expect(r.out).toMatch(new RegExp(`\\n  ${v.env} +${v.default.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+      for (const port of ["15000", "15001", "15006", "15008", "15020", "15021", "15080"]) expect(r.out).toContain(`:${port} `);
+      expect(r.out).toContain("run ");
+    }
+    expect(existsSync(path.join(cwd, ".ztunnel"))).toBe(false);
+  });
+
+  test("a usage error exits 2 with a hint, and starts nothing", async () => {
+    for (const args of [["start"], ["run", "now"], ["run", "--bogus"]]) {
+      const r = await help(args, files.dir);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.out).toContain("ztunnel --help");
+    }
+    expect(existsSync(path.join(files.dir, ".ztunnel"))).toBe(false);
+  });
+});
+
+describe("npm run ztunnel", () => {
+  test("passes SIGTERM on to the agent, which drains and exits (no orphan)", async () => {
+    const root = fileURLToPath(new URL("..", import.meta.url));
+    const host = "127.52.1.1";
+    const env = { ...process.env, ...loopbackEnv(host, `${files.dir}/ca52`), NODE_NAME: "node-a", LOCAL_XDS_PATH: files.write("npm.yaml", meshYaml(52)), LOG_FORMAT: "json" };
+    const npm = spawn("npm", ["run", "--silent", "ztunnel", "--", "run"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    npm.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    npm.stderr.on("data", (c: Buffer) => (out += c.toString()));
+    let agentPid: number | undefined;
+    try {
+      await until("agent ready", () => httpGet(`${host}:15021`, "/healthz/ready").then((r) => r.status, () => 0), (s) => s === 200, 20_000);
+      // The node process itself (without exec, a shell running the same command line sits in between).
+      agentPid = descendants(npm.pid!).find((p) => readFileSync(`/proc/${p}/comm`, "utf8").trim() === "node" && readFileSync(`/proc/${p}/cmdline`, "utf8").includes("ztunnel/dist/cli.js"));
+      expect(agentPid).toBeDefined();
+      npm.kill("SIGTERM");
+      await until("agent gone", () => alive(agentPid!), (a) => !a, 15_000);
+      expect(out).toContain('"msg":"draining"');
+      expect(out).toContain('"reason":"SIGTERM"');
+    } finally {
+      if (agentPid !== undefined && alive(agentPid)) process.kill(agentPid, "SIGKILL");
+      if (npm.exitCode === null) npm.kill("SIGKILL");
     }
   });
 });

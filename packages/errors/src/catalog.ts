@@ -126,6 +126,8 @@ export const CATALOG = {
   BIND_FAILED: agent("error"),
   CONFIG_INVALID: agent("error"),
   CONFIG_FILE_UNREADABLE: agent("error"),
+  CONFIG_FILE_TOO_LARGE: agent("error"),
+  CONFIG_PARSE_FAILED: agent("error"),
   CONFIG_APPLY_FAILED: agent("error"),
   UNCAUGHT_EXCEPTION: agent("error"),
   // --- agent: identity and certificates ---

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream } from "node:fs";
 import { fileURLToPath } from "node:url";
 import http from "node:http";
 
@@ -30,6 +31,12 @@ export interface AgentProcessOptions {
   readonly readyTimeoutMs?: number;
   /** How to GET from the agent's HTTP ports when they are not reachable from here (another netns). */
   readonly httpGet?: (addr: string, path: string) => Promise<{ status: number; body: string }>;
+  /** "ready" (default): resolve once /healthz/ready is 200; "answering": once it answers at all (e.g. to test a 503). */
+  readonly waitFor?: "ready" | "answering";
+  /** Append the agent's stdout and stderr to this file. */
+  readonly logFile?: string;
+  /** Keep parsed log lines in `logs` (default true; a long-running CLI with a logFile turns it off). */
+  readonly keepLogs?: boolean;
 }
 
 export async function startAgentProcess(node: string, env: Record<string, string>, opts: AgentProcessOptions = {}): Promise<AgentProcess> {
@@ -39,10 +46,18 @@ export async function startAgentProcess(node: string, env: Record<string, string
     stdio: ["ignore", "pipe", "pipe"],
   });
   track(proc);
+  if (opts.logFile !== undefined) {
+    const file = createWriteStream(opts.logFile, { flags: "a" });
+    proc.stdout!.pipe(file, { end: false });
+    proc.stderr!.pipe(file, { end: false });
+    proc.once("close", () => file.end());
+  }
+  const keep = opts.keepLogs ?? true;
   const logs: Record<string, unknown>[] = [];
   let stderr = "";
   let partial = "";
   proc.stdout!.on("data", (chunk: Buffer) => {
+    if (!keep) return;
     partial += chunk.toString();
     let i: number;
     while ((i = partial.indexOf("\n")) >= 0) {
@@ -83,10 +98,10 @@ export async function startAgentProcess(node: string, env: Record<string, string
   let exitedEarly = false;
   void exited.then(() => (exitedEarly = true));
   for (;;) {
-    if (exitedEarly) throw new Error(`agent ${node} exited during start: ${stderr}${logs.map((l) => JSON.stringify(l)).join("\n")}`);
+    if (exitedEarly) throw new Error(`agent ${node} exited during start: ${stderr}${logs.map((l) => JSON.stringify(l)).join("\n")}${opts.logFile ? ` (log: ${opts.logFile})` : ""}`);
     try {
       const r = await get("readiness", "/healthz/ready");
-      if (r.status === 200) return agent;
+      if (r.status === 200 || opts.waitFor === "answering") return agent;
     } catch {
       // not listening yet
     }
@@ -113,9 +128,11 @@ function track(proc: ChildProcess): void {
   process.once("exit", killAll);
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.once(sig, () => {
+      // A caller with its own handler (a CLI tearing down a cluster) stops the agents itself,
+      // with SIGTERM so that they drain and remove their rules; the exit hook is the last resort.
+      if (process.listenerCount(sig) > 0) return;
       killAll();
-      // A caller with its own handler (a CLI tearing down a cluster) decides when to exit.
-      if (process.listenerCount(sig) === 0) process.exit(130);
+      process.exit(130);
     });
   }
 }

@@ -36,6 +36,8 @@ export interface ClusterSpec {
   readonly echoPorts?: readonly number[];
   /** Extra agent environment (REDIRECT_MODE=tproxy is the default). */
   readonly env?: Readonly<Record<string, string>>;
+  /** Write each agent's log to `<logDir>/<node>.log` instead of keeping it in memory (`AgentProcess.logs` stays empty). */
+  readonly logDir?: string;
 }
 
 export interface ClusterPod extends LabPod {
@@ -136,7 +138,11 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
           ...spec.env,
           ...env,
         },
-        { prefix: ["ip", "netns", "exec", ns], httpGet: (addr, p) => httpGet(ns, addr, p) },
+        {
+          prefix: ["ip", "netns", "exec", ns],
+          httpGet: (addr, p) => httpGet(ns, addr, p),
+          ...(spec.logDir !== undefined ? { logFile: path.join(spec.logDir, `${node}.log`), keepLogs: false } : {}),
+        },
       );
       agents.set(node, agent);
       return agent;

@@ -62,14 +62,20 @@ function distance(a: string, b: string): number {
   return row[b.length] ?? 0;
 }
 
-export function unknownKeyReason(key: string, allowed: readonly string[]): string {
+/** The candidate closest to `value` (case-insensitive edit distance), when close enough to be a likely typo. */
+export function closestMatch(value: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestD = Infinity;
-  for (const k of allowed) {
-    const d = distance(key, k);
+  for (const k of candidates) {
+    const d = distance(value, k);
     if (d < bestD) [best, bestD] = [k, d];
   }
-  const hint = best !== undefined && bestD <= Math.max(2, Math.floor(key.length / 3)) ? ` (did you mean "${best}"?)` : "";
+  return best !== undefined && bestD <= Math.max(2, Math.floor(value.length / 3)) ? best : undefined;
+}
+
+export function unknownKeyReason(key: string, allowed: readonly string[]): string {
+  const best = closestMatch(key, allowed);
+  const hint = best !== undefined ? ` (did you mean "${best}"?)` : "";
   return `unknown key "${key}"${hint}; expected one of: ${allowed.join(", ")}`;
 }
 

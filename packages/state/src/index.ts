@@ -3,10 +3,15 @@ export * from "./errors.js";
 export * from "./ip.js";
 export { parseLocalConfig, type LocalConfigDefaults } from "./local-file.js";
 export { checkStringMatch } from "./local-file-policy.js";
+export { closestMatch } from "./config-reader.js";
+export { formatBytes } from "./local-file-errors.js";
 export {
+  DEFAULT_LOCAL_CONFIG_MAX_BYTES,
   loadLocalConfig,
+  openLocalConfig,
   watchLocalConfig,
   type LocalConfigHandlers,
+  type LocalConfigReadOptions,
   type LocalConfigWatcher,
   type LocalConfigWatchOptions,
 } from "./local-file-source.js";

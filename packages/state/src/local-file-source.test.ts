@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ConfigError, ZtError } from "./errors.js";
-import { loadLocalConfig, type LocalConfigWatcher, watchLocalConfig } from "./local-file-source.js";
+import { loadLocalConfig, type LocalConfigWatcher, openLocalConfig, watchLocalConfig } from "./local-file-source.js";
+import type { ParseJob } from "./local-file-job.js";
 import type { MeshSnapshot } from "./types.js";
 
 /** fs.watch, wrapped to track which watchers are still open. */
@@ -21,6 +22,13 @@ vi.mock(import("node:fs"), async (importOriginal) => {
     return w;
   }) as typeof fs.watch;
   return { ...fs, watch, default: { ...fs, watch } };
+});
+
+/** Every read of the file (a worker job), by mode. */
+const jobs = vi.hoisted(() => [] as ParseJob["mode"][]);
+vi.mock(import("./local-file-job.js"), async (importOriginal) => {
+  const m = await importOriginal();
+  return { ...m, runParseJob: (job: ParseJob) => (jobs.push(job.mode), m.runParseJob(job)) };
 });
 
 const D = { trustDomain: "cluster.local", clusterId: "c1" };
@@ -44,11 +52,12 @@ async function atomicWrite(path: string, text: string): Promise<void> {
   await rename(tmp, path);
 }
 
-function watchCollect(path: string, opts: { debounceMs?: number; pollMs?: number } = { debounceMs: 20 }) {
+function watchCollect(path: string, opts: { debounceMs?: number; pollMs?: number; maxBytes?: number } = { debounceMs: 20 }) {
   const snaps: MeshSnapshot[] = [];
   const errors: ZtError[] = [];
-  watcher = watchLocalConfig(path, D, { onSnapshot: (s) => snaps.push(s), onError: (e) => errors.push(e) }, opts);
-  return { snaps, errors, w: watcher };
+  const unchanged: number[] = [];
+  watcher = watchLocalConfig(path, D, { onSnapshot: (s) => snaps.push(s), onError: (e) => errors.push(e), onUnchanged: () => unchanged.push(snaps.length) }, opts);
+  return { snaps, errors, unchanged, w: watcher };
 }
 
 const names = (s: MeshSnapshot | undefined) => s?.workloads.map((w) => w.name);
@@ -78,7 +87,83 @@ describe("loadLocalConfig", () => {
   });
 });
 
+describe("openLocalConfig", () => {
+  it("watches from exactly the content it loaded: no second read for a baseline, and the next change is reported", async () => {
+    const path = join(dir, "config.yaml");
+    await writeFile(path, wl("a", "10.0.0.1"));
+    const before = jobs.length;
+    const snaps: MeshSnapshot[] = [];
+    const opened = await openLocalConfig(path, D, { onSnapshot: (s) => snaps.push(s), onError: () => undefined }, { debounceMs: 10_000, pollMs: 60_000 });
+    watcher = opened.watcher;
+    expect(names(opened.snapshot)).toEqual(["a"]);
+    await watcher.reload();
+    expect(jobs.slice(before)).toEqual(["parse"]);
+    expect(snaps).toEqual([]);
+    await atomicWrite(path, wl("b", "10.0.0.2"));
+    await watcher.reload();
+    expect(names(snaps[0])).toEqual(["b"]);
+  });
+});
+
+describe("the size cap", () => {
+  it("refuses a file over the cap at load, naming the file, its size and the cap", async () => {
+    const path = join(dir, "big.yaml");
+    const text = `${wl("a", "10.0.0.1")}# ${"x".repeat(3000)}\n`;
+    await writeFile(path, text);
+    const err = await loadLocalConfig(path, D, { maxBytes: 2048 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "CONFIG_FILE_TOO_LARGE" });
+    expect((err as ZtError).message).toContain(path);
+    expect((err as ZtError).message).toContain(`(${Buffer.byteLength(text)} bytes)`);
+    expect((err as ZtError).message).toContain("cap of 2 KiB (2048 bytes)");
+    expect(names(await loadLocalConfig(path, D, { maxBytes: 4096 }))).toEqual(["a"]);
+  });
+
+  it("a reload over the cap is refused once, unread, and the next good file is taken", async () => {
+    const path = join(dir, "config.yaml");
+    await writeFile(path, wl("a", "10.0.0.1"));
+    const { snaps, errors, w } = watchCollect(path, { debounceMs: 10_000, pollMs: 60_000, maxBytes: 2048 });
+    await w.reload();
+    const before = jobs.length;
+    await atomicWrite(path, `${wl("b", "10.0.0.2")}# ${"x".repeat(3000)}\n`);
+    await w.reload();
+    await w.reload();
+    expect(errors.map((e) => e.code)).toEqual(["CONFIG_FILE_TOO_LARGE"]);
+    expect(jobs.length).toBe(before);
+    await atomicWrite(path, wl("c", "10.0.0.3"));
+    await w.reload();
+    expect(names(snaps.at(-1))).toEqual(["c"]);
+  });
+});
+
 describe("watchLocalConfig", () => {
+  it("polls with stat only: an unchanged file is not read again", async () => {
+    const path = join(dir, "config.yaml");
+    await writeFile(path, wl("a", "10.0.0.1"));
+    const { snaps, w } = watchCollect(path, { debounceMs: 60_000, pollMs: 20 });
+    await w.reload();
+    const before = jobs.length;
+    await new Promise((r) => setTimeout(r, 300)); // many polls
+    await w.reload();
+    expect(jobs.length).toBe(before);
+    await atomicWrite(path, wl("b", "10.0.0.2"));
+    await vi.waitFor(() => expect(snaps).toHaveLength(1), { timeout: 5000, interval: 10 });
+    expect(jobs.length).toBe(before + 1);
+  });
+
+  it("tells the caller when a rejected edit is undone (the file is back to the state it holds)", async () => {
+    const path = join(dir, "config.yaml");
+    await writeFile(path, wl("a", "10.0.0.1"));
+    const { snaps, errors, unchanged, w } = watchCollect(path, { debounceMs: 10_000, pollMs: 60_000 });
+    await w.reload();
+    await atomicWrite(path, "workloads: [{name: a}]\n");
+    await w.reload();
+    expect(errors).toHaveLength(1);
+    await atomicWrite(path, wl("a", "10.0.0.1"));
+    await w.reload();
+    expect(unchanged).toEqual([0]);
+    expect(snaps).toEqual([]);
+  });
+
   it("picks up an atomic rename and keeps the last good state on a broken write", async () => {
     const path = join(dir, "config.yaml");
     await writeFile(path, wl("a", "10.0.0.1"));

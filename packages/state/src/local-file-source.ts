@@ -1,26 +1,42 @@
 /**
  * The local config file as a discovery source: one-shot load, and a watcher that
  * follows the file through atomic renames and Kubernetes ConfigMap symlink swaps.
+ * The caller's thread only stats the file; reading, hashing and parsing happen in a
+ * worker thread (local-file-job.ts), and a file over `maxBytes` is refused unread.
  */
-import { type FSWatcher, watch } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { type FSWatcher, watch as fsWatch } from "node:fs";
+import { stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import type { ErrorCode } from "@zt/errors";
 import { ZtError } from "./errors.js";
-import { type LocalConfigDefaults, parseLocalConfig } from "./local-file.js";
+import { tooLarge, unreadable } from "./local-file-errors.js";
+import { type JobResult, type ParseJob, type RunningJob, runParseJob } from "./local-file-job.js";
+import type { LocalConfigDefaults } from "./local-file.js";
 import type { MeshSnapshot } from "./types.js";
+
+/** The default cap on the file's size: 4 MiB, about 30,000 one-line workload entries. */
+export const DEFAULT_LOCAL_CONFIG_MAX_BYTES = 4 * 1024 * 1024;
 
 export interface LocalConfigHandlers {
   /** A changed file parsed cleanly: this is the new state. */
   onSnapshot(s: MeshSnapshot): void;
-  /** The file could not be read or parsed (ConfigError, or ZtError CONFIG_FILE_UNREADABLE); keep the last good state. */
+  /**
+   * The file could not be used (ConfigError; ZtError CONFIG_FILE_UNREADABLE, CONFIG_FILE_TOO_LARGE
+   * or CONFIG_PARSE_FAILED); keep the last good state.
+   */
   onError(err: ZtError): void;
+  /** The file changed back to the content of the state the caller holds (e.g. after a rejected edit was undone). */
+  onUnchanged?(): void;
 }
 
-export interface LocalConfigWatchOptions {
-  /** Quiet time after a directory event before re-reading; default 100 ms. */
+export interface LocalConfigReadOptions {
+  /** Files larger than this are refused without being read; default DEFAULT_LOCAL_CONFIG_MAX_BYTES. */
+  readonly maxBytes?: number;
+}
+
+export interface LocalConfigWatchOptions extends LocalConfigReadOptions {
+  /** Quiet time after a directory event before checking; default 100 ms. */
   readonly debounceMs?: number;
-  /** Fallback poll interval; default 2000 ms. */
+  /** Fallback poll interval (a stat; the file is read only when its size, mtime or inode changed); default 2000 ms. */
   readonly pollMs?: number;
   /**
    * false (default): the content present when watching starts is the baseline (the caller
@@ -30,38 +46,71 @@ export interface LocalConfigWatchOptions {
 }
 
 export interface LocalConfigWatcher {
-  /** Stops watching; no handler is called afterwards. */
+  /** Stops watching (and any parse in progress); no handler is called afterwards. */
   close(): void;
-  /** Re-reads the file now (bypassing the debounce); handlers are called before it resolves. */
+  /** Checks the file now (bypassing the debounce); handlers are called before it resolves. */
   reload(): Promise<void>;
 }
 
-async function readConfigText(path: string): Promise<string> {
+interface Stamp {
+  readonly key: string;
+  readonly size: number;
+}
+
+/** Identity of the file's current content as stat sees it: device, inode, size, mtime, ctime. */
+async function stamp(abs: string, source: string): Promise<Stamp> {
   try {
-    return await readFile(path, "utf8");
+    const s = await stat(abs, { bigint: true });
+    return { key: `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`, size: Number(s.size) };
   } catch (e) {
-    const errno = (e as NodeJS.ErrnoException).code ?? "EUNKNOWN";
-    const detail = e instanceof Error ? e.message : String(e);
-    throw new ZtError("CONFIG_FILE_UNREADABLE", `cannot read local config file ${path} (${errno}): ${detail}`, { cause: e });
+    throw unreadable(source, e);
   }
 }
 
-function asZtError(e: unknown, code: ErrorCode): ZtError {
-  return e instanceof ZtError ? e : new ZtError(code, e instanceof Error ? e.message : String(e), { cause: e });
+/**
+ * Reads and parses the local config file (in a worker thread, like every reload).
+ * @throws ZtError CONFIG_FILE_UNREADABLE (names the path and errno), CONFIG_FILE_TOO_LARGE
+ * (names the path, its size and the cap), CONFIG_PARSE_FAILED, or ConfigError (CONFIG_INVALID).
+ */
+export async function loadLocalConfig(path: string, defaults: LocalConfigDefaults, options: LocalConfigReadOptions = {}): Promise<MeshSnapshot> {
+  return (await loadWithBaseline(path, defaults, options.maxBytes ?? DEFAULT_LOCAL_CONFIG_MAX_BYTES)).snapshot;
+}
+
+/** What a watcher compares against: the stat taken before reading, and the hash of exactly what was parsed. */
+interface Baseline {
+  readonly stamp: string;
+  readonly hash: string;
+}
+
+async function loadWithBaseline(path: string, defaults: LocalConfigDefaults, maxBytes: number): Promise<{ snapshot: MeshSnapshot; baseline: Baseline }> {
+  const abs = resolve(path);
+  const before = await stamp(abs, path);
+  if (before.size > maxBytes) throw tooLarge(path, before.size, maxBytes);
+  const r = await runParseJob({ path: abs, source: path, defaults, maxBytes, mode: "parse", knownHashes: [] }).result;
+  if (r.kind === "failed") throw r.error;
+  if (r.kind !== "parsed") throw new ZtError("CONFIG_PARSE_FAILED", `the parser of ${path} gave no snapshot`);
+  return { snapshot: r.snapshot, baseline: { stamp: before.key, hash: r.hash } };
 }
 
 /**
- * Reads and parses the local config file.
- * @throws ZtError CONFIG_FILE_UNREADABLE (names the path and errno) or ConfigError (CONFIG_INVALID).
+ * loadLocalConfig, then watchLocalConfig from exactly the content loaded: a change made
+ * while the first load runs is reported, never mistaken for the baseline.
+ * @throws like loadLocalConfig.
  */
-export async function loadLocalConfig(path: string, defaults: LocalConfigDefaults): Promise<MeshSnapshot> {
-  return parseLocalConfig(await readConfigText(path), path, defaults);
+export async function openLocalConfig(
+  path: string,
+  defaults: LocalConfigDefaults,
+  handlers: LocalConfigHandlers,
+  options: Omit<LocalConfigWatchOptions, "emitInitial"> = {},
+): Promise<{ snapshot: MeshSnapshot; watcher: LocalConfigWatcher }> {
+  const { snapshot, baseline } = await loadWithBaseline(path, defaults, options.maxBytes ?? DEFAULT_LOCAL_CONFIG_MAX_BYTES);
+  return { snapshot, watcher: watch(path, defaults, handlers, options, baseline) };
 }
 
 /**
  * Watches the file's directory (fs.watch) with a debounce, plus a poll as a fallback.
- * onSnapshot is called only when the content changed and parsed; each distinct failure
- * is reported once through onError.
+ * A check stats the file and goes further only when the stat changed; onSnapshot is called
+ * only when the content changed and parsed; each distinct failure is reported once.
  */
 export function watchLocalConfig(
   path: string,
@@ -69,43 +118,72 @@ export function watchLocalConfig(
   handlers: LocalConfigHandlers,
   options: LocalConfigWatchOptions = {},
 ): LocalConfigWatcher {
+  return watch(path, defaults, handlers, options, undefined);
+}
+
+function watch(path: string, defaults: LocalConfigDefaults, handlers: LocalConfigHandlers, options: LocalConfigWatchOptions, baseline: Baseline | undefined): LocalConfigWatcher {
   const abs = resolve(path);
   const debounceMs = options.debounceMs ?? 100;
+  const maxBytes = options.maxBytes ?? DEFAULT_LOCAL_CONFIG_MAX_BYTES;
   let closed = false;
-  let lastGood: string | undefined; // text of the state the caller holds
-  let lastSeen: string | undefined; // last text (or "\0errno") processed, to report each failure once
+  let lastStamp: string | undefined = baseline?.stamp; // stat of the content last processed
+  let goodHash: string | undefined = baseline?.hash; // content of the state the caller holds
+  let lastSeen: string | undefined = baseline?.hash; // hash (or "\0" + message) of the last outcome, to report each failure once
+  let running: RunningJob | undefined;
   let fsWatcher: FSWatcher | undefined;
   let debounce: NodeJS.Timeout | undefined;
   let chain: Promise<void> = Promise.resolve();
 
+  const job = async (mode: ParseJob["mode"]): Promise<JobResult> => {
+    running = runParseJob({ path: abs, source: path, defaults, maxBytes, mode, knownHashes: [goodHash, lastSeen].filter((h) => h !== undefined) });
+    try {
+      return await running.result;
+    } finally {
+      running = undefined;
+    }
+  };
+
+  const fail = (err: ZtError, seen: string): void => {
+    if (closed || lastSeen === seen) return;
+    lastSeen = seen;
+    handlers.onError(err);
+  };
+
   const check = async (): Promise<void> => {
     if (closed) return;
-    let text: string;
+    let s: Stamp;
     try {
-      text = await readConfigText(abs);
+      s = await stamp(abs, path);
     } catch (e) {
-      const err = asZtError(e, "CONFIG_FILE_UNREADABLE");
-      const key = `\0${err.message}`;
-      if (closed || lastSeen === key) return;
-      lastSeen = key;
-      handlers.onError(err);
+      lastStamp = undefined;
+      const err = e instanceof ZtError ? e : unreadable(path, e);
+      return fail(err, `\0${err.message}`);
+    }
+    if (closed || s.key === lastStamp) return;
+    lastStamp = s.key;
+    if (s.size > maxBytes) {
+      const err = tooLarge(path, s.size, maxBytes);
+      return fail(err, `\0${err.message}`);
+    }
+    const r = await job("parse");
+    if (closed) return;
+    if (r.kind === "failed") {
+      if (r.hash === undefined) lastStamp = undefined; // not read: try again at the next check
+      return fail(r.error, r.hash ?? `\0${r.error.message}`);
+    }
+    if (r.kind !== "parsed") {
+      if (r.hash === goodHash && lastSeen !== goodHash) {
+        lastSeen = goodHash;
+        handlers.onUnchanged?.();
+      }
       return;
     }
-    if (closed || text === lastSeen) return;
-    lastSeen = text;
-    if (text === lastGood) return;
-    let snapshot: MeshSnapshot;
+    goodHash = r.hash;
+    lastSeen = r.hash;
     try {
-      snapshot = parseLocalConfig(text, path, defaults);
+      handlers.onSnapshot(r.snapshot);
     } catch (e) {
-      handlers.onError(asZtError(e, "CONFIG_INVALID"));
-      return;
-    }
-    lastGood = text;
-    try {
-      handlers.onSnapshot(snapshot);
-    } catch (e) {
-      handlers.onError(new ZtError("CONFIG_APPLY_FAILED", `applying ${path} failed: ${asZtError(e, "CONFIG_APPLY_FAILED").message}`, { cause: e }));
+      handlers.onError(new ZtError("CONFIG_APPLY_FAILED", `applying ${path} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
     }
   };
 
@@ -129,7 +207,7 @@ export function watchLocalConfig(
   const startWatch = (): void => {
     if (closed || fsWatcher) return;
     try {
-      const w = watch(dirname(abs), { persistent: false }, schedule);
+      const w = fsWatch(dirname(abs), { persistent: false }, schedule);
       w.on("error", () => {
         w.close();
         if (fsWatcher === w) fsWatcher = undefined; // the poll re-establishes it
@@ -147,14 +225,18 @@ export function watchLocalConfig(
   }, options.pollMs ?? 2000);
   poll.unref();
 
-  if (!options.emitInitial) {
-    chain = readConfigText(abs).then(
-      (text) => {
-        lastSeen = text;
-        lastGood = text;
-      },
-      () => undefined,
-    );
+  if (!options.emitInitial && baseline === undefined) {
+    // The baseline: the content now, as the caller presumably loaded it (openLocalConfig knows it exactly).
+    chain = (async () => {
+      try {
+        const s = await stamp(abs, path);
+        if (s.size > maxBytes) return;
+        const r = await job("hash");
+        if (r.kind === "hashed") [lastStamp, goodHash, lastSeen] = [s.key, r.hash, r.hash];
+      } catch {
+        // unreadable now: the first check reports it
+      }
+    })();
   }
   startWatch();
   if (options.emitInitial) void reload();
@@ -167,6 +249,7 @@ export function watchLocalConfig(
       clearInterval(poll);
       fsWatcher?.close();
       fsWatcher = undefined;
+      running?.cancel();
     },
     reload,
   };

@@ -43,6 +43,14 @@ interface Indexes {
   readonly policyCache: WeakMap<Workload, readonly Policy[]>;
 }
 
+/** Canonical dotted IPv4 (no leading zeros): already normalized, no need to parse it. */
+const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/** The index key of an IP; cheap for the common case, since a reload rebuilds every index on the main thread. */
+function ipKey(ip: string): string {
+  return CANONICAL_V4.test(ip) ? ip : (normalizeIp(ip) ?? ip);
+}
+
 function setFirst<K, V>(m: Map<K, V>, k: K, v: V): void {
   if (!m.has(k)) m.set(k, v);
 }
@@ -67,13 +75,13 @@ function buildIndexes(s: MeshSnapshot): Indexes {
     policyCache: new WeakMap(),
   };
   for (const w of s.workloads) {
-    for (const ip of w.workloadIps) setFirst(ix.byIp, normalizeIp(ip) ?? ip, w);
+    for (const ip of w.workloadIps) setFirst(ix.byIp, ipKey(ip), w);
     setFirst(ix.byUid, w.uid, w);
     for (const key of w.services.keys()) push(ix.endpoints, key, w);
     push(ix.byNode, w.node, w);
   }
   for (const svc of s.services) {
-    for (const vip of svc.vips) setFirst(ix.byVip, normalizeIp(vip.address) ?? vip.address, svc);
+    for (const vip of svc.vips) setFirst(ix.byVip, ipKey(vip.address), svc);
     setFirst(ix.byHostname, svc.hostname, svc);
     setFirst(ix.byKey, serviceKey(svc), svc);
   }

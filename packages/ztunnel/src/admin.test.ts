@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createAdminServer } from "./admin.js";
+import type { AdminOriginPolicy } from "./admin-origin.js";
 import { listen } from "./listen.js";
 import { createLogger } from "./logging.js";
 
@@ -11,9 +12,9 @@ afterEach(() => {
   for (const s of servers.splice(0)) s.close();
 });
 
-function request(addr: AddressInfo, method: string, path: string): Promise<{ status: number; type: string; body: string }> {
+function request(addr: AddressInfo, method: string, path: string, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: addr.address, port: addr.port, method, path, agent: false }, (res) => {
+    const req = http.request({ host: addr.address, port: addr.port, method, path, headers, agent: false }, (res) => {
       let body = "";
       res.on("data", (c: Buffer) => (body += c.toString()));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]), body }));
@@ -23,7 +24,7 @@ function request(addr: AddressInfo, method: string, path: string): Promise<{ sta
   });
 }
 
-async function start(): Promise<{ addr: AddressInfo; shutdowns: () => number; logger: ReturnType<typeof createLogger> }> {
+async function start(origin: AdminOriginPolicy = { adminIp: "127.0.0.1" }): Promise<{ addr: AddressInfo; shutdowns: () => number; logger: ReturnType<typeof createLogger> }> {
   const logger = createLogger({ logFormat: "json", logLevel: "info" }, new Writable({ write: (_c, _e, cb) => cb() }));
   let shutdowns = 0;
   const server = createAdminServer({
@@ -35,6 +36,7 @@ async function start(): Promise<{ addr: AddressInfo; shutdowns: () => number; lo
     getLogLevel: () => logger.level,
     shutdown: () => void shutdowns++,
     summary: () => ({ node: "node-a", version: "0.1.0", workloads: 3, note: "<b>" }),
+    origin,
   });
   servers.push(server);
   const addr = await listen(server, { ip: "127.0.0.1", port: 0 });
@@ -84,5 +86,13 @@ describe("admin server", () => {
     expect(home.body).toContain("node-a");
     expect(home.body).toContain("&#60;b&#62;");
     expect((await request(addr, "GET", "/nope")).status).toBe(404);
+  });
+
+  it("with a wildcard ADMIN_ADDR, takes this host's own addresses as Host and refuses others", async () => {
+    const { addr } = await start({ adminIp: "0.0.0.0", isLocalAddress: (ip) => ip === "192.0.2.5" });
+    expect((await request(addr, "GET", "/config_dump", { host: "192.0.2.5:15000" })).status).toBe(200);
+    expect((await request(addr, "GET", "/config_dump", { host: "192.0.2.6:15000" })).status).toBe(403);
+    expect((await request(addr, "GET", "/config_dump", { host: "admin.node.example" })).status).toBe(403);
+    expect((await request(addr, "POST", "/logging?level=info", { host: "192.0.2.5", origin: "http://192.0.2.5" })).status).toBe(200);
   });
 });

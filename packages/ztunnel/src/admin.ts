@@ -4,6 +4,8 @@
  */
 import http from "node:http";
 import type { Logger } from "pino";
+import { refuseForeign, type AdminOriginPolicy } from "./admin-origin.js";
+import { CONTROL_SERVER_OPTIONS } from "./control-limits.js";
 import { LOG_LEVELS, operatorLevel, parseLogLevel, pinoLevel } from "./logging.js";
 
 export interface AdminDeps {
@@ -18,6 +20,8 @@ export interface AdminDeps {
   shutdown(): void;
   /** Shown on `/` as a key/value table (e.g. node, version, counts). */
   readonly summary: () => unknown;
+  /** Which Host and Origin are this admin's own (see admin-origin.ts). */
+  readonly origin: AdminOriginPolicy;
 }
 
 const PAGES: readonly (readonly [string, string])[] = [
@@ -28,7 +32,7 @@ const PAGES: readonly (readonly [string, string])[] = [
 
 export function createAdminServer(deps: AdminDeps): http.Server {
   const log = deps.logger.child({ component: "admin" });
-  return http.createServer((req, res) => {
+  return http.createServer(CONTROL_SERVER_OPTIONS, (req, res) => {
     const url = new URL(req.url ?? "/", "http://admin.invalid");
     const method = req.method ?? "GET";
     const send = (status: number, body: string, type = "text/plain; charset=utf-8", headers: http.OutgoingHttpHeaders = {}): void => {
@@ -40,6 +44,11 @@ export function createAdminServer(deps: AdminDeps): http.Server {
       send(405, `method ${method} not allowed on ${url.pathname}; use ${allowed}\n`, undefined, { allow: allowed });
       return false;
     };
+    const refused = refuseForeign(req, deps.origin);
+    if (refused !== undefined) {
+      log.warn({ path: url.pathname, method, host: req.headers.host, origin: req.headers.origin }, `admin request refused: ${refused}`);
+      return send(403, `forbidden: ${refused}\n`);
+    }
     try {
       switch (url.pathname) {
         case "/config_dump":

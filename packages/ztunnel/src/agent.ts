@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { createCertManager, loadOrCreateCa, type CertManager } from "@zt/identity";
 import { createHbonePool, createReceiveBudget, type ProxyContext } from "@zt/proxy";
-import { createMeshStore, loadLocalConfig, watchLocalConfig, workloadIdentity, type MeshStore } from "@zt/state";
+import { workloadIdentity, type MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 import { describeConfig } from "./config.js";
 import { createConfigDump } from "./config-dump.js";
@@ -14,6 +14,7 @@ import { createMemoryReducer } from "./memory-reducer.js";
 import { planFds } from "./fd-limit.js";
 import { createRedirect, type Redirect } from "./redirect.js";
 import { createTelemetry } from "./telemetry.js";
+import { openWorkloadSource } from "./workload-source.js";
 
 /** The embedded default workload file, used when LOCAL_XDS_PATH is not set. */
 export const EMBEDDED_WORKLOADS = fileURLToPath(new URL("../assets/local-workloads.yaml", import.meta.url));
@@ -37,12 +38,11 @@ export interface Agent {
 /** Start one agent: state, certificates, listeners, admin. Rejects with a named error on bad input. */
 export async function startAgent(config: Config, logger: Logger): Promise<Agent> {
   logger.info({ config: describeConfig(config) }, "starting ztunnel");
-  const workloadsPath = config.localXdsPath ?? EMBEDDED_WORKLOADS;
-  const defaults = { trustDomain: config.trustDomain, clusterId: config.clusterId };
-  const store = createMeshStore(await loadLocalConfig(workloadsPath, defaults));
   const registry = new Registry();
   // process_* and nodejs_* (resident memory, heap, open fds, event-loop delay): what an operator checks first under load.
   collectDefaultMetrics({ register: registry });
+  const source = await openWorkloadSource(config, config.localXdsPath ?? EMBEDDED_WORKLOADS, logger, registry);
+  const store = source.store;
   const faults = createFaults(logger, registry);
   const localAddresses = createLocalAddresses(faults.report);
   let redirect: Redirect;
@@ -50,15 +50,9 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     redirect = createRedirect(config, store, localAddresses.has, logger);
   } catch (err) {
     localAddresses.close();
+    source.close();
     throw err;
   }
-  const watcher = watchLocalConfig(workloadsPath, defaults, {
-    onSnapshot: (s) => {
-      store.replace(s);
-      logger.info({ path: workloadsPath, version: store.version, workloads: s.workloads.length, services: s.services.length, policies: s.policies.length }, "workload file reloaded");
-    },
-    onError: (err) => logger.error({ code: err.code, path: workloadsPath }, `workload file rejected, keeping the last good state: ${err.message}`),
-  });
 
   const ca = await loadOrCreateCa({ dir: config.caCertsDir, trustDomain: config.trustDomain });
   const certs = createCertManager({
@@ -121,7 +115,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   let shuttingDown: Promise<void> | undefined;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
-  const configDump = createConfigDump({ config, store, certs, version: VERSION, capture: redirect.dump });
+  const configDump = createConfigDump({ config, store, certs, version: VERSION, capture: redirect.dump, source });
   const listeners = await startListeners({
     config,
     ctx,
@@ -155,7 +149,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
         pool.close();
         receiveBudget.close();
         memoryReducer.close();
-        watcher.close();
+        source.close();
         certs.close();
         localAddresses.close();
         await redirect.stop();

@@ -1,27 +1,44 @@
 #!/usr/bin/env node
+import { Command, CommanderError } from "commander";
 import { ZtError } from "@zt/state";
 import { startAgent, VERSION } from "./agent.js";
-import { loadConfig } from "./config.js";
+import { envHelp, loadConfig } from "./config.js";
 import { createLogger } from "./logging.js";
 
-const USAGE = `ztunnel ${VERSION} — ambient-mode node proxy (HBONE)
+/** What each listener variable's port is for (variables not listed here still show under Environment). */
+const PORTS: Readonly<Record<string, string>> = {
+  OUTBOUND_ADDR: "outbound capture (TPROXY delivers pods' connections here)",
+  INBOUND_PLAINTEXT_ADDR: "inbound plaintext capture (clients outside the mesh)",
+  INBOUND_ADDR: 'inbound HBONE (mTLS + HTTP/2 CONNECT); "workloads:<port>" = one listener per local workload IP',
+  SOCKS5_ADDR: "SOCKS5, the outbound path without capture",
+  ADMIN_ADDR: "admin: /config_dump, /logging, POST /quitquitquit, /",
+  STATS_ADDR: "metrics: /metrics, /stats/prometheus",
+  READINESS_ADDR: "readiness: /healthz/ready",
+};
 
-usage:
-  ztunnel run        start the agent (configured by environment, see the README)
-  ztunnel version    print the version
-  ztunnel help       this text
-`;
+/** The Environment and Ports sections, generated from config.ts's table so they cannot drift. */
+function helpFooter(): string {
+  const vars = envHelp();
+  const width = Math.max(...vars.map((v) => v.env.length)) + 2;
+  const lines = ["", "Environment (an unset or empty variable takes its default):"];
+  for (const v of vars) lines.push(`  ${v.env.padEnd(width)}${v.default}${v.values ? `  (one of: ${v.values.join(", ")})` : ""}`);
+  lines.push("", "Ports (default address, the variable that moves it):");
+  for (const v of vars.filter((x) => x.env.endsWith("_ADDR"))) {
+    lines.push(`  ${v.default.padEnd(22)}${v.env.padEnd(width)}${PORTS[v.env] ?? ""}`);
+  }
+  lines.push("", "Run the bin itself (node packages/ztunnel/dist/cli.js run) under a supervisor: it drains on SIGTERM/SIGINT.", "");
+  return lines.join("\n");
+}
 
-async function main(argv: string[]): Promise<number> {
-  const cmd = argv[0] ?? "help";
-  if (cmd === "version" || cmd === "--version") {
-    process.stdout.write(`${VERSION}\n`);
-    return 0;
-  }
-  if (cmd !== "run") {
-    process.stdout.write(USAGE);
-    return cmd === "help" || cmd === "--help" ? 0 : 2;
-  }
+/** A subcommand's help names its siblings too. */
+function commandList(root: Command): string {
+  const lines = ["", `Commands of ${root.name()}:`];
+  for (const c of root.commands) lines.push(`  ${c.name().padEnd(10)}${c.description()}`);
+  lines.push(`  ${"help".padEnd(10)}display help for a command`, "");
+  return lines.join("\n");
+}
+
+async function run(): Promise<number> {
   let config;
   try {
     config = loadConfig(process.env);
@@ -46,6 +63,42 @@ async function main(argv: string[]): Promise<number> {
   // Everything is closed; do not let a stray handle keep a stopped agent alive.
   setTimeout(() => process.exit(0), 1000).unref();
   return 0;
+}
+
+function program(setExit: (code: number) => void): Command {
+  const p = new Command("ztunnel")
+    .description(`ztunnel ${VERSION}: ambient-mode node proxy (HBONE), configured by the environment`)
+    .version(VERSION, "-V, --version", "print the version")
+    .addHelpText("afterAll", ({ command }) => `${command.parent ? commandList(command.parent) : ""}${helpFooter()}`)
+    .showHelpAfterError("(ztunnel --help lists the commands, the environment and the ports)")
+    .exitOverride();
+  p.command("run")
+    .description("start the agent (configured by the environment below)")
+    .action(async () => setExit(await run()));
+  p.command("version")
+    .description("print the version")
+    .action(() => {
+      process.stdout.write(`${VERSION}\n`);
+      setExit(0);
+    });
+  return p;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  const p = program((c) => (code = c));
+  if (argv.length === 0) {
+    p.outputHelp();
+    return 0;
+  }
+  try {
+    await p.parseAsync(argv, { from: "user" });
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    // Help and version exit 0; a usage error (already printed, with a hint) exits 2.
+    return err.exitCode === 0 ? 0 : 2;
+  }
+  return code;
 }
 
 main(process.argv.slice(2)).then(

@@ -1,6 +1,7 @@
 import type { CertManager } from "@zt/identity";
 import type { MeshStore } from "@zt/state";
 import { describeConfig, type Config } from "./config.js";
+import type { WorkloadSource } from "./workload-source.js";
 
 export interface ConfigDumpDeps {
   readonly config: Config;
@@ -9,6 +10,8 @@ export interface ConfigDumpDeps {
   readonly version: string;
   /** Capture state (REDIRECT_MODE, captured pod set). */
   readonly capture?: () => unknown;
+  /** The workload file: reload status, and warnings about it. */
+  readonly source?: Pick<WorkloadSource, "dump" | "warnings">;
 }
 
 /** `/config_dump`: the mesh state as this agent sees it, in the contract's shape (§8). */
@@ -16,12 +19,14 @@ export function createConfigDump(d: ConfigDumpDeps): () => unknown {
   return () => {
     const s = d.store.snapshot();
     return {
+      warnings: d.source?.warnings() ?? [],
       workloads: s.workloads.map(plain),
       services: s.services.map(plain),
       policies: s.policies.map(plain),
       certificates: d.certs.dump(),
       config: describeConfig(d.config),
       capture: d.capture?.() ?? { mode: d.config.redirectMode },
+      source: d.source?.dump() ?? null,
       version: { agent: d.version, stateVersion: d.store.version, node: process.version },
     };
   };

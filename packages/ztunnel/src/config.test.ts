@@ -13,6 +13,7 @@ describe("loadConfig", () => {
       clusterId: "Kubernetes",
       trustDomain: "cluster.local",
       localXdsPath: undefined,
+      localXdsMaxBytes: 4 * 1024 * 1024,
       outboundTrafficPolicy: "ALLOW_ANY",
       logFormat: "json",
       logLevel: "info",

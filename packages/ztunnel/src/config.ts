@@ -5,7 +5,7 @@
  */
 import os from "node:os";
 import path from "node:path";
-import { ConfigError, formatHostPort, type ConfigProblem } from "@zt/state";
+import { ConfigError, DEFAULT_LOCAL_CONFIG_MAX_BYTES, formatHostPort, type ConfigProblem } from "@zt/state";
 import {
   Invalid,
   parseBindAddr,
@@ -33,6 +33,8 @@ export interface Config {
   readonly trustDomain: string;
   /** Local workload file; undefined means the agent's embedded default file. */
   readonly localXdsPath: string | undefined;
+  /** A workload file larger than this is refused unread (the last good state is kept). */
+  readonly localXdsMaxBytes: number;
   readonly outboundTrafficPolicy: OutboundTrafficPolicy;
   readonly logFormat: LogFormat;
   readonly logLevel: LogLevel;
@@ -70,15 +72,20 @@ interface Var<T> {
   readonly env: string;
   readonly default: () => T;
   readonly parse: (raw: string) => T;
+  /** The default as an operator writes it (e.g. "5m"), for `--help`; derived from `default()` when absent. */
+  readonly shown?: string;
+  /** The accepted values of a closed set, for `--help`. */
+  readonly values?: readonly string[];
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const MAX_WINDOW = 2 ** 31 - 1;
 const MiB = 1024 * 1024;
 
-const bind = (env: string, def: string): Var<BindAddr> => ({ env, default: () => parseBindAddr(def), parse: parseBindAddr });
+const bind = (env: string, def: string): Var<BindAddr> => ({ env, default: () => parseBindAddr(def), parse: parseBindAddr, shown: def });
 const duration = (env: string, def: string, minMs: number): Var<number> => ({
   env,
+  shown: def,
   default: () => parseDuration(def, minMs, MAX_TIMER_MS),
   parse: (raw) => parseDuration(raw, minMs, MAX_TIMER_MS),
 });
@@ -89,6 +96,7 @@ const int = (env: string, def: number, min: number, max: number): Var<number> =>
 });
 const oneOf = <T extends string>(env: string, values: readonly T[], def: T, caseInsensitive = true): Var<T> => ({
   env,
+  values,
   default: () => def,
   parse: (raw) => parseOneOf(raw, values, caseInsensitive),
 });
@@ -99,7 +107,8 @@ const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
   nodeName: text("NODE_NAME", () => os.hostname()),
   clusterId: text("CLUSTER_ID", () => "Kubernetes"),
   trustDomain: { env: "TRUST_DOMAIN", default: () => "cluster.local", parse: parseTrustDomain },
-  localXdsPath: { env: "LOCAL_XDS_PATH", default: () => undefined, parse: (raw) => raw },
+  localXdsPath: { env: "LOCAL_XDS_PATH", default: () => undefined, parse: (raw) => raw, shown: "(the embedded example file)" },
+  localXdsMaxBytes: int("LOCAL_XDS_MAX_BYTES", DEFAULT_LOCAL_CONFIG_MAX_BYTES, 1024, 1024 * MiB),
   outboundTrafficPolicy: oneOf("OUTBOUND_TRAFFIC_POLICY", ["ALLOW_ANY", "REGISTRY_ONLY"], "ALLOW_ANY"),
   logFormat: oneOf("LOG_FORMAT", ["json", "text"], "json"),
   logLevel: { env: "LOG_LEVEL", default: () => "info", parse: parseLogLevelValue },
@@ -130,6 +139,24 @@ const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
 export const ENV_NAMES: { readonly [K in keyof Config]: string } = Object.fromEntries(
   Object.entries(TABLE).map(([k, v]) => [k, v.env]),
 ) as { [K in keyof Config]: string };
+
+export interface EnvVarHelp {
+  readonly env: string;
+  /** The default as text. */
+  readonly default: string;
+  readonly values?: readonly string[];
+}
+
+/** Every variable of the table with its default, in table order (what `ztunnel --help` lists). */
+export function envHelp(): EnvVarHelp[] {
+  return Object.values<Var<unknown>>(TABLE).map((v) => ({ env: v.env, default: v.shown ?? showValue(v.default()), ...(v.values ? { values: v.values } : {}) }));
+}
+
+function showValue(v: unknown): string {
+  if (v === undefined) return "(unset)";
+  if (typeof v === "object" && v !== null && "port" in v) return formatBindAddr(v as BindAddr);
+  return String(v);
+}
 
 /** Parse the environment once; throws ConfigError listing every invalid variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -192,6 +219,7 @@ export function describeConfig(c: Config): Record<string, string | number | null
     clusterId: c.clusterId,
     trustDomain: c.trustDomain,
     localXdsPath: c.localXdsPath ?? null,
+    localXdsMaxBytes: c.localXdsMaxBytes,
     outboundTrafficPolicy: c.outboundTrafficPolicy,
     logFormat: c.logFormat,
     logLevel: c.logLevel,

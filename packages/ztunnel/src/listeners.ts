@@ -14,11 +14,14 @@ import {
 import { formatHostPort } from "@zt/state";
 import { createAdminServer } from "./admin.js";
 import type { Config } from "./config.js";
+import { createControlLimits } from "./control-limits.js";
 import { listen } from "./listen.js";
+import { createListenerErrors } from "./listener-errors.js";
 import type { Redirect } from "./redirect.js";
 import { createReadinessServer } from "./readiness.js";
 import { registerPressureMetrics } from "./pressure-metrics.js";
 import { createStatsServer } from "./stats.js";
+import { createWorkloadListeners, type WorkloadListeners } from "./workload-listeners.js";
 
 /** Readiness turns 503 when the data path holds this share of its descriptors. */
 const FD_PRESSURE = 0.9;
@@ -48,8 +51,11 @@ export interface ListenerDeps {
 export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   const { config, ctx, logger } = d;
   const bound = new Map<string, net.Server[]>();
+  const keepErrors = createListenerErrors(d.registry, logger);
+  const limitControl = createControlLimits(d.registry);
   const add = async (name: string, server: net.Server, addr: { ip: string; port: number }, env: string): Promise<void> => {
     await listen(server, addr, { env });
+    keepErrors(server, name);
     bound.set(name, [...(bound.get(name) ?? []), server]);
   };
   let draining = false;
@@ -65,29 +71,23 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
 
   const readiness = createReadinessServer({ pending: () => pending() });
   control.push(readiness);
+  limitControl(readiness, "readiness");
   await add("readiness", readiness, config.readinessAddr, "READINESS_ADDR");
 
-  const perWorkload = new Map<string, net.Server>();
+  let perWorkload: WorkloadListeners | undefined;
   const inboundMode = config.inboundAddr;
   if (inboundMode.kind === "workloads") {
-    const sync = async (): Promise<void> => {
-      const want = new Set<string>();
-      for (const w of ctx.store.workloadsOnNode(config.nodeName)) if (w.protocol === "HBONE") for (const ip of w.workloadIps) want.add(ip);
-      for (const [ip, s] of perWorkload) if (!want.has(ip)) { s.close(); perWorkload.delete(ip); }
-      for (const ip of want) {
-        if (perWorkload.has(ip) || draining) continue;
-        const s = createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven);
-        perWorkload.set(ip, s);
-        try {
-          await listen(s, { ip, port: inboundMode.port }, { env: "INBOUND_ADDR" });
-        } catch (err) {
-          perWorkload.delete(ip);
-          logger.error({ err, ip }, `cannot bind HBONE inbound on ${formatHostPort(ip, inboundMode.port)}: is the workload IP an address of this host?`);
-        }
-      }
-    };
-    await sync();
-    ctx.store.onChange(() => void sync());
+    const wl = createWorkloadListeners({
+      config,
+      ctx,
+      logger,
+      port: inboundMode.port,
+      create: () => createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven),
+      bound: (s) => keepErrors(s, "inbound"),
+    });
+    perWorkload = wl;
+    await wl.sync();
+    ctx.store.onChange(() => void wl.sync());
   } else {
     const s = createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven);
     dataPath.push(s);
@@ -112,10 +112,13 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     getLogLevel: () => logger.level,
     shutdown: d.shutdown,
     summary: () => ({ node: config.nodeName, workloads: ctx.store.snapshot().workloads.length, live: ctx.live.size, pool: ctx.pool.stats() }),
+    origin: { adminIp: config.adminAddr.ip, isLocalAddress: ctx.isLocalAddress },
   });
   registerPressureMetrics(d.registry, ctx, inbound);
   const stats = createStatsServer(d.registry);
   control.push(admin, stats);
+  limitControl(admin, "admin");
+  limitControl(stats, "stats");
   await add("admin", admin, config.adminAddr, "ADMIN_ADDR");
   await add("stats", stats, config.statsAddr, "STATS_ADDR");
 
@@ -124,6 +127,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   function pending(): string[] {
     const p = ctx.certs.pending().map((id) => `certificate ${id}`);
     if (!allBound) p.push("listeners");
+    p.push(...(perWorkload?.pending() ?? []));
     p.push(...d.redirect.pending());
     if (draining) p.push("draining");
     const fds = ctx.fds.stats();
@@ -137,7 +141,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     addresses() {
       const out: Record<string, string[]> = {};
       for (const [name, servers] of bound) out[name] = servers.map(addrOf);
-      out["inbound"] = [...(out["inbound"] ?? []), ...[...perWorkload.values()].map(addrOf).filter((a) => a !== "")];
+      out["inbound"] = [...(out["inbound"] ?? []), ...(perWorkload?.servers() ?? []).map(addrOf).filter((a) => a !== "")];
       return out;
     },
     markDraining() {
@@ -146,8 +150,8 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     async stopAccepting() {
       // Stop listening now; connections already accepted are drained by their owners,
       // so do not wait for close() callbacks (they fire only when every connection is gone).
-      for (const s of [...dataPath, ...perWorkload.values()]) if (s.listening) s.close();
-      perWorkload.clear();
+      for (const s of dataPath) if (s.listening) s.close();
+      perWorkload?.close();
     },
     async closeAdmin() {
       for (const s of control) s.closeAllConnections();

@@ -1,5 +1,6 @@
 /** Readiness (`GET /healthz/ready`) on its own port: what the kubelet probes. */
 import http from "node:http";
+import { CONTROL_SERVER_OPTIONS } from "./control-limits.js";
 
 export interface ReadinessDeps {
   /** What the agent still waits for (e.g. "certificate spiffe://…"); empty when ready. */
@@ -8,7 +9,7 @@ export interface ReadinessDeps {
 
 /** 200 "ready" when nothing is pending, else 503 listing what is, one per line. */
 export function createReadinessServer(deps: ReadinessDeps): http.Server {
-  return http.createServer((req, res) => {
+  return http.createServer(CONTROL_SERVER_OPTIONS, (req, res) => {
     const path = (req.url ?? "/").split("?", 1)[0];
     const send = (status: number, body: string, headers: http.OutgoingHttpHeaders = {}): void => {
       res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...headers });
