@@ -38,11 +38,16 @@ export class Unproven {
  */
 export function createProxyListener(ctx: Pick<ProxyContext, "fds" | "observer">, name: DataListener, onConnection: (socket: net.Socket) => void, unproven?: Unproven): net.Server {
   const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
-    if (!ctx.fds.admit(name, socket) && !(unproven?.evictOldest() && ctx.fds.admit(name, socket, true))) {
-      socket.on("error", () => {});
-      socket.resetAndDestroy();
-      ctx.observer.dropped(name);
-      return;
+    if (!ctx.fds.admit(name, socket)) {
+      if (unproven?.evictOldest()) {
+        ctx.observer.dropped(name, "evicted");
+        ctx.fds.admit(name, socket, true);
+      } else {
+        socket.on("error", () => {});
+        socket.resetAndDestroy();
+        ctx.observer.dropped(name, "full");
+        return;
+      }
     }
     unproven?.add(socket);
     onConnection(socket);

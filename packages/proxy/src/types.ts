@@ -47,6 +47,10 @@ export interface ConnectionRecord {
 export interface ConnectionObserver {
   opened(rec: ConnectionRecord): void;
   closed(rec: ConnectionRecord): void;
-  /** A connection a listener accepted and reset at once: the listener or the data path holds all the descriptors it may. Counted, not logged one by one. */
-  dropped(listener: ConnectionRecord["listener"]): void;
+  /**
+   * A connection a listener reset at accept ("full": the listener or the data path holds all
+   * the descriptors it may), or an unproven one it reset to make room ("evicted"). Counted,
+   * not logged one by one.
+   */
+  dropped(listener: ConnectionRecord["listener"], reason: "full" | "evicted"): void;
 }

@@ -46,7 +46,12 @@ export function createTelemetry(deps: TelemetryDeps): Telemetry {
   const failed = counter("istio_tcp_connections_failed_total", "TCP connections that ended with a response flag other than '-'");
   const sent = counter("istio_tcp_sent_bytes_total", "Bytes sent from the source towards the destination");
   const received = counter("istio_tcp_received_bytes_total", "Bytes sent from the destination back to the source");
-  const dropped = new Counter({ name: "ztunnel_connections_dropped_total", help: "Connections a data-path listener reset at accept: it, or the data path, held all the descriptors it may", labelNames: ["listener"], registers: [registry] });
+  const dropped = new Counter({
+    name: "ztunnel_connections_dropped_total",
+    help: "Connections a data-path listener reset: at accept (reason=full: it, or the data path, held all the descriptors it may), or still in their handshake to make room (reason=evicted)",
+    labelNames: ["listener", "reason"],
+    registers: [registry],
+  });
   const access = createAccessLog(deps.logger);
   new Gauge({
     name: "ztunnel_access_log_suppressed_total",
@@ -87,15 +92,15 @@ export function createTelemetry(deps: TelemetryDeps): Telemetry {
       if (rec.bytesRecv > 0) received.labels(labels).inc(rec.bytesRecv);
       access.write(rec, state !== undefined);
     },
-    dropped(listener) {
-      dropped.labels({ listener }).inc();
+    dropped(listener, reason) {
+      dropped.labels({ listener, reason }).inc();
       // One line per listener per 10 s at most, with the count since the last one.
       const now = Date.now();
       const st = lastDropLog.get(listener) ?? { at: 0, since: 0 };
       st.since++;
       lastDropLog.set(listener, st);
       if (now - st.at < 10_000) return;
-      deps.logger.warn({ component: "listener", listener, dropped: st.since, code: "LISTENER_FULL" }, `the ${listener} listener reset ${st.since} new connection(s): it, or the data path, holds all the descriptors it may (see ztunnel_connections_dropped_total)`);
+      deps.logger.warn({ component: "listener", listener, dropped: st.since, code: "LISTENER_FULL" }, `the ${listener} listener reset ${st.since} connection(s) for want of descriptors, the oldest still in its handshake first (see ztunnel_connections_dropped_total)`);
       st.at = now;
       st.since = 0;
     },
