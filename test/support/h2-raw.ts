@@ -104,6 +104,17 @@ export function headersFrame(stream: number, block: Buffer, endStream = false, e
   return frame(Frame.HEADERS, (endStream ? Flag.END_STREAM : 0) | (endHeaders ? Flag.END_HEADERS : 0), stream, block);
 }
 
+/** A header block too big for one frame: HEADERS then CONTINUATION frames of at most `max` bytes. */
+export function headerFrames(stream: number, block: Buffer, endStream = false, max = 16_384): Buffer {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < block.length; i += max) {
+    const chunk = block.subarray(i, i + max);
+    const last = i + max >= block.length;
+    parts.push(i === 0 ? frame(Frame.HEADERS, (endStream ? Flag.END_STREAM : 0) | (last ? Flag.END_HEADERS : 0), stream, chunk) : frame(Frame.CONTINUATION, last ? Flag.END_HEADERS : 0, stream, chunk));
+  }
+  return Buffer.concat(parts);
+}
+
 export function connectHeaders(authority: string, extra: readonly (readonly [string, string])[] = []): Buffer {
   return hpack([[":method", "CONNECT"], [":authority", authority], ...extra]);
 }

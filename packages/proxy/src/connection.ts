@@ -38,12 +38,22 @@ export function run(
   });
 }
 
+const RST_NAMES: Readonly<Record<number, string>> = { 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 3: "FLOW_CONTROL_ERROR", 5: "STREAM_CLOSED", 6: "FRAME_SIZE_ERROR", 7: "REFUSED_STREAM", 8: "CANCEL", 9: "COMPRESSION_ERROR", 10: "CONNECT_ERROR", 11: "ENHANCE_YOUR_CALM" };
+const PROTOCOL_RESETS = new Set([1, 3, 5, 6, 9]);
+
 /**
  * Why an open connection ended abruptly. An error of the HBONE stream that is not ours
  * (a TLS or protocol failure Node reported on the session) means the HBONE connection
  * was lost under it; a reset by the other side is a reset.
  */
 function endError(o: SpliceOutcome, peer: net.Socket | http2.Http2Stream): ProxyError {
+  const byRst = !o.error || (o.error as NodeJS.ErrnoException).code === "ERR_HTTP2_STREAM_ERROR";
+  if (byRst && o.rstCode !== undefined) {
+    const name = RST_NAMES[o.rstCode] ?? `code ${o.rstCode}`;
+    // nghttp2 resets a stream itself when the peer breaks the protocol on it (data past the stream's window).
+    if (PROTOCOL_RESETS.has(o.rstCode)) return new ProxyError("HBONE_PROTOCOL_ERROR", `the HBONE stream was reset with ${name}: the peer broke the HTTP/2 protocol on it`);
+    return new ProxyError("CONNECTION_RESET", `the other side reset the connection (RST_STREAM ${name})`);
+  }
   if (!o.error) return new ProxyError("CONNECTION_RESET", "a side ended abruptly");
   if (o.error instanceof ProxyError) return o.error;
   const code = (o.error as NodeJS.ErrnoException).code;

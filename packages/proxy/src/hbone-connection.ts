@@ -20,6 +20,10 @@ export interface HboneConnection {
   track(stream: Http2Stream): void;
   /** End the connection now, resetting its streams with `reason`. */
   kill(reason: ProxyError): void;
+  /** Close gracefully (GOAWAY; open streams finish), optionally sending `code`. */
+  close(code?: number): void;
+  /** The HTTP/2 layer gave up on the connection (a protocol error): report it once, then kill. */
+  broken(err: ProxyError): void;
 }
 
 /**
@@ -27,7 +31,14 @@ export interface HboneConnection {
  * 'close' listener then runs before nghttp2's own teardown cancels the streams, so each
  * stream ends with the real reason. `peer` names the other side in messages.
  */
-export function watchHboneConnection(session: Http2Session, socket: tls.TLSSocket, peer: string, budget: ReceiveBudget): HboneConnection {
+export function watchHboneConnection(
+  session: Http2Session,
+  socket: tls.TLSSocket,
+  peer: string,
+  budget: ReceiveBudget,
+  /** The HTTP/2 layer ended the connection on its own (the peer broke the protocol): once, with why. */
+  onBroken: (err: ProxyError) => void,
+): HboneConnection {
   const accounted = budget.attach(session);
   const c: HboneConnection = {
     session,
@@ -48,6 +59,16 @@ export function watchHboneConnection(session: Http2Session, socket: tls.TLSSocke
       if (!session.destroyed) session.destroy();
       if (!socket.destroyed) socket.destroy();
     },
+    close(code) {
+      if (session.closed) return;
+      if (code !== undefined) session.goaway(code);
+      session.close();
+    },
+    broken(err) {
+      if (c.reason) return c.kill(c.reason);
+      onBroken(err);
+      c.kill(err);
+    },
   };
   const endStreams = (): void => {
     const reason = c.reason ?? new ProxyError("HBONE_CONNECTION_LOST", `the HBONE connection with ${peer} closed while the stream was open`);
@@ -66,6 +87,15 @@ export function watchHboneConnection(session: Http2Session, socket: tls.TLSSocke
   socket.once("close", endStreams);
   session.once("goaway", (code: number) => {
     if (code !== 0) c.reason ??= new ProxyError("HBONE_GOAWAY", `${peer} ended the HBONE connection with GOAWAY (HTTP/2 error ${code})`);
+  });
+  // Node destroys a session whose input nghttp2 refused as fatal (e.g. data past the
+  // connection window: GOAWAY INTERNAL_ERROR, where FLOW_CONTROL_ERROR would be due).
+  session.on("error", (err: Error) => {
+    if (!c.reason && !socket.destroyed) {
+      c.reason = new ProxyError("HBONE_PROTOCOL_ERROR", `the HTTP/2 layer ended the HBONE connection with ${peer}: ${err.message} (${String((err as NodeJS.ErrnoException).code)})`, { cause: err });
+      onBroken(c.reason);
+    }
+    endStreams();
   });
   session.once("close", endStreams);
   return c;

@@ -61,6 +61,12 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
       if (c) c.kill(reason);
       else session.destroy();
     },
+    onStuck: (session) => {
+      const c = conns.get(session as ServerHttp2Session);
+      const err = new ProxyError("HBONE_PROTOCOL_ERROR", `the HTTP/2 layer ended the HBONE connection with client ${describe(session)} after a protocol error (it sent GOAWAY, e.g. COMPRESSION_ERROR for a header field over 64 KB) and stopped serving it; closed`);
+      if (c) c.broken(err);
+      else session.destroy();
+    },
     onFault: ctx.onFault,
   });
   const settings: http2.Settings = {
@@ -82,7 +88,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
       if (c.streams.size > 0 || session.closed || now - c.idleSince < idleTimeoutMs) continue;
       try {
         log.debug({ peer: describe(session) }, "closing an idle HBONE connection");
-        session.close();
+        c.close();
       } catch (err) {
         ctx.onFault("inbound idle sweep", err);
       }
@@ -109,7 +115,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
     // session waits forever for a 'secureConnect' that only client sockets emit.
     (sock as tls.TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
     const session = http2.performServerHandshake(sock, { settings, maxSessionMemory: 64 });
-    const c = watchHboneConnection(session, sock, `HBONE client ${addr}`, ctx.receiveBudget);
+    const c = watchHboneConnection(session, sock, `HBONE client ${addr}`, ctx.receiveBudget, (err) => refuseConnection(ctx, sock, err, identity?.id));
     let refused = 0;
     const peer: InboundPeer = {
       localIp,
@@ -122,8 +128,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
         // headers sit in the HPACK table) is told to go away.
         if (++refused === MAX_REFUSED_STREAMS && !session.closed) {
           log.warn({ peer: addr, identity: id, refused }, "HBONE client had too many streams refused; sending GOAWAY");
-          session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-          session.close();
+          c.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
         }
       },
       onReset: () => limits.countReset(id),
@@ -180,7 +185,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
       return { connections: conns.size, streams };
     },
     drain() {
-      for (const s of conns.keys()) if (!s.closed) s.close();
+      for (const c of conns.values()) c.close();
     },
     close() {
       keepalive.close();

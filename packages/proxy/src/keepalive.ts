@@ -7,6 +7,13 @@ export interface KeepaliveOptions {
   readonly timeoutMs: number;
   /** Called once for a session whose peer stopped answering; it is no longer watched. */
   readonly onTimeout: (session: Http2Session) => void;
+  /**
+   * nghttp2 ended the session itself (it sent GOAWAY after a protocol error, e.g. a header
+   * field over 64 KB: COMPRESSION_ERROR) and now neither reads nor writes: Node says nothing
+   * about it. Seen as a PING that stays in nghttp2's queue while the socket has nothing to
+   * write. Called once; the session is no longer watched. Default: onTimeout.
+   */
+  readonly onStuck?: (session: Http2Session) => void;
   /** Something threw while checking a session (it is dropped from the watch; the timer goes on). */
   readonly onFault?: (where: string, err: unknown) => void;
 }
@@ -36,6 +43,9 @@ export function createKeepalive(o: KeepaliveOptions): Keepalive {
     } else if (st.sentAt && now - st.sentAt > o.timeoutMs) {
       sessions.delete(s);
       o.onTimeout(s);
+    } else if (st.sentAt && now - st.sentAt >= tickMs && (s.state.outboundQueueSize ?? 0) > 0 && (s.socket?.writableLength ?? 0) === 0) {
+      sessions.delete(s);
+      (o.onStuck ?? o.onTimeout)(s);
     } else if (!st.sentAt && now - st.lastAt >= o.intervalMs) {
       st.sentAt = now;
       const sent = s.ping((err) => {

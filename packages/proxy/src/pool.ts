@@ -88,6 +88,12 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       if (c) c.hbone.kill(reason);
       else session.destroy();
     },
+    onStuck: (session) => {
+      const c = bySession.get(session as ClientHttp2Session);
+      const err = new ProxyError("HBONE_PROTOCOL_ERROR", `the HTTP/2 layer ended the HBONE connection to ${c?.key.split("|")[2] ?? "the peer"} after a protocol error from the destination's agent, and stopped serving it; closed`);
+      if (c) c.hbone.broken(err);
+      else session.destroy();
+    },
     ...(opts.onFault ? { onFault: opts.onFault } : {}),
   });
   let timer: NodeJS.Timeout | undefined;
@@ -144,8 +150,8 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
 
   function retire(c: Conn, hard: boolean): void {
     remove(c);
-    if (hard) c.session.destroy();
-    else c.session.close();
+    if (hard) c.hbone.kill(new ProxyError("DRAINING", "the agent shut down while the stream was open"));
+    else c.hbone.close();
   }
 
   async function dial(k: PoolKey, key: string): Promise<Conn> {
@@ -194,7 +200,7 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       createConnection: () => socket,
       settings: { initialWindowSize: opts.streamWindowSize, enablePush: false },
     });
-    const c: Conn = { session, key, hbone: watchHboneConnection(session, socket, `the destination's agent at ${peer}`, budget), active: 0, dead: false };
+    const c: Conn = { session, key, hbone: watchHboneConnection(session, socket, `the destination's agent at ${peer}`, budget, (err) => log.warn({ code: err.code, peer }, err.message)), active: 0, dead: false };
     bySession.set(session, c);
     keepalive.watch(session);
     session.once("connect", () => {

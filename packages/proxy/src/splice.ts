@@ -7,6 +7,8 @@ export interface SpliceOutcome {
   readonly error?: Error | undefined;
   /** Which side reported `error`. */
   readonly errorSide?: "tcp" | "peer" | undefined;
+  /** The HTTP/2 stream's RST_STREAM code, when it ended with one other than NO_ERROR. */
+  readonly rstCode?: number | undefined;
 }
 
 /**
@@ -34,7 +36,7 @@ export function splice(tcp: Socket, peer: Socket | Http2Stream, done: (outcome: 
     if (!tcp.destroyed) tcp.resetAndDestroy();
   };
   const finish = (): void => {
-    if (--open === 0) done({ reset, error, errorSide });
+    if (--open === 0) done({ reset, error, errorSide, rstCode: isStream(peer) && peer.rstCode ? peer.rstCode : undefined });
   };
 
   tcp.on("error", (err) => {
