@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { echoFlow, startLoopbackMesh, type LoopbackMesh } from "@zt/harness";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { createCertManager, loadOrCreateCa, type CertManager } from "@zt/identity";
 import { startFakePeer, type FakePeer } from "./support/fake-peer.js";
 import { meshYaml, workloadDir } from "./support/mesh-file.js";
@@ -69,6 +72,27 @@ describe("the outbound side on the wire", () => {
       expect(impostor.connections.flatMap((c) => c.streams)).toHaveLength(0);
     } finally {
       await impostor.close();
+    }
+  });
+});
+
+describe("a peer whose certificate does not chain to the mesh roots", () => {
+  test("is a TLS failure (PEER_CERT_UNTRUSTED), not a connect failure, and nothing is sent", async () => {
+    const otherRoot = mkdtempSync(path.join(tmpdir(), "zt-other-"));
+    const other = createCertManager({ source: await loadOrCreateCa({ dir: path.join(otherRoot, "ca"), trustDomain: "cluster.local" }), ttlMs: 3_600_000 });
+    const impostor = await startFakePeer(`${B}.11`, await other.fetch("spiffe://cluster.local/ns/default/sa/echo"));
+    try {
+      const lines = (): Record<string, unknown>[] => mesh.agents[0]!.accessLogs().filter((l) => l["dst.addr"] === `${B}.11:8080`);
+      const before = lines().length;
+      expect((await echoFlow(socks(), `${A}.10`, `${B}.11`, 8080, 2000)).ok).toBe(false);
+      const line = (await until("TLS failure line", lines, (l) => l.length > before)).at(-1);
+      expect(line).toMatchObject({ response_flags: "TLS_FAILURE" });
+      expect(String(line!["error"])).toMatch(/^PEER_CERT_UNTRUSTED:/);
+      expect(impostor.connections.every((c) => c.streams.length === 0)).toBe(true);
+    } finally {
+      await impostor.close();
+      other.close();
+      rmSync(otherRoot, { recursive: true, force: true });
     }
   });
 });

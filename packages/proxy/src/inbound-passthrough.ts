@@ -6,12 +6,12 @@ import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
 import { decide } from "./policy.js";
 import { ProxyError, toProxyError } from "./errors.js";
-import { createProxyListener } from "./listener.js";
+import { createProxyListener, lastResort } from "./listener.js";
 
 /** 15006: plaintext inbound capture from clients outside the mesh; no identity, policy still applies. */
 export function createPlaintextInboundServer(ctx: ProxyContext): net.Server {
   return createProxyListener(ctx, "plaintext", (client) => {
-    void proxyPlaintextInbound(ctx, client);
+    proxyPlaintextInbound(ctx, client).catch((err: unknown) => lastResort(ctx, client, "plaintext inbound connection", err));
   });
 }
 

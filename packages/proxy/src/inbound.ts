@@ -168,16 +168,15 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
     unproven,
     accept(raw) {
       raw.on("error", () => {});
-      acceptTls(ctx, raw).then(
-        (sock) => {
+      acceptTls(ctx, raw)
+        .then((sock) => {
           unproven.done(raw);
           if (sock) serve(sock);
-        },
-        (err: unknown) => {
-          raw.destroy();
-          log.error({ err }, "inbound TLS setup failed");
-        },
-      );
+        })
+        .catch((err: unknown) => {
+          raw.resetAndDestroy();
+          ctx.onFault("inbound HBONE connection", err);
+        });
     },
     stats() {
       let streams = 0;

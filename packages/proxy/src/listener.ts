@@ -54,3 +54,9 @@ export function createProxyListener(ctx: Pick<ProxyContext, "fds" | "observer">,
   });
   return server;
 }
+
+/** A handler that threw past its own catch: the connection is reset (fail closed) and the fault reported. */
+export function lastResort(ctx: Pick<ProxyContext, "onFault">, client: net.Socket, where: string, err: unknown): void {
+  if (!client.destroyed) client.resetAndDestroy();
+  ctx.onFault(where, err);
+}

@@ -6,7 +6,7 @@ import { fail, fillDst, newRecord, run } from "./connection.js";
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
 import { ProxyError, toProxyError } from "./errors.js";
-import { createProxyListener, Unproven } from "./listener.js";
+import { createProxyListener, lastResort, Unproven } from "./listener.js";
 import { baggage, route, traceparent, type OutboundRequest, type Route } from "./route.js";
 import { readSocksRequest, replyBytes, replyFor, SocksReply } from "./socks5.js";
 import type { ConnectionRecord } from "./types.js";
@@ -15,7 +15,7 @@ import type { ConnectionRecord } from "./types.js";
 export function createOutboundServer(ctx: ProxyContext): net.Server {
   return createProxyListener(ctx, "outbound", (client) => {
     const req = requestOf(client, normalizeIp(client.localAddress ?? "") ?? "", client.localPort ?? 0);
-    void proxyOutbound(ctx, client, req, newRecord(formatHostPort(req.srcIp, req.srcPort), formatHostPort(req.dstIp, req.dstPort), "outbound", "outbound"));
+    proxyOutbound(ctx, client, req, newRecord(formatHostPort(req.srcIp, req.srcPort), formatHostPort(req.dstIp, req.dstPort), "outbound", "outbound")).catch((err: unknown) => lastResort(ctx, client, "outbound connection", err));
   });
 }
 
@@ -44,12 +44,12 @@ export function createSocks5Server(ctx: ProxyContext): net.Server {
         }
         const req = { ...requestOf(client, dstIp, target.port) };
         rec.dst = { addr: formatHostPort(dstIp, target.port) };
-        void proxyOutbound(ctx, client, req, rec, (err) => {
+        return proxyOutbound(ctx, client, req, rec, (err) => {
           if (!client.destroyed) client.write(replyBytes(err ? replyFor(err) : SocksReply.ok));
         });
       },
       (err: unknown) => fail(ctx, rec, toProxyError(err)),
-    );
+    ).catch((err: unknown) => lastResort(ctx, client, "SOCKS5 connection", err));
   };
   return createProxyListener(ctx, "socks5", serve, unproven);
 }

@@ -199,7 +199,8 @@ function watch(path: string, defaults: LocalConfigDefaults, handlers: LocalConfi
     if (debounce) clearTimeout(debounce);
     debounce = setTimeout(() => {
       debounce = undefined;
-      void reload();
+      // A handler that threw already had its chance; the watch goes on.
+      reload().catch(() => undefined);
     }, debounceMs);
     debounce.unref();
   };
@@ -221,7 +222,7 @@ function watch(path: string, defaults: LocalConfigDefaults, handlers: LocalConfi
 
   const poll = setInterval(() => {
     startWatch();
-    void reload();
+    reload().catch(() => undefined);
   }, options.pollMs ?? 2000);
   poll.unref();
 
@@ -239,7 +240,7 @@ function watch(path: string, defaults: LocalConfigDefaults, handlers: LocalConfi
     })();
   }
   startWatch();
-  if (options.emitInitial) void reload();
+  if (options.emitInitial) reload().catch(() => undefined);
 
   return {
     close(): void {
