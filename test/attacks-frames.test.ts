@@ -70,6 +70,7 @@ describe("rapid reset", () => {
     await until("resets counted", metrics, (m) => counter(m, "istio_tcp_connections_failed_total", { response_flags: "RESET", source_principal: "spiffe://cluster.local/ns/default/sa/evil" }) >= 4000, 20_000);
     // The legit flow's own connections are the only ones the echo should see in bulk.
     expect(echoAccepted - before - legit.ok()).toBeLessThan(100);
+    expect(counter(await metrics(), "ztunnel_hbone_peer_resets", { source_principal: "spiffe://cluster.local/ns/default/sa/evil" })).toBeGreaterThanOrEqual(4000);
     expect(b().proc.exitCode).toBeNull();
   });
 });

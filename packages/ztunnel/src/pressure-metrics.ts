@@ -40,4 +40,24 @@ export function registerPressureMetrics(registry: Registry, ctx: ProxyContext, i
       for (const [id, u] of inbound.limits.usage()) if (u.streams > 0) this.set({ source_principal: id }, u.streams);
     },
   });
+  new Gauge({
+    name: "ztunnel_hbone_peer_resets",
+    help: "Inbound HBONE streams a peer identity reset before they were served, since start (rapid reset shows here)",
+    labelNames: ["source_principal"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [id, u] of inbound.limits.usage()) if (u.resets > 0) this.set({ source_principal: id }, u.resets);
+    },
+  });
+  new Gauge({
+    name: "ztunnel_hbone_peer_refused",
+    help: "Inbound HBONE streams refused to a peer identity (bad request, policy, caps), since start",
+    labelNames: ["source_principal"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [id, u] of inbound.limits.usage()) if (u.refused > 0) this.set({ source_principal: id }, u.refused);
+    },
+  });
 }
