@@ -8,6 +8,8 @@ interface Native {
   setMark(fd: number, mark: number): void;
   getMark(fd: number): number;
   openTcpSocket(family: 4 | 6, mark: number, transparent: boolean, bindIp: string | null): number;
+  listenTcp(family: 4 | 6, ip: string, port: number, reusePort: boolean, transparent: boolean, backlog: number): number;
+  getReusePort(fd: number): boolean;
   closeFd(fd: number): void;
 }
 
@@ -56,6 +58,41 @@ export function isTransparent(s: net.Server | net.Socket): boolean {
 
 export function markOf(s: net.Server | net.Socket): number {
   return native().getMark(fdOf(s));
+}
+
+export function isReusePort(s: net.Server | net.Socket): boolean {
+  return native().getReusePort(fdOf(s));
+}
+
+export interface ListenOptions {
+  /** SO_REUSEPORT: several processes (an agent and its successor) listen on the same address. */
+  readonly reusePort?: boolean;
+  /** IP_TRANSPARENT, so TPROXY may hand the listener connections for any address. */
+  readonly transparent?: boolean;
+  readonly backlog?: number;
+}
+
+/**
+ * A listening TCP socket with options Node 20 cannot set before bind() (`reusePort` arrived
+ * in Node 22.12): returns its file descriptor, for `server.listen({ fd })`, which adopts it.
+ * Throws a coded error (EADDRINUSE, EADDRNOTAVAIL, EPERM, ...) with the failing `syscall`.
+ */
+export function openListener(ip: string, port: number, opts: ListenOptions = {}): number {
+  return native().listenTcp(net.isIPv6(ip) ? 6 : 4, ip, port, opts.reusePort ?? false, opts.transparent ?? false, opts.backlog ?? 511);
+}
+
+/**
+ * `server.listen()` on a socket from {@link openListener}: 'listening' (or 'error') follows
+ * as with a plain listen(); a bind failure throws here, before the server is touched.
+ */
+export function listenWithOptions(server: net.Server, ip: string, port: number, opts: ListenOptions = {}): void {
+  const fd = openListener(ip, port, opts);
+  try {
+    server.listen({ fd, backlog: opts.backlog ?? 511 });
+  } catch (e) {
+    native().closeFd(fd);
+    throw e;
+  }
 }
 
 export interface OpenOptions {
