@@ -48,9 +48,13 @@ export interface HbonePool {
   connect(key: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream>;
   /** Connections held, for the admin page and tests. */
   stats(): { connections: number; streams: number; keys: number };
-  /** GOAWAY every connection; pending streams finish; new connects fail. */
+  /**
+   * Close every connection once its streams end. A connect during the drain comes from a
+   * connection the agent accepted before it stopped listening, one of its own to finish: it
+   * is served, on a fresh connection that closes when idle.
+   */
   drain(): void;
-  /** Destroy everything now. */
+  /** Destroy everything now; later connects fail with DRAINING. */
   close(): void;
 }
 
@@ -75,6 +79,9 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
   });
   let timer: NodeJS.Timeout | undefined;
   let draining = false;
+  let closed = false;
+  /** Every session still open, those retired from the pool (closing once their streams end) included. */
+  const open = new Set<ClientHttp2Session>();
 
   const log = opts.logger.child({ component: "pool" });
 
@@ -168,14 +175,18 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     });
     session.on("error", (err) => log.debug({ err, key }, "HBONE connection error"));
     session.on("goaway", () => remove(c));
-    session.once("close", () => remove(c));
+    open.add(session);
+    session.once("close", () => {
+      open.delete(session);
+      remove(c);
+    });
     return c;
   }
 
   async function acquire(k: PoolKey): Promise<Conn> {
     const key = keyOf(k);
     for (;;) {
-      if (draining) throw new ProxyError("DRAINING", "DRAIN", "the agent is shutting down and opens no new HBONE streams");
+      if (closed) throw new ProxyError("DRAINING", "DRAIN", "the agent is shutting down and opens no new HBONE streams");
       let entry = entries.get(key);
       if (!entry) {
         entry = { conns: [], dialing: undefined };
@@ -211,10 +222,28 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
 
   function release(c: Conn): void {
     c.active--;
-    if (c.active === 0) c.idleSince = Date.now();
+    if (c.active > 0) return;
+    c.idleSince = Date.now();
+    if (draining && !c.dead) retire(c, false);
   }
 
+  /**
+   * A CONNECT refused unprocessed (REFUSED_STREAM: the peer's GOAWAY overtook it, as when the
+   * destination agent drains during an upgrade) is safe to retry (RFC 9113 §8.7); the
+   * connection that refused it has left the pool, so the retry opens or picks another.
+   */
   async function connect(k: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await connectOnce(k, authority, headers);
+      } catch (err) {
+        if (!(err instanceof ProxyError && err.code === "HBONE_STREAM_REFUSED") || attempt >= 3) throw err;
+        log.debug({ key: keyOf(k), attempt }, "HBONE stream refused unprocessed; retrying on another connection");
+      }
+    }
+  }
+
+  async function connectOnce(k: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
     const c = await acquire(k);
     let stream: ClientHttp2Stream;
     try {
@@ -225,9 +254,11 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     }
     stream.once("close", () => release(c));
     return await new Promise<ClientHttp2Stream>((resolve, reject) => {
-      const onError = (err: Error): void => reject(toProxyError(err, "CONNECT"));
+      const refused = (): boolean => stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
+      const refusal = (): ProxyError => new ProxyError("HBONE_STREAM_REFUSED", "CONNECT", `HBONE stream to ${authority} was refused unprocessed (REFUSED_STREAM)`);
+      const onError = (err: Error): void => reject(refused() ? refusal() : toProxyError(err, "CONNECT"));
       stream.once("error", onError);
-      stream.once("close", () => reject(new ProxyError("HBONE_STREAM_RESET", "CONNECT", `HBONE stream to ${authority} was reset before an answer (code ${stream.rstCode})`)));
+      stream.once("close", () => reject(refused() ? refusal() : new ProxyError("HBONE_STREAM_RESET", "CONNECT", `HBONE stream to ${authority} was reset before an answer (code ${stream.rstCode})`)));
       stream.setTimeout(connectTimeoutMs, () => {
         stream.close(http2.constants.NGHTTP2_CANCEL);
         reject(new ProxyError("HBONE_CONNECT_TIMEOUT", "CONNECT", `no answer to CONNECT ${authority} within ${connectTimeoutMs} ms`));
@@ -263,8 +294,11 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     },
     close() {
       draining = true;
+      closed = true;
       for (const e of entries.values()) for (const c of [...e.conns]) retire(c, true);
       entries.clear();
+      // Retired ones too: a stream still on one (a drain that ran out) is reset, not left behind.
+      for (const s of [...open]) s.destroy();
       keepalive.close();
       if (timer) clearInterval(timer);
       timer = undefined;
