@@ -82,11 +82,14 @@ export async function startAgentProcess(node: string, env: Record<string, string
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
   let exitedEarly = false;
   void exited.then(() => (exitedEarly = true));
+  // Until this agent has bound its own ports, the readiness port may still be another agent's
+  // (the one it takes over from): trust the answer only after this agent's start log line.
+  const started = (): boolean => logs.some((l) => l["msg"] === "ztunnel ready to accept");
   for (;;) {
     if (exitedEarly) throw new Error(`agent ${node} exited during start: ${stderr}${logs.map((l) => JSON.stringify(l)).join("\n")}`);
     try {
-      const r = await get("readiness", "/healthz/ready");
-      if (r.status === 200) return agent;
+      const r = started() ? await get("readiness", "/healthz/ready") : undefined;
+      if (r?.status === 200) return agent;
     } catch {
       // not listening yet
     }

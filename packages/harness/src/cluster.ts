@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { createLab, defaultPodIp, startEchoServer, tcpRoundTrip, type EchoServer, type Lab, type LabPod } from "@zt/lab";
+import { createLab, defaultPodIp, startEchoServer, tcpRoundTrip, type EchoConnection, type EchoServer, type Lab, type LabPod } from "@zt/lab";
 import { startAgentProcess, type AgentProcess } from "./agent-process.js";
 
 // The built probe (from src/ under vitest as from dist/): it runs under plain node inside namespaces.
@@ -36,6 +36,11 @@ export interface ClusterSpec {
   readonly echoPorts?: readonly number[];
   /** Extra agent environment (REDIRECT_MODE=tproxy is the default). */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * net.ipv4.tcp_migrate_req in every node (default true, as the DaemonSet's init container
+   * sets it): a closing agent's queued connections move to its successor instead of being reset.
+   */
+  readonly tcpMigrateReq?: boolean;
 }
 
 export interface ClusterPod extends LabPod {
@@ -60,14 +65,20 @@ export interface Cluster {
   readonly lab: Lab;
   readonly dir: string;
   readonly workloadsFile: string;
+  /** The current agent of each node (the last one started there). */
   readonly agents: Map<string, AgentProcess>;
   readonly pods: readonly ClusterPod[];
   pod(name: string): ClusterPod;
   agent(node: string): AgentProcess;
-  /** Start (or restart) the agent of one node, inside its namespace; resolves when ready. */
+  /**
+   * Start an agent of one node inside its namespace (a restart, or a successor next to the
+   * running one: both share the node's HANDOVER_DIR); resolves when ready. stop() ends them all.
+   */
   startAgent(node: string, env?: Record<string, string>): Promise<AgentProcess>;
   /** GET from an address inside a namespace (admin, stats, readiness of a node's agent). */
   httpGet(ns: string, addr: string, path: string): Promise<{ status: number; body: string }>;
+  /** Connections the echo servers of a pod completed so far (remote address, bytes, sha256). */
+  echoes(pod: string): readonly EchoConnection[];
   /** Plain TCP from inside a pod: send random bytes, half-close, compare the echo; failures are outcomes. */
   flow(from: string, host: string, port: number, bytes?: number): Promise<FlowOutcome>;
   stop(): Promise<void>;
@@ -99,9 +110,11 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
     services: (spec.services ?? []).map((s) => ({ vip: s.vip, port: s.port, endpoints: s.pods.map((p) => ({ ip: ipOf(p), port: s.targetPort })) })),
   });
   const agents = new Map<string, AgentProcess>();
+  const everyAgent = new Set<AgentProcess>();
   const echoes: EchoServer[] = [];
+  const echoesOf = new Map<string, EchoServer[]>();
   const stop = async (): Promise<void> => {
-    await Promise.all([...agents.values()].map((a) => a.stop()));
+    await Promise.all([...everyAgent].map((a) => a.stop()));
     await Promise.all(echoes.map((e) => e.stop()));
     await lab.destroy();
     rmSync(dir, { recursive: true, force: true });
@@ -130,6 +143,8 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
           LOCAL_XDS_PATH: workloadsFile,
           CA_CERTS_DIR: path.join(dir, "cacerts"),
           REDIRECT_MODE: "tproxy",
+          // The node's hostPath shared by its agents (one directory per emulated node).
+          HANDOVER_DIR: path.join(dir, "handover", node),
           ADMIN_ADDR: "127.0.0.1:15000",
           STATS_ADDR: "127.0.0.1:15020",
           READINESS_ADDR: "127.0.0.1:15021",
@@ -138,11 +153,23 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
         },
         { prefix: ["ip", "netns", "exec", ns], httpGet: (addr, p) => httpGet(ns, addr, p) },
       );
+      everyAgent.add(agent);
       agents.set(node, agent);
       return agent;
     };
+    // Linux < 5.14 has no such setting: the agents then warn, and handovers reset queued connections.
+    if (existsSync("/proc/sys/net/ipv4/tcp_migrate_req")) {
+      const migrate = (spec.tcpMigrateReq ?? true) ? "1" : "0";
+      for (const n of lab.nodes) await lab.exec(n.ns, ["sysctl", "-q", "-w", `net.ipv4.tcp_migrate_req=${migrate}`]);
+    }
     const echoPorts = spec.echoPorts ?? [8080];
-    for (const p of pods) for (const port of echoPorts) echoes.push(await startEchoServer(lab, p.ns, p.ip, port));
+    for (const p of pods) {
+      for (const port of echoPorts) {
+        const e = await startEchoServer(lab, p.ns, p.ip, port);
+        echoes.push(e);
+        echoesOf.set(p.name, [...(echoesOf.get(p.name) ?? []), e]);
+      }
+    }
     // One after the other: the first start writes the shared CA.
     for (const n of lab.nodes) await startAgent(n.name);
     return {
@@ -159,6 +186,7 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
       },
       startAgent,
       httpGet,
+      echoes: (pod) => (echoesOf.get(find(pods, pod, "pod").name) ?? []).flatMap((e) => e.connections),
       async flow(from, host, port, bytes = 64 * 1024) {
         const pod = find(pods, from, "pod");
         try {
