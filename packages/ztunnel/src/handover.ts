@@ -103,11 +103,12 @@ export async function startHandover(opts: HandoverOptions): Promise<Handover> {
         });
         const answer = (): void => {
           void serially(async () => {
-            if (!released && control) {
-              released = true;
-              await control.release();
-              log.info({ successor: peer.id }, "successor announced itself: control ports released to it");
-            }
+            if (!control) return;
+            // Every time (closing what is closed is a no-op): a retake may have bound some of them again.
+            const first = !released;
+            released = true;
+            await control.release();
+            if (first) log.info({ successor: peer.id }, "successor announced itself: control ports released to it");
           })
             .catch((err: unknown) => log.error({ err }, "could not release the control ports to a successor"))
             .then(() => sock.write(line({ ok: true, id, state })));
