@@ -137,6 +137,18 @@ static int arg_ip(napi_env env, napi_value v, char* buf, size_t size) {
   return -1;
 }
 
+// The new socket as a number; or, when the step `op` failed (errno still set), closes it and throws.
+static napi_value socket_result(napi_env env, int fd, const char* op) {
+  if (op != NULL) {
+    int err = errno;
+    close(fd);
+    return fail(env, op, err);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
 // openTcpSocket(family 4|6, mark, transparent 0|1, bindIp string|null) -> fd
 // A non-blocking, close-on-exec TCP socket, not yet connected. With bindIp it is bound
 // to that address (port chosen at connect time), which may be non-local when transparent.
@@ -165,14 +177,7 @@ static napi_value OpenTcpSocket(napi_env env, napi_callback_info info) {
   else if (transparent && set_transparent(fd, 1) != 0) op = "setsockopt(IP_TRANSPARENT)";
   else if (slen > 0 && family == 4 && setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0) op = "setsockopt(IP_BIND_ADDRESS_NO_PORT)";
   else if (slen > 0 && bind(fd, (struct sockaddr*)&ss, slen) != 0) op = "bind";
-  if (op != NULL) {
-    int err = errno;
-    close(fd);
-    return fail(env, op, err);
-  }
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
+  return socket_result(env, fd, op);
 }
 
 // listenTcp(family 4|6, ip, port, reusePort, transparent, backlog) -> fd
@@ -204,14 +209,7 @@ static napi_value ListenTcp(napi_env env, napi_callback_info info) {
   else if (transparent && set_transparent(fd, 1) != 0) op = "setsockopt(IP_TRANSPARENT)";
   else if (bind(fd, (struct sockaddr*)&ss, slen) != 0) op = "bind";
   else if (listen(fd, backlog) != 0) op = "listen";
-  if (op != NULL) {
-    int err = errno;
-    close(fd);
-    return fail(env, op, err);
-  }
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
+  return socket_result(env, fd, op);
 }
 
 // getReusePort(fd) -> boolean
