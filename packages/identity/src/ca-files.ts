@@ -3,7 +3,7 @@ import { generateKeyPair, type KeyObject, type X509Certificate } from "node:cryp
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
 import { forgePrivateKey, forgePublicKey } from "./pem.js";
 import { buildCertificate } from "./x509-build.js";
 

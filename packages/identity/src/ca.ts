@@ -5,7 +5,7 @@
 import { createPrivateKey, type KeyObject, type X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import forge from "node-forge";
-import { ZtError } from "@zt/state";
+import { ZtError, type ErrorCode } from "@zt/errors";
 import {
   CA_CERT_FILE,
   CA_KEY_FILE,
@@ -57,11 +57,11 @@ export async function loadOrCreateCa(opts: CaOptions): Promise<BuiltinCa> {
   return createCa(opts, files, generated);
 }
 
-function fail(code: string, message: string, cause?: unknown): never {
+function fail(code: ErrorCode, message: string, cause?: unknown): never {
   throw new ZtError(code, message, cause === undefined ? undefined : { cause });
 }
 
-function certs(dir: string, name: string, text: string, code: string): X509Certificate[] {
+function certs(dir: string, name: string, text: string, code: ErrorCode): X509Certificate[] {
   let parsed: X509Certificate[];
   try {
     parsed = parseCerts(text);

@@ -4,7 +4,7 @@
  * exponential backoff. A rotation never tears anything down: sessions that
  * started with the old certificate keep it; new sessions get the new one.
  */
-import { ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
 import { createKeyAndCsr } from "./csr.js";
 import type { CertificateSource } from "./types.js";
 import { dumpCerts, toWorkloadCertificate, type CertDump, type WorkloadCertificate } from "./workload-cert.js";

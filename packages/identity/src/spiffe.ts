@@ -1,4 +1,5 @@
-import { ZtError, spiffeId } from "@zt/state";
+import { ZtError } from "@zt/errors";
+import { spiffeId } from "@zt/state";
 
 /** The parts of a Kubernetes workload SPIFFE id: spiffe://<td>/ns/<ns>/sa/<sa>. */
 export interface SpiffeParts {

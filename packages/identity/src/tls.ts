@@ -1,6 +1,6 @@
 /** node:tls options and peer checks for HBONE mTLS (TLS 1.3, ALPN h2, SPIFFE URI SANs). */
 import type tls from "node:tls";
-import { ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
 import { parseSpiffe, type SpiffeParts } from "./spiffe.js";
 import type { WorkloadCertificate } from "./workload-cert.js";
 

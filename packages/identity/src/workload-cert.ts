@@ -1,6 +1,6 @@
 import { X509Certificate } from "node:crypto";
 import tls from "node:tls";
-import { ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
 import { rfc3339, serialDecimal } from "./pem.js";
 import type { SignedCertificate } from "./types.js";
 

@@ -2,8 +2,8 @@ import type http2 from "node:http2";
 import type net from "node:net";
 import { workloadIdentity, type Workload } from "@zt/state";
 import type { ProxyContext } from "./context.js";
-import type { ProxyError } from "./errors.js";
-import { splice } from "./splice.js";
+import { ProxyError, toProxyError } from "./errors.js";
+import { splice, type SpliceOutcome } from "./splice.js";
 import type { ConnectionRecord } from "./types.js";
 
 /** Hand the pair to splice, observe open/close, count bytes from the TCP side. */
@@ -30,12 +30,29 @@ export function run(
       rec.bytesRecv = tcp.bytesWritten - writtenBase;
     }
     if (outcome.reset) {
-      rec.flag = rec.flag === "-" ? "RESET" : rec.flag;
-      const e = outcome.error;
-      rec.error = { code: "CONNECTION_RESET", message: e ? e.message : "a side ended abruptly" };
+      const err = endError(outcome, peer);
+      rec.flag = rec.flag === "-" ? err.flag : rec.flag;
+      rec.error = { code: err.code, message: err.message };
     }
     ctx.observer.closed(rec);
   });
+}
+
+/**
+ * Why an open connection ended abruptly. An error of the HBONE stream that is not ours
+ * (a TLS or protocol failure Node reported on the session) means the HBONE connection
+ * was lost under it; a reset by the other side is a reset.
+ */
+function endError(o: SpliceOutcome, peer: net.Socket | http2.Http2Stream): ProxyError {
+  if (!o.error) return new ProxyError("CONNECTION_RESET", "a side ended abruptly");
+  if (o.error instanceof ProxyError) return o.error;
+  const code = (o.error as NodeJS.ErrnoException).code;
+  if (o.errorSide === "peer" && "rstCode" in peer) {
+    if (code === "ERR_HTTP2_STREAM_ERROR") return new ProxyError("CONNECTION_RESET", `the other side reset the connection (${o.error.message})`, { cause: o.error });
+    const why = toProxyError(o.error);
+    return new ProxyError(why.code === "HBONE_PROTOCOL_ERROR" ? "HBONE_PROTOCOL_ERROR" : "HBONE_CONNECTION_LOST", `the HBONE connection failed under the stream: ${why.message}`, { cause: o.error });
+  }
+  return toProxyError(o.error, "CONNECTION_RESET");
 }
 
 export function newRecord(srcAddr: string, dstAddr: string, direction: "inbound" | "outbound" = "inbound", listener: ConnectionRecord["listener"] = "hbone"): ConnectionRecord {

@@ -2,7 +2,9 @@ import type { Logger } from "pino";
 import type { CertManager } from "@zt/identity";
 import type { MeshStore } from "@zt/state";
 import type { Dialer } from "./dial.js";
+import type { FdBudget } from "./fd-budget.js";
 import type { HbonePool } from "./pool.js";
+import type { ReceiveBudget } from "./receive-budget.js";
 import type { ConnectionObserver } from "./types.js";
 
 /** Everything the data path needs, resolved once by the agent. */
@@ -26,6 +28,12 @@ export interface ProxyContext {
   readonly connectTimeoutMs: number;
   /** Opens upstream sockets (marked and with the client's source address under capture). */
   readonly dialer: Dialer;
+  /** Descriptors the data path may hold, per listener and in all. */
+  readonly fds: FdBudget;
+  /** Bytes HBONE connections may hold unconsumed (both sides share it). */
+  readonly receiveBudget: ReceiveBudget;
+  /** Something threw where nothing could handle it (a housekeeping timer, an event handler): logged and counted; the connection involved, if any, is reset. */
+  readonly onFault: (where: string, err: unknown) => void;
   /** Live connections, so a drain can wait for them and then cut the rest. */
   readonly live: Set<{ destroy(): void }>;
 }

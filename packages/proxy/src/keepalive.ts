@@ -7,6 +7,8 @@ export interface KeepaliveOptions {
   readonly timeoutMs: number;
   /** Called once for a session whose peer stopped answering; it is no longer watched. */
   readonly onTimeout: (session: Http2Session) => void;
+  /** Something threw while checking a session (it is dropped from the watch; the timer goes on). */
+  readonly onFault?: (where: string, err: unknown) => void;
 }
 
 export interface Keepalive {
@@ -28,22 +30,31 @@ export function createKeepalive(o: KeepaliveOptions): Keepalive {
   const tickMs = Math.max(50, Math.min(1000, Math.floor(o.intervalMs / 2)));
   let timer: NodeJS.Timeout | undefined;
 
+  const check = (s: Http2Session, st: State, now: number): void => {
+    if (s.closed || s.destroyed) {
+      sessions.delete(s);
+    } else if (st.sentAt && now - st.sentAt > o.timeoutMs) {
+      sessions.delete(s);
+      o.onTimeout(s);
+    } else if (!st.sentAt && now - st.lastAt >= o.intervalMs) {
+      st.sentAt = now;
+      const sent = s.ping((err) => {
+        st.sentAt = 0;
+        st.lastAt = Date.now();
+        if (err && sessions.delete(s)) o.onTimeout(s);
+      });
+      if (!sent) st.sentAt = 0;
+    }
+  };
+
   const tick = (): void => {
     const now = Date.now();
     for (const [s, st] of sessions) {
-      if (s.closed || s.destroyed) {
+      try {
+        check(s, st, now);
+      } catch (err) {
         sessions.delete(s);
-      } else if (st.sentAt && now - st.sentAt > o.timeoutMs) {
-        sessions.delete(s);
-        o.onTimeout(s);
-      } else if (!st.sentAt && now - st.lastAt >= o.intervalMs) {
-        st.sentAt = now;
-        const sent = s.ping((err) => {
-          st.sentAt = 0;
-          st.lastAt = Date.now();
-          if (err && sessions.delete(s)) o.onTimeout(s);
-        });
-        if (!sent) st.sentAt = 0;
+        o.onFault?.("keepalive", err);
       }
     }
     if (sessions.size === 0 && timer) {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { ProxyContext } from "./context.js";
 import { ProxyError } from "./errors.js";
-import { baggage, route, traceparent, type Route } from "./outbound.js";
+import { baggage, route, traceparent, type Route } from "./route.js";
 import { testContext } from "./test-support/context.js";
 
 // route(): every outbound decision from the mesh state alone.

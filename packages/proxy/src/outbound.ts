@@ -1,63 +1,84 @@
-import { randomBytes } from "node:crypto";
+/** The outbound flow: 15001 (capture) and 15080 (SOCKS5) → source → route → HBONE or passthrough → splice. */
 import type { ClientHttp2Stream } from "node:http2";
-import net from "node:net";
-import { formatHostPort, pickEndpoint, workloadIdentity, type Service, type Workload } from "@zt/state";
+import type net from "node:net";
+import { formatHostPort, normalizeIp, workloadIdentity } from "@zt/state";
+import { fail, fillDst, newRecord, run } from "./connection.js";
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
-import { ProxyError } from "./errors.js";
-import { fillDst } from "./connection.js";
+import { ProxyError, toProxyError } from "./errors.js";
+import { createProxyListener, Unproven } from "./listener.js";
+import { baggage, route, traceparent, type OutboundRequest, type Route } from "./route.js";
+import { readSocksRequest, replyBytes, replyFor, SocksReply } from "./socks5.js";
 import type { ConnectionRecord } from "./types.js";
 
-export interface OutboundRequest {
-  readonly srcIp: string;
-  readonly srcPort: number;
-  /** Original destination IP (captured) or the SOCKS5 target. */
-  readonly dstIp: string;
-  readonly dstPort: number;
+/** 15001: transparent outbound capture. The original destination is the accepted socket's local address. */
+export function createOutboundServer(ctx: ProxyContext): net.Server {
+  return createProxyListener(ctx, "outbound", (client) => {
+    const req = requestOf(client, normalizeIp(client.localAddress ?? "") ?? "", client.localPort ?? 0);
+    void proxyOutbound(ctx, client, req, newRecord(formatHostPort(req.srcIp, req.srcPort), formatHostPort(req.dstIp, req.dstPort), "outbound", "outbound"));
+  });
 }
 
-/** Where a connection goes, decided from the mesh state alone (no I/O). */
-export type Route =
-  | { kind: "hbone"; src: Workload; dst: Workload; service?: Service | undefined; ip: string; port: number; expected: string[] }
-  | { kind: "passthrough"; src: Workload; dst?: Workload | undefined; service?: Service | undefined; ip: string; port: number };
+/** 15080: SOCKS5 CONNECT feeding the same outbound path; the source is the client's IP. */
+export function createSocks5Server(ctx: ProxyContext): net.Server {
+  const unproven = new Unproven();
+  const serve = (client: net.Socket): void => {
+    const srcIp = normalizeIp(client.remoteAddress ?? "") ?? "";
+    const rec = newRecord(formatHostPort(srcIp, client.remotePort ?? 0), "-", "outbound", "socks5");
+    readSocksRequest(client).then(
+      (target) => {
+        unproven.done(client);
+        let dstIp: string;
+        if (target.kind === "ip") dstIp = target.ip;
+        else {
+          const svc = ctx.store.serviceByHostname(target.host);
+          const vip = svc?.vips[0]?.address;
+          if (!vip) {
+            const err = new ProxyError("SOCKS_UNKNOWN_HOST", `SOCKS5 target host ${target.host.slice(0, 253)} is not a service hostname known to the mesh`);
+            client.write(replyBytes(replyFor(err)));
+            client.destroySoon();
+            fail(ctx, rec, err);
+            return;
+          }
+          dstIp = vip;
+        }
+        const req = { ...requestOf(client, dstIp, target.port) };
+        rec.dst = { addr: formatHostPort(dstIp, target.port) };
+        void proxyOutbound(ctx, client, req, rec, (err) => {
+          if (!client.destroyed) client.write(replyBytes(err ? replyFor(err) : SocksReply.ok));
+        });
+      },
+      (err: unknown) => fail(ctx, rec, toProxyError(err)),
+    );
+  };
+  return createProxyListener(ctx, "socks5", serve, unproven);
+}
 
-/** Decide the route or throw the refusal: unknown source, loop, no endpoint, REGISTRY_ONLY. */
-export function route(ctx: ProxyContext, req: OutboundRequest): Route {
-  const src = ctx.store.workloadByIp(req.srcIp);
-  if (!src || src.node !== ctx.nodeName || src.protocol !== "HBONE") {
-    const why = !src ? "is not a known workload" : src.node !== ctx.nodeName ? `belongs to node ${src.node || "(none)"}, not ${ctx.nodeName}` : "is not enrolled in the mesh (protocol TCP)";
-    throw new ProxyError("UNKNOWN_SOURCE", "UNKNOWN_SOURCE", `outbound connection from ${req.srcIp} refused: the source ${why}`);
-  }
-  if (ctx.ownPorts.has(req.dstPort) && ctx.isLocalAddress(req.dstIp)) {
-    throw new ProxyError("LOOP", "LOOP", `connection to ${formatHostPort(req.dstIp, req.dstPort)} is one of the agent's own listeners; refused to avoid a loop`);
-  }
-  const service = ctx.store.serviceByVip(req.dstIp);
-  const target = service ? undefined : ctx.store.workloadByIp(req.dstIp);
-  if (target?.protocol === "HBONE" && req.dstPort === ctx.hbonePort) {
-    throw new ProxyError("LOOP", "LOOP", `connection to ${formatHostPort(req.dstIp, req.dstPort)}, the HBONE port of a mesh workload, from inside the mesh; refused to avoid a loop`);
-  }
-  if (service) {
-    const ep = pickEndpoint(ctx.store, service, req.dstPort);
-    if (!ep) {
-      throw new ProxyError("NO_HEALTHY_ENDPOINT", "NO_ROUTE", `service ${service.hostname} has no healthy endpoint serving port ${req.dstPort}`);
+function requestOf(client: net.Socket, dstIp: string, dstPort: number): OutboundRequest {
+  return { srcIp: normalizeIp(client.remoteAddress ?? "") ?? "", srcPort: client.remotePort ?? 0, dstIp, dstPort };
+}
+
+async function proxyOutbound(ctx: ProxyContext, client: net.Socket, req: OutboundRequest, rec: ConnectionRecord, reply?: (err?: ProxyError) => void): Promise<void> {
+  client.on("error", () => {});
+  try {
+    const r = route(ctx, req);
+    const upstream = await connectRoute(ctx, req, r, rec);
+    if (client.destroyed) {
+      upstream.destroy();
+      throw new ProxyError("CLIENT_GONE", "the client closed before the destination was connected");
     }
-    const ip = pickIp(ep.workload, req.dstIp);
-    if (ep.workload.protocol === "HBONE") {
-      return { kind: "hbone", src, dst: ep.workload, service, ip, port: ep.port, expected: [workloadIdentity(ep.workload), ...service.subjectAltNames] };
-    }
-    return { kind: "passthrough", src, dst: ep.workload, service, ip, port: ep.port };
+    reply?.();
+    client.removeAllListeners("error");
+    run(ctx, rec, client, upstream, "sent-is-client-read");
+  } catch (e) {
+    const err = toProxyError(e);
+    if (reply) {
+      reply(err);
+      // Half-open sockets wait for the client's FIN; a refused client gets closed, not waited for.
+      client.destroySoon();
+    } else client.resetAndDestroy();
+    fail(ctx, rec, err);
   }
-  const dst = target;
-  if (dst) {
-    if (dst.protocol === "HBONE") {
-      return { kind: "hbone", src, dst, ip: req.dstIp, port: req.dstPort, expected: [workloadIdentity(dst)] };
-    }
-    return { kind: "passthrough", src, dst, ip: req.dstIp, port: req.dstPort };
-  }
-  if (ctx.outboundPolicy === "REGISTRY_ONLY") {
-    throw new ProxyError("REGISTRY_ONLY", "NO_ROUTE", `${formatHostPort(req.dstIp, req.dstPort)} is not a known service or workload and OUTBOUND_TRAFFIC_POLICY is REGISTRY_ONLY`);
-  }
-  return { kind: "passthrough", src, ip: req.dstIp, port: req.dstPort };
 }
 
 /** Connect the route: an HBONE CONNECT stream (after its 200) or a plain TCP socket. */
@@ -68,7 +89,7 @@ export async function connectRoute(ctx: ProxyContext, req: OutboundRequest, r: R
   rec.dstService = r.service?.hostname;
   if (r.kind === "passthrough") {
     // Under capture the destination sees the pod's own address, as it would without the mesh.
-    return dialTcp(ctx.dialer, r.ip, r.port, ctx.connectTimeoutMs, req.srcIp);
+    return dialTcp(ctx, r.ip, r.port, { srcIp: req.srcIp });
   }
   rec.security = "mutual_tls";
   rec.dstHboneAddr = formatHostPort(r.ip, ctx.hbonePort);
@@ -81,16 +102,3 @@ export async function connectRoute(ctx: ProxyContext, req: OutboundRequest, r: R
   );
 }
 
-function pickIp(w: Workload, like: string): string {
-  const v6 = like.includes(":");
-  return w.workloadIps.find((ip) => ip.includes(":") === v6) ?? w.workloadIps[0] ?? like;
-}
-
-export function baggage(w: Workload): string {
-  return `k8s.namespace.name=${w.namespace},k8s.${w.workloadType}.name=${w.workloadName},service.name=${w.canonicalName},service.version=${w.canonicalRevision}`;
-}
-
-export function traceparent(): string {
-  const b = randomBytes(24);
-  return `00-${b.toString("hex", 0, 16)}-${b.toString("hex", 16, 24)}-00`;
-}

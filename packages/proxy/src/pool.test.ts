@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { ClientHttp2Stream } from "node:http2";
 import type { ProxyContext } from "./context.js";
 import { createInboundServer, type InboundServer } from "./inbound.js";
-import { createProxyListener } from "./listeners.js";
+import { createProxyListener } from "./listener.js";
 import { createHbonePool, type HbonePool, type PoolKey } from "./pool.js";
 import { testContext } from "./test-support/context.js";
 
@@ -25,7 +25,7 @@ let open = 0;
 beforeAll(async () => {
   ctx = await testContext(YAML);
   inbound = createInboundServer(ctx);
-  listener = createProxyListener((s) => {
+  listener = createProxyListener(ctx, "hbone", (s) => {
     accepted++;
     open++;
     s.once("close", () => open--);
@@ -137,7 +137,7 @@ describe("HBONE pool", () => {
   test("CONNECTs overtaken by the peer's GOAWAY (REFUSED_STREAM) are retried on a new connection", async () => {
     // A peer of its own on :15009, so that its drain touches no other test's sessions.
     const peer = createInboundServer(ctx);
-    const server = createProxyListener((s) => peer.accept(s));
+    const server = createProxyListener(ctx, "hbone", (s) => peer.accept(s));
     await new Promise<void>((r) => server.listen(15009, "127.31.1.10", () => r()));
     const pool = newPool();
     const k = { ...key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), hbonePort: 15009 };
@@ -174,7 +174,7 @@ describe("keepalive", () => {
     const { fileURLToPath } = await import("node:url");
     const cert = await ctx.certs.fetch("spiffe://cluster.local/ns/default/sa/sleep");
     const fast = createInboundServer(ctx, { pingIntervalMs: 200, pingTimeoutMs: 400 });
-    const server = createProxyListener((s) => fast.accept(s));
+    const server = createProxyListener(ctx, "hbone", (s) => fast.accept(s));
     await new Promise<void>((r) => server.listen(15008, "127.31.1.5", () => r()));
     let peerOpen = 0;
     server.on("connection", (s: net.Socket) => {

@@ -5,8 +5,11 @@ import type { Logger } from "pino";
 import { clientConnectOptions, type CertManager } from "@zt/identity";
 import { formatHostPort } from "@zt/state";
 import { ProxyError, toProxyError } from "./errors.js";
-import { plainDialer, type Dialer } from "./dial.js";
+import { fdExhausted, plainDialer, type Dialer } from "./dial.js";
+import { watchHboneConnection, type HboneConnection } from "./hbone-connection.js";
 import { createKeepalive } from "./keepalive.js";
+import { unlimitedFds, type FdBudget } from "./fd-budget.js";
+import { createReceiveBudget, type ReceiveBudget } from "./receive-budget.js";
 
 export interface PoolKey {
   readonly srcIdentity: string;
@@ -26,6 +29,12 @@ export interface PoolOptions {
   readonly pingIntervalMs?: number;
   readonly pingTimeoutMs?: number;
   readonly connectTimeoutMs?: number;
+  /** Bytes HBONE connections may hold unconsumed; default: one budget of 16 connection windows for this pool. */
+  readonly receiveBudget?: ReceiveBudget;
+  /** Told about anything that threw in the pool's housekeeping (it carries on). */
+  readonly onFault?: (where: string, err: unknown) => void;
+  /** Descriptors the data path may hold; default: no limit. */
+  readonly fds?: FdBudget;
   /** Opens the TCP socket under TLS (marked under capture); default net.connect. */
   readonly dialer?: Dialer;
 }
@@ -33,8 +42,9 @@ export interface PoolOptions {
 interface Conn {
   readonly session: ClientHttp2Session;
   readonly key: string;
+  readonly hbone: HboneConnection;
+  /** Streams reserved or open; a slot is reserved before its stream exists. */
   active: number;
-  idleSince: number;
   dead: boolean;
 }
 
@@ -68,14 +78,21 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
   const pingIntervalMs = opts.pingIntervalMs ?? 10_000;
   const pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+  const budget = opts.receiveBudget ?? createReceiveBudget({ sessionBytes: opts.connectionWindowSize, totalBytes: 16 * opts.connectionWindowSize });
   const entries = new Map<string, Entry>();
+  const bySession = new WeakMap<ClientHttp2Session, Conn>();
   const keepalive = createKeepalive({
     intervalMs: pingIntervalMs,
     timeoutMs: pingTimeoutMs,
     onTimeout: (session) => {
-      log.warn("HBONE peer did not answer PING in time; closing the connection");
-      session.destroy();
+      const c = bySession.get(session as ClientHttp2Session);
+      const peer = c?.key.split("|")[2] ?? "the peer";
+      log.warn({ peer }, "HBONE peer did not answer PING in time; closing the connection");
+      const reason = new ProxyError("HBONE_KEEPALIVE_TIMEOUT", `the destination's agent at ${peer} did not answer a PING within ${pingTimeoutMs} ms; its HBONE connection was closed`);
+      if (c) c.hbone.kill(reason);
+      else session.destroy();
     },
+    ...(opts.onFault ? { onFault: opts.onFault } : {}),
   });
   let timer: NodeJS.Timeout | undefined;
   let draining = false;
@@ -97,11 +114,19 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
   }
 
   function sweep(): void {
+    try {
+      releaseIdle();
+    } catch (err) {
+      opts.onFault?.("pool idle sweep", err);
+    }
+  }
+
+  function releaseIdle(): void {
     const now = Date.now();
     for (const [key, entry] of entries) {
       for (const c of [...entry.conns]) {
         if (c.dead) continue;
-        if (c.active === 0 && now - c.idleSince >= opts.idleTimeoutMs) {
+        if (c.active === 0 && now - c.hbone.idleSince >= opts.idleTimeoutMs) {
           log.debug({ key }, "releasing idle HBONE connection");
           retire(c, false);
           continue;
@@ -134,16 +159,23 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     const cert = await opts.certs.fetch(k.srcIdentity);
     const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
       let tcp: net.Socket;
+      const fds = opts.fds ?? unlimitedFds;
+      if (!fds.claim()) return reject(fdExhausted(fds));
       try {
         tcp = (opts.dialer ?? plainDialer)(k.hboneIp, k.hbonePort);
       } catch (err) {
-        reject(toProxyError(err, "CONNECT"));
+        fds.giveBack();
+        reject(toProxyError(err, "UPSTREAM_SOCKET_FAILED"));
         return;
       }
+      fds.held(tcp);
+      // HTTP/2 carries half-close in frames; a FIN on the HBONE connection ends it (the TLS
+      // socket inherits this flag: left half-open, a peer's FIN would never end the session).
+      tcp.allowHalfOpen = false;
       const s = tls.connect({ socket: tcp, ...clientConnectOptions(cert, k.dstIdentities) });
       const timeout = setTimeout(() => {
         s.destroy();
-        reject(new ProxyError("HBONE_CONNECT_TIMEOUT", "CONNECT", `HBONE connect to ${formatHostPort(k.hboneIp, k.hbonePort)} timed out (maybe a NetworkPolicy is blocking HBONE port ${k.hbonePort})`));
+        reject(new ProxyError("HBONE_CONNECT_TIMEOUT", `HBONE connect to ${formatHostPort(k.hboneIp, k.hbonePort)} timed out (maybe a NetworkPolicy is blocking HBONE port ${k.hbonePort})`));
       }, connectTimeoutMs);
       s.once("secureConnect", () => {
         clearTimeout(timeout);
@@ -152,23 +184,25 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
         s.on("error", () => {});
         if (s.alpnProtocol !== "h2") {
           s.destroy();
-          reject(new ProxyError("TLS_FAILURE", "TLS_FAILURE", `HBONE peer ${formatHostPort(k.hboneIp, k.hbonePort)} did not negotiate ALPN h2`));
+          reject(new ProxyError("TLS_FAILURE", `HBONE peer ${formatHostPort(k.hboneIp, k.hbonePort)} did not negotiate ALPN h2`));
           return;
         }
         resolve(s);
       });
       const onError = (err: Error): void => {
         clearTimeout(timeout);
-        reject(toProxyError(err, "CONNECT"));
+        reject(toProxyError(err));
       };
       s.once("error", onError);
     });
     socket.setNoDelay(true);
-    const session = http2.connect(`https://${formatHostPort(k.hboneIp, k.hbonePort)}`, {
+    const peer = formatHostPort(k.hboneIp, k.hbonePort);
+    const session = http2.connect(`https://${peer}`, {
       createConnection: () => socket,
       settings: { initialWindowSize: opts.streamWindowSize, enablePush: false },
     });
-    const c: Conn = { session, key, active: 0, idleSince: Date.now(), dead: false };
+    const c: Conn = { session, key, hbone: watchHboneConnection(session, socket, `the destination's agent at ${peer}`, budget), active: 0, dead: false };
+    bySession.set(session, c);
     keepalive.watch(session);
     session.once("connect", () => {
       session.setLocalWindowSize(opts.connectionWindowSize);
@@ -186,7 +220,7 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
   async function acquire(k: PoolKey): Promise<Conn> {
     const key = keyOf(k);
     for (;;) {
-      if (closed) throw new ProxyError("DRAINING", "DRAIN", "the agent is shutting down and opens no new HBONE streams");
+      if (closed) throw new ProxyError("DRAINING", "the agent is shutting down and opens no new HBONE streams");
       let entry = entries.get(key);
       if (!entry) {
         entry = { conns: [], dialing: undefined };
@@ -222,9 +256,7 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
 
   function release(c: Conn): void {
     c.active--;
-    if (c.active > 0) return;
-    c.idleSince = Date.now();
-    if (draining && !c.dead) retire(c, false);
+    if (c.active === 0 && draining && !c.dead) retire(c, false);
   }
 
   /**
@@ -250,18 +282,25 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       stream = c.session.request({ ...headers, ":method": "CONNECT", ":authority": authority }, { endStream: false });
     } catch (err) {
       release(c);
-      throw toProxyError(err, "CONNECT");
+      throw toProxyError(err);
     }
+    c.hbone.track(stream);
     stream.once("close", () => release(c));
     return await new Promise<ClientHttp2Stream>((resolve, reject) => {
       const refused = (): boolean => stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
-      const refusal = (): ProxyError => new ProxyError("HBONE_STREAM_REFUSED", "CONNECT", `HBONE stream to ${authority} was refused unprocessed (REFUSED_STREAM)`);
-      const onError = (err: Error): void => reject(refused() ? refusal() : toProxyError(err, "CONNECT"));
+      // Node reports REFUSED_STREAM as ERR_HTTP2_STREAM_ERROR, which toProxyError names HBONE_STREAM_REFUSED.
+      const onError = (err: Error): void => reject(toProxyError(err));
       stream.once("error", onError);
-      stream.once("close", () => reject(refused() ? refusal() : new ProxyError("HBONE_STREAM_RESET", "CONNECT", `HBONE stream to ${authority} was reset before an answer (code ${stream.rstCode})`)));
+      stream.once("close", () =>
+        reject(
+          refused()
+            ? new ProxyError("HBONE_STREAM_REFUSED", `HBONE stream to ${authority} was refused unprocessed (REFUSED_STREAM)`)
+            : new ProxyError("HBONE_STREAM_RESET", `HBONE stream to ${authority} was reset before an answer (code ${stream.rstCode})`),
+        ),
+      );
       stream.setTimeout(connectTimeoutMs, () => {
         stream.close(http2.constants.NGHTTP2_CANCEL);
-        reject(new ProxyError("HBONE_CONNECT_TIMEOUT", "CONNECT", `no answer to CONNECT ${authority} within ${connectTimeoutMs} ms`));
+        reject(new ProxyError("HBONE_CONNECT_TIMEOUT", `no answer to CONNECT ${authority} within ${connectTimeoutMs} ms`));
       });
       stream.once("response", (h) => {
         stream.setTimeout(0);
@@ -310,10 +349,10 @@ function statusError(status: number, authority: string): ProxyError {
   switch (status) {
     case 401:
     case 403:
-      return new ProxyError("HBONE_DENIED", "DENY", `the destination's agent denied ${authority} by policy (HTTP ${status})`);
+      return new ProxyError("HBONE_DENIED", `the destination's agent denied ${authority} by policy (HTTP ${status})`);
     case 400:
-      return new ProxyError("HBONE_BAD_REQUEST", "BAD_REQUEST", `the destination's agent rejected the CONNECT to ${authority} as malformed (HTTP 400)`);
+      return new ProxyError("HBONE_BAD_REQUEST", `the destination's agent rejected the CONNECT to ${authority} as malformed (HTTP 400)`);
     default:
-      return new ProxyError("HBONE_UPSTREAM_FAILED", "CONNECT", `the destination's agent could not reach ${authority} (HTTP ${status})`);
+      return new ProxyError("HBONE_UPSTREAM_FAILED", `the destination's agent could not reach ${authority} (HTTP ${status})`);
   }
 }

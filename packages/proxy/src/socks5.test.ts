@@ -97,12 +97,12 @@ describe("readSocksRequest", () => {
 
 describe("replyFor", () => {
   test("maps refusals to RFC 1928 codes", () => {
-    expect(replyFor(new ProxyError("UNKNOWN_SOURCE", "UNKNOWN_SOURCE", ""))).toBe(2);
-    expect(replyFor(new ProxyError("AUTHZ_DENIED", "DENY", ""))).toBe(2);
-    expect(replyFor(new ProxyError("REGISTRY_ONLY", "NO_ROUTE", ""))).toBe(2);
-    expect(replyFor(new ProxyError("NO_HEALTHY_ENDPOINT", "NO_ROUTE", ""))).toBe(4);
-    expect(replyFor(new ProxyError("UPSTREAM_REFUSED", "CONNECT", ""))).toBe(5);
-    expect(replyFor(new ProxyError("UPSTREAM_TIMEOUT", "CONNECT", ""))).toBe(4);
-    expect(replyFor(new ProxyError("TLS_FAILURE", "TLS_FAILURE", ""))).toBe(1);
+    expect(replyFor(new ProxyError("UNKNOWN_SOURCE", ""))).toBe(2);
+    expect(replyFor(new ProxyError("AUTHZ_DENIED", ""))).toBe(2);
+    expect(replyFor(new ProxyError("REGISTRY_ONLY", ""))).toBe(2);
+    expect(replyFor(new ProxyError("NO_HEALTHY_ENDPOINT", ""))).toBe(4);
+    expect(replyFor(new ProxyError("UPSTREAM_REFUSED", ""))).toBe(5);
+    expect(replyFor(new ProxyError("UPSTREAM_TIMEOUT", ""))).toBe(4);
+    expect(replyFor(new ProxyError("TLS_FAILURE", ""))).toBe(1);
   });
 });

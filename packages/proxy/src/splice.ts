@@ -5,6 +5,8 @@ export interface SpliceOutcome {
   /** True when either side ended abruptly (RST, error, destroy) rather than by FIN / END_STREAM. */
   readonly reset: boolean;
   readonly error?: Error | undefined;
+  /** Which side reported `error`. */
+  readonly errorSide?: "tcp" | "peer" | undefined;
 }
 
 /**
@@ -21,6 +23,7 @@ export function splice(tcp: Socket, peer: Socket | Http2Stream, done: (outcome: 
   let open = 2;
   let reset = false;
   let error: Error | undefined;
+  let errorSide: "tcp" | "peer" | undefined;
 
   const abortPeer = (): void => {
     if (peer.destroyed) return;
@@ -31,17 +34,17 @@ export function splice(tcp: Socket, peer: Socket | Http2Stream, done: (outcome: 
     if (!tcp.destroyed) tcp.resetAndDestroy();
   };
   const finish = (): void => {
-    if (--open === 0) done({ reset, error });
+    if (--open === 0) done({ reset, error, errorSide });
   };
 
   tcp.on("error", (err) => {
     reset = true;
-    error ??= err;
+    if (!error) [error, errorSide] = [err, "tcp"];
     abortPeer();
   });
   peer.on("error", (err: Error) => {
     reset = true;
-    error ??= err;
+    if (!error) [error, errorSide] = [err, "peer"];
     abortTcp();
   });
   tcp.on("close", () => {

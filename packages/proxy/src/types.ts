@@ -2,19 +2,8 @@
 
 export type Direction = "inbound" | "outbound";
 
-/** Istio-style response flags; "-" means no failure. */
-export type ResponseFlag =
-  | "-"
-  | "DENY"
-  | "CONNECT"
-  | "TLS_FAILURE"
-  | "IDENTITY_ERROR"
-  | "NO_ROUTE"
-  | "UNKNOWN_SOURCE"
-  | "BAD_REQUEST"
-  | "LOOP"
-  | "RESET"
-  | "DRAIN";
+export type { ResponseFlag } from "@zt/errors";
+import type { ConnectionCode, ResponseFlag } from "@zt/errors";
 
 export interface PeerInfo {
   /** "ip:port" (IPv6 in brackets). */
@@ -47,7 +36,7 @@ export interface ConnectionRecord {
   bytesRecv: number;
   flag: ResponseFlag;
   /** Error code + message when the connection failed or was refused. */
-  error?: { readonly code: string; readonly message: string } | undefined;
+  error?: { readonly code: ConnectionCode; readonly message: string } | undefined;
 }
 
 /**
@@ -58,4 +47,6 @@ export interface ConnectionRecord {
 export interface ConnectionObserver {
   opened(rec: ConnectionRecord): void;
   closed(rec: ConnectionRecord): void;
+  /** A connection a listener accepted and reset at once: the listener or the data path holds all the descriptors it may. Counted, not logged one by one. */
+  dropped(listener: ConnectionRecord["listener"]): void;
 }

@@ -16,7 +16,8 @@ export interface AuthzConnection {
   readonly dstPort: number;
 }
 
-export type AuthzReason = "allowed-no-policy" | "allowed-by-policy" | "denied-by-policy" | "denied-no-allow-match";
+/** `denied-on-error`: evaluating the policies threw; authorization fails closed. */
+export type AuthzReason = "allowed-no-policy" | "allowed-by-policy" | "denied-by-policy" | "denied-no-allow-match" | "denied-on-error";
 
 export interface AuthzDecision {
   readonly allow: boolean;

@@ -1,16 +1,6 @@
-/**
- * The project's error base: every error an operator may see carries a stable
- * `code` (SCREAMING_SNAKE, never renamed once shipped) and a message written
- * for the person reading the log.
- */
-export class ZtError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = "ZtError";
-  }
-}
+import { ZtError } from "@zt/errors";
+
+export { ZtError } from "@zt/errors";
 
 /** One problem in a configuration source, named precisely enough to fix it. */
 export interface ConfigProblem {
@@ -24,7 +14,7 @@ export interface ConfigProblem {
   readonly reason: string;
 }
 
-export class ConfigError extends ZtError {
+export class ConfigError extends ZtError<"CONFIG_INVALID"> {
   readonly problems: readonly ConfigProblem[];
   constructor(problems: readonly ConfigProblem[]) {
     super("CONFIG_INVALID", formatProblems(problems));

@@ -5,6 +5,7 @@
 import { type FSWatcher, watch } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
+import type { ErrorCode } from "@zt/errors";
 import { ZtError } from "./errors.js";
 import { type LocalConfigDefaults, parseLocalConfig } from "./local-file.js";
 import type { MeshSnapshot } from "./types.js";
@@ -45,7 +46,7 @@ async function readConfigText(path: string): Promise<string> {
   }
 }
 
-function asZtError(e: unknown, code: string): ZtError {
+function asZtError(e: unknown, code: ErrorCode): ZtError {
   return e instanceof ZtError ? e : new ZtError(code, e instanceof Error ? e.message : String(e), { cause: e });
 }
 
@@ -104,7 +105,7 @@ export function watchLocalConfig(
     try {
       handlers.onSnapshot(snapshot);
     } catch (e) {
-      handlers.onError(new ZtError("CONFIG_APPLY_FAILED", `applying ${path} failed: ${asZtError(e, "").message}`, { cause: e }));
+      handlers.onError(new ZtError("CONFIG_APPLY_FAILED", `applying ${path} failed: ${asZtError(e, "CONFIG_APPLY_FAILED").message}`, { cause: e }));
     }
   };
 

@@ -2,13 +2,15 @@ import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { Registry } from "prom-client";
 import { createCertManager, loadOrCreateCa, type CertManager } from "@zt/identity";
-import { createHbonePool, type ProxyContext } from "@zt/proxy";
+import { createHbonePool, createReceiveBudget, type ProxyContext } from "@zt/proxy";
 import { createMeshStore, loadLocalConfig, watchLocalConfig, workloadIdentity, type MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 import { describeConfig } from "./config.js";
 import { createConfigDump } from "./config-dump.js";
 import { startListeners, type Listeners } from "./listeners.js";
 import { createLocalAddresses } from "./local-addresses.js";
+import { createFaults } from "./faults.js";
+import { planFds } from "./fd-limit.js";
 import { createRedirect, type Redirect } from "./redirect.js";
 import { createTelemetry } from "./telemetry.js";
 
@@ -37,7 +39,9 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   const workloadsPath = config.localXdsPath ?? EMBEDDED_WORKLOADS;
   const defaults = { trustDomain: config.trustDomain, clusterId: config.clusterId };
   const store = createMeshStore(await loadLocalConfig(workloadsPath, defaults));
-  const localAddresses = createLocalAddresses();
+  const registry = new Registry();
+  const faults = createFaults(logger, registry);
+  const localAddresses = createLocalAddresses(faults.report);
   let redirect: Redirect;
   try {
     redirect = createRedirect(config, store, localAddresses.has, logger);
@@ -72,16 +76,23 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   wantCerts();
   store.onChange(wantCerts);
 
-  const registry = new Registry();
   const observer = createTelemetry({ registry, logger });
+  const fdPlan = planFds();
+  logger.info({ openFilesLimit: fdPlan.limit ?? "unknown", dataPathDescriptors: fdPlan.budget.stats().capacity, reserve: fdPlan.reserve }, "descriptor budget");
+  const receiveBudget = createReceiveBudget({ sessionBytes: config.http2ConnectionWindowSize, totalBytes: config.hboneBufferBudget });
   const pool = createHbonePool({
+    receiveBudget,
+    fds: fdPlan.budget,
     certs,
     logger,
     maxStreamsPerConnection: config.poolMaxStreamsPerConnection,
     idleTimeoutMs: config.poolUnusedReleaseTimeoutMs,
     streamWindowSize: config.http2StreamWindowSize,
     connectionWindowSize: config.http2ConnectionWindowSize,
+    pingIntervalMs: config.hboneKeepaliveIntervalMs,
+    pingTimeoutMs: config.hboneKeepaliveTimeoutMs,
     dialer: redirect.dialer,
+    onFault: faults.report,
   });
   const ctx: ProxyContext = {
     nodeName: config.nodeName,
@@ -100,6 +111,9 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     connectTimeoutMs: 10_000,
     dialer: redirect.dialer,
     live: new Set(),
+    receiveBudget,
+    fds: fdPlan.budget,
+    onFault: faults.report,
   };
 
   let shuttingDown: Promise<void> | undefined;
@@ -144,10 +158,12 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
         await new Promise((r) => setImmediate(r));
         listeners.inbound.close();
         pool.close();
+        receiveBudget.close();
         watcher.close();
         certs.close();
         localAddresses.close();
         await redirect.stop();
+        faults.uninstall();
         await listeners.closeAdmin();
         logger.info("ztunnel stopped");
         resolveClosed();
@@ -155,6 +171,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       return shuttingDown;
     },
   };
+  faults.install();
   await redirect.start();
   logger.info({ addresses: listeners.addresses() }, "ztunnel ready to accept");
   return agent;

@@ -41,6 +41,16 @@ export interface Config {
   readonly poolUnusedReleaseTimeoutMs: number;
   readonly http2StreamWindowSize: number;
   readonly http2ConnectionWindowSize: number;
+  /** PING an idle HBONE connection this often, both sides (contract: 10 s). */
+  readonly hboneKeepaliveIntervalMs: number;
+  /** Close an HBONE connection whose peer has not answered a PING for this long (contract: 20 s). */
+  readonly hboneKeepaliveTimeoutMs: number;
+  /** Inbound: close an HBONE connection that has carried no stream for this long (the source's pool releases its own after POOL_UNUSED_RELEASE_TIMEOUT). */
+  readonly hboneIdleTimeoutMs: number;
+  /** Bytes all HBONE connections together may hold unconsumed before connections holding data get no new window. */
+  readonly hboneBufferBudget: number;
+  readonly hboneMaxConnectionsPerIdentity: number;
+  readonly hboneMaxStreamsPerIdentity: number;
   readonly secretTtlMs: number;
   /** Absolute path of the built-in CA's Istio-style `cacerts` directory. */
   readonly caCertsDir: string;
@@ -100,6 +110,12 @@ const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
   poolUnusedReleaseTimeoutMs: duration("POOL_UNUSED_RELEASE_TIMEOUT", "5m", 1),
   http2StreamWindowSize: int("HTTP2_STREAM_WINDOW_SIZE", 4 * MiB, 65_535, MAX_WINDOW),
   http2ConnectionWindowSize: int("HTTP2_CONNECTION_WINDOW_SIZE", 16 * MiB, 65_535, MAX_WINDOW),
+  hboneKeepaliveIntervalMs: duration("HBONE_KEEPALIVE_INTERVAL", "10s", 100),
+  hboneKeepaliveTimeoutMs: duration("HBONE_KEEPALIVE_TIMEOUT", "20s", 100),
+  hboneIdleTimeoutMs: duration("HBONE_IDLE_TIMEOUT", "10m", 100),
+  hboneBufferBudget: int("HBONE_BUFFER_BUDGET", 256 * MiB, MiB, 2 ** 40),
+  hboneMaxConnectionsPerIdentity: int("HBONE_MAX_CONNECTIONS_PER_IDENTITY", 1024, 1, 1_000_000),
+  hboneMaxStreamsPerIdentity: int("HBONE_MAX_STREAMS_PER_IDENTITY", 2048, 1, 1_000_000),
   secretTtlMs: duration("SECRET_TTL", "24h", 10_000),
   caCertsDir: text("CA_CERTS_DIR", () => "./.ztunnel/cacerts"),
   redirectMode: oneOf("REDIRECT_MODE", ["none", "tproxy"], "none"),
@@ -187,6 +203,12 @@ export function describeConfig(c: Config): Record<string, string | number | null
     poolUnusedReleaseTimeoutMs: c.poolUnusedReleaseTimeoutMs,
     http2StreamWindowSize: c.http2StreamWindowSize,
     http2ConnectionWindowSize: c.http2ConnectionWindowSize,
+    hboneKeepaliveIntervalMs: c.hboneKeepaliveIntervalMs,
+    hboneKeepaliveTimeoutMs: c.hboneKeepaliveTimeoutMs,
+    hboneIdleTimeoutMs: c.hboneIdleTimeoutMs,
+    hboneBufferBudget: c.hboneBufferBudget,
+    hboneMaxConnectionsPerIdentity: c.hboneMaxConnectionsPerIdentity,
+    hboneMaxStreamsPerIdentity: c.hboneMaxStreamsPerIdentity,
     secretTtlMs: c.secretTtlMs,
     caCertsDir: c.caCertsDir,
     redirectMode: c.redirectMode,

@@ -19,6 +19,9 @@ import type { Redirect } from "./redirect.js";
 import { createReadinessServer } from "./readiness.js";
 import { createStatsServer } from "./stats.js";
 
+/** Readiness turns 503 when the data path holds this share of its descriptors. */
+const FD_PRESSURE = 0.9;
+
 export interface Listeners {
   readonly inbound: InboundServer;
   addresses(): Record<string, string[]>;
@@ -70,7 +73,12 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
       accepted++;
       sock.once("close", () => accepted--);
     });
-  const inbound = createInboundServer(ctx);
+  const inbound = createInboundServer(ctx, {
+    pingIntervalMs: config.hboneKeepaliveIntervalMs,
+    pingTimeoutMs: config.hboneKeepaliveTimeoutMs,
+    idleTimeoutMs: config.hboneIdleTimeoutMs,
+    limits: { maxConnectionsPerIdentity: config.hboneMaxConnectionsPerIdentity, maxStreamsPerIdentity: config.hboneMaxStreamsPerIdentity },
+  });
   const dataPath: net.Server[] = [];
   const control: http.Server[] = [];
 
@@ -86,7 +94,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
       for (const [ip, s] of perWorkload) if (!want.has(ip)) { s.close(); perWorkload.delete(ip); }
       for (const ip of want) {
         if (perWorkload.has(ip) || draining) continue;
-        const s = track(createProxyListener(inbound.accept));
+        const s = track(createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven));
         perWorkload.set(ip, s);
         try {
           await listen(s, { ip, port: inboundMode.port }, { env: "INBOUND_ADDR" });
@@ -99,7 +107,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     await sync();
     ctx.store.onChange(() => void sync());
   } else {
-    const s = track(createProxyListener(inbound.accept));
+    const s = track(createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven));
     dataPath.push(s);
     await add("inbound", s, inboundMode, "INBOUND_ADDR", d.redirect.listenOptions("inbound"));
   }
@@ -132,6 +140,8 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     if (!allBound) p.push("listeners");
     p.push(...d.redirect.pending());
     if (draining) p.push("draining");
+    const fds = ctx.fds.stats();
+    if (fds.inUse >= fds.capacity * FD_PRESSURE) p.push(`descriptor pressure: the data path holds ${fds.inUse} of the ${fds.capacity} descriptors it may use; new connections are being refused`);
     return p;
   }
 

@@ -1,8 +1,9 @@
 /**
  * The root logger. One pino instance for the whole agent; components take children
  * (`logger.child({ component })`). JSON by default; "text" is a compact human line format
- * produced in-process (no worker thread). Children created without their own level follow
- * the root, so `logger.level = "debug"` (admin /logging) changes every component at once.
+ * produced in-process (no worker thread); both go to stdout asynchronously. Children
+ * created without their own level follow the root, so `logger.level = "debug"` (admin
+ * /logging) changes every component at once.
  */
 import pino, { type Logger } from "pino";
 
@@ -42,14 +43,35 @@ export interface LoggingConfig {
   readonly logLevel: LogLevel;
 }
 
-/** One root logger writing to `destination` (stdout by default, synchronously). */
+/** Log bytes waiting for a slow stdout reader before new lines are dropped (and counted). */
+const MAX_PENDING_LOG_BYTES = 16 * 1024 * 1024;
+let dropped = 0;
+
+/** Log lines dropped because stdout's reader fell more than 16 MiB behind. */
+export function droppedLogLines(): number {
+  return dropped;
+}
+
+/**
+ * stdout written asynchronously (pino's SonicBoom): a slow or stuck log reader never
+ * blocks the data path. Up to 16 MiB wait for it; past that, new lines are dropped and
+ * counted. At a normal exit (and an uncaught error that exits) what is pending is flushed
+ * synchronously; after SIGKILL or an OOM kill, what had not reached the pipe is lost.
+ */
+function stdout(): pino.DestinationStream {
+  const d = pino.destination({ dest: 1, sync: false, maxLength: MAX_PENDING_LOG_BYTES });
+  d.on("drop", () => void dropped++);
+  return d;
+}
+
+/** One root logger writing to `destination` (stdout by default, asynchronously). */
 export function createLogger(config: LoggingConfig, destination?: NodeJS.WritableStream): Logger {
   const options: pino.LoggerOptions = {
     level: pinoLevel(config.logLevel),
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
-  const out: pino.DestinationStream = destination ?? pino.destination({ dest: 1, sync: true });
+  const out: pino.DestinationStream = destination ?? stdout();
   if (config.logFormat === "json") return pino(options, out);
   return pino({ ...options, base: null }, { write: (line: string) => void out.write(formatTextLine(line)) });
 }

@@ -73,7 +73,7 @@ describe("createTelemetry", () => {
     telemetry.closed(failedRecord());
 
     const text = await telemetry.registry.metrics();
-    const series = text.split("\n").filter((l) => !l.startsWith("#") && l !== "");
+    const series = text.split("\n").filter((l) => l.startsWith("istio_"));
     expect(series.sort()).toEqual(
       [
         `istio_tcp_connections_opened_total{${OK_LABELS}} 1`,
@@ -132,5 +132,48 @@ describe("createTelemetry", () => {
     expect(text).toMatch(/istio_tcp_connections_closed_total\{[^}]*response_flags="RESET"\} 1/);
     expect(text).toMatch(/istio_tcp_connections_failed_total\{[^}]*response_flags="RESET"\} 1/);
     expect(text).toMatch(/istio_tcp_connections_opened_total\{[^}]*response_flags="-"\} 1/);
+  });
+});
+
+describe("access log under a flood of refusals", () => {
+  it("caps every field's length", () => {
+    const { telemetry, logs } = setup();
+    const rec = failedRecord();
+    rec.dst = { addr: "x".repeat(5000) };
+    rec.error = { code: "HBONE_BAD_AUTHORITY", message: "y".repeat(50_000) };
+    telemetry.closed(rec);
+    const [line] = logs();
+    expect(String(line!["dst.addr"]).length).toBeLessThan(300);
+    expect(String(line!["error"]).length).toBeLessThan(1100);
+  });
+
+  it("rate-limits repeated refusals from one source, counts the rest, and says so on the next line", async () => {
+    const { telemetry, logs } = setup();
+    for (let i = 0; i < 1000; i++) telemetry.closed(failedRecord());
+    const lines = logs().filter((l) => l["component"] === "access");
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.length).toBeLessThanOrEqual(11);
+    const text = await telemetry.registry.metrics();
+    // Every refusal is still counted.
+    expect(text).toContain(`istio_tcp_connections_failed_total{${FAILED_LABELS}} 1000`);
+    expect(text).toMatch(/ztunnel_access_log_suppressed_total \d+/);
+    expect(Number(/ztunnel_access_log_suppressed_total (\d+)/.exec(text)![1])).toBe(1000 - lines.length);
+    // Another source is not silenced by the first one's flood.
+    const other = failedRecord();
+    other.src = { addr: "10.0.0.10:1" };
+    telemetry.closed(other);
+    expect(logs().filter((l) => l["src.addr"] === "10.0.0.10:1")).toHaveLength(1);
+  });
+
+  it("never rate-limits connections that opened: one line each", () => {
+    const { telemetry, logs } = setup();
+    for (let i = 0; i < 300; i++) {
+      const ok = okRecord();
+      telemetry.opened(ok);
+      ok.flag = "RESET";
+      ok.error = { code: "CONNECTION_RESET", message: "reset" };
+      telemetry.closed(ok);
+    }
+    expect(logs().filter((l) => l["component"] === "access")).toHaveLength(300);
   });
 });

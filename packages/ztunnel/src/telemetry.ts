@@ -4,8 +4,10 @@
  * `opened`, or at `closed` for one that never opened); nothing happens per chunk.
  */
 import type { Logger } from "pino";
-import { Counter, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 import type { ConnectionObserver, ConnectionRecord } from "@zt/proxy";
+import { createAccessLog } from "./access-log.js";
+import { droppedLogLines } from "./logging.js";
 
 const LABEL_NAMES = [
   "reporter",
@@ -44,7 +46,25 @@ export function createTelemetry(deps: TelemetryDeps): Telemetry {
   const failed = counter("istio_tcp_connections_failed_total", "TCP connections that ended with a response flag other than '-'");
   const sent = counter("istio_tcp_sent_bytes_total", "Bytes sent from the source towards the destination");
   const received = counter("istio_tcp_received_bytes_total", "Bytes sent from the destination back to the source");
-  const access = deps.logger.child({ component: "access" });
+  const dropped = new Counter({ name: "ztunnel_connections_dropped_total", help: "Connections a data-path listener reset at accept: it, or the data path, held all the descriptors it may", labelNames: ["listener"], registers: [registry] });
+  const access = createAccessLog(deps.logger);
+  new Gauge({
+    name: "ztunnel_access_log_suppressed_total",
+    help: "Refusal access-log lines not written (rate limit per code and source, and in all); the connections are counted by the istio_tcp_* metrics",
+    registers: [registry],
+    collect() {
+      this.set(access.suppressed());
+    },
+  });
+  new Gauge({
+    name: "ztunnel_log_lines_dropped_total",
+    help: "Log lines dropped because stdout's reader fell more than 16 MiB behind",
+    registers: [registry],
+    collect() {
+      this.set(droppedLogLines());
+    },
+  });
+  const lastDropLog = new Map<string, { at: number; since: number }>();
   const states = new WeakMap<ConnectionRecord, RecordState>();
 
   return {
@@ -65,7 +85,19 @@ export function createTelemetry(deps: TelemetryDeps): Telemetry {
       if (rec.flag !== "-") failed.labels(labels).inc();
       if (rec.bytesSent > 0) sent.labels(labels).inc(rec.bytesSent);
       if (rec.bytesRecv > 0) received.labels(labels).inc(rec.bytesRecv);
-      logAccess(access, rec);
+      access.write(rec, state !== undefined);
+    },
+    dropped(listener) {
+      dropped.labels({ listener }).inc();
+      // One line per listener per 10 s at most, with the count since the last one.
+      const now = Date.now();
+      const st = lastDropLog.get(listener) ?? { at: 0, since: 0 };
+      st.since++;
+      lastDropLog.set(listener, st);
+      if (now - st.at < 10_000) return;
+      deps.logger.warn({ component: "listener", listener, dropped: st.since, code: "LISTENER_FULL" }, `the ${listener} listener reset ${st.since} new connection(s): it, or the data path, holds all the descriptors it may (see ztunnel_connections_dropped_total)`);
+      st.at = now;
+      st.since = 0;
     },
   };
 }
@@ -86,31 +118,4 @@ function labelsOf(rec: ConnectionRecord): Labels {
     connection_security_policy: rec.security === "mutual_tls" ? "mutual_tls" : "unknown",
     response_flags: rec.flag,
   };
-}
-
-/** The one access-log line: info when it went well, warn when it failed. Empty fields are omitted. */
-function logAccess(log: Logger, rec: ConnectionRecord): void {
-  const { src, dst } = rec;
-  const line: Record<string, string | number> = {};
-  const put = (key: string, v: string | undefined): void => {
-    if (v) line[key] = v;
-  };
-  put("src.addr", src.addr);
-  put("src.workload", src.workload);
-  put("src.namespace", src.namespace);
-  put("src.identity", src.identity);
-  put("dst.addr", dst.addr);
-  put("dst.hbone_addr", rec.dstHboneAddr);
-  put("dst.service", rec.dstService);
-  put("dst.workload", dst.workload);
-  put("dst.namespace", dst.namespace);
-  put("dst.identity", dst.identity);
-  line["direction"] = rec.direction;
-  line["bytes_sent"] = rec.bytesSent;
-  line["bytes_recv"] = rec.bytesRecv;
-  line["duration"] = Math.max(0, Date.now() - rec.startMs);
-  if (rec.flag !== "-") line["response_flags"] = rec.flag;
-  if (rec.error) line["error"] = `${rec.error.code}: ${rec.error.message}`;
-  if (rec.flag === "-") log.info(line, "connection complete");
-  else log.warn(line, "connection failed");
 }

@@ -7,6 +7,8 @@ import { createMeshStore, parseLocalConfig } from "@zt/state";
 import type { ProxyContext } from "../context.js";
 import { plainDialer } from "../dial.js";
 import { createHbonePool, type PoolOptions } from "../pool.js";
+import { createReceiveBudget } from "../receive-budget.js";
+import { unlimitedFds } from "../fd-budget.js";
 import type { ConnectionRecord } from "../types.js";
 
 /** A real in-process proxy context (store, CA, certificates, pool) with a recording observer. */
@@ -16,7 +18,8 @@ export async function testContext(yaml: string, over: Partial<ProxyContext> = {}
   const caRoot = mkdtempSync(path.join(tmpdir(), "zt-proxy-"));
   const ca = await loadOrCreateCa({ dir: path.join(caRoot, "ca"), trustDomain: "cluster.local" });
   const certs = createCertManager({ source: ca, ttlMs: 3_600_000 });
-  const hbonePool = createHbonePool({ certs, logger, maxStreamsPerConnection: 100, idleTimeoutMs: 300_000, streamWindowSize: 4 << 20, connectionWindowSize: 16 << 20, ...pool });
+  const receiveBudget = createReceiveBudget({ sessionBytes: 16 << 20, totalBytes: 256 << 20 });
+  const hbonePool = createHbonePool({ receiveBudget, fds: unlimitedFds, certs, logger, maxStreamsPerConnection: 100, idleTimeoutMs: 300_000, streamWindowSize: 4 << 20, connectionWindowSize: 16 << 20, ...pool });
   const closed: ConnectionRecord[] = [];
   return {
     nodeName: "node-a",
@@ -28,13 +31,18 @@ export async function testContext(yaml: string, over: Partial<ProxyContext> = {}
     store,
     certs,
     pool: hbonePool,
-    observer: { opened: () => {}, closed: (r) => closed.push(r) },
+    observer: { opened: () => {}, closed: (r) => closed.push(r), dropped: () => {} },
     logger,
     streamWindowSize: 4 << 20,
     connectionWindowSize: 16 << 20,
     connectTimeoutMs: 2000,
     dialer: plainDialer,
     live: new Set(),
+    receiveBudget,
+    fds: unlimitedFds,
+    onFault: (where, err) => {
+      throw new Error(`fault in ${where}: ${String(err)}`);
+    },
     ...over,
     closed,
     dispose() {

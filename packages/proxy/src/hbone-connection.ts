@@ -1,0 +1,72 @@
+import type { Http2Session, Http2Stream } from "node:http2";
+import type tls from "node:tls";
+import { ProxyError, toProxyError } from "./errors.js";
+import type { ReceiveBudget } from "./receive-budget.js";
+
+/**
+ * One HBONE connection's streams, and the rule for its end: when the connection ends for
+ * any reason (FIN, RST, GOAWAY then close, keepalive timeout, TLS or protocol error),
+ * every stream still open on it is destroyed with that reason, so that the TCP
+ * connection on the other side of each stream gets an RST (never a FIN) and its one
+ * access-log line says why. Used by both sides (the outbound pool, the inbound server).
+ */
+export interface HboneConnection {
+  readonly session: Http2Session;
+  readonly streams: Set<Http2Stream>;
+  /** Last time a stream ended (or the connection opened): for idle release. */
+  idleSince: number;
+  /** Why it ended (or is ending): set once. */
+  reason: ProxyError | undefined;
+  track(stream: Http2Stream): void;
+  /** End the connection now, resetting its streams with `reason`. */
+  kill(reason: ProxyError): void;
+}
+
+/**
+ * Watch `socket` (the TLS socket under `session`) from before HTTP/2 takes it over: our
+ * 'close' listener then runs before nghttp2's own teardown cancels the streams, so each
+ * stream ends with the real reason. `peer` names the other side in messages.
+ */
+export function watchHboneConnection(session: Http2Session, socket: tls.TLSSocket, peer: string, budget: ReceiveBudget): HboneConnection {
+  const accounted = budget.attach(session);
+  const c: HboneConnection = {
+    session,
+    streams: new Set(),
+    idleSince: Date.now(),
+    reason: undefined,
+    track(stream) {
+      c.streams.add(stream);
+      accounted.track(stream);
+      stream.once("close", () => {
+        c.streams.delete(stream);
+        if (c.streams.size === 0) c.idleSince = Date.now();
+      });
+    },
+    kill(reason) {
+      c.reason ??= reason;
+      endStreams();
+      if (!session.destroyed) session.destroy();
+      if (!socket.destroyed) socket.destroy();
+    },
+  };
+  const endStreams = (): void => {
+    const reason = c.reason ?? new ProxyError("HBONE_CONNECTION_LOST", `the HBONE connection with ${peer} closed while the stream was open`);
+    // A stream the peer completed (END_STREAM both ways) may still hold data for a slow
+    // client: it is whole, so it drains and ends normally.
+    for (const s of [...c.streams]) if (!s.destroyed && !(s.closed && s.rstCode === 0)) s.destroy(reason);
+  };
+  socket.once("error", (err: Error) => {
+    c.reason ??= new ProxyError("HBONE_CONNECTION_LOST", `the HBONE connection with ${peer} failed: ${toProxyError(err).message}`, { cause: err });
+    endStreams();
+  });
+  socket.once("end", () => {
+    c.reason ??= new ProxyError("HBONE_CONNECTION_LOST", `${peer} closed the HBONE connection (TCP FIN) while the stream was open`);
+    endStreams();
+  });
+  socket.once("close", endStreams);
+  session.once("goaway", (code: number) => {
+    if (code !== 0) c.reason ??= new ProxyError("HBONE_GOAWAY", `${peer} ended the HBONE connection with GOAWAY (HTTP/2 error ${code})`);
+  });
+  session.once("close", endStreams);
+  return c;
+}

@@ -1,0 +1,45 @@
+/** 15006: plaintext inbound capture from clients outside the mesh → local workload → policy → dial → splice. */
+import type net from "node:net";
+import { formatHostPort, normalizeIp } from "@zt/state";
+import { fail, fillDst, newRecord, run } from "./connection.js";
+import type { ProxyContext } from "./context.js";
+import { dialTcp } from "./dial.js";
+import { decide } from "./policy.js";
+import { ProxyError, toProxyError } from "./errors.js";
+import { createProxyListener } from "./listener.js";
+
+/** 15006: plaintext inbound capture from clients outside the mesh; no identity, policy still applies. */
+export function createPlaintextInboundServer(ctx: ProxyContext): net.Server {
+  return createProxyListener(ctx, "plaintext", (client) => {
+    void proxyPlaintextInbound(ctx, client);
+  });
+}
+
+async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Promise<void> {
+  client.on("error", () => {});
+  const dstIp = normalizeIp(client.localAddress ?? "") ?? "";
+  const dstPort = client.localPort ?? 0;
+  const srcIp = normalizeIp(client.remoteAddress ?? "") ?? "";
+  const rec = newRecord(formatHostPort(srcIp, client.remotePort ?? 0), formatHostPort(dstIp, dstPort), "inbound", "plaintext");
+  try {
+    const dst = ctx.store.workloadByIp(dstIp);
+    if (!dst || dst.node !== ctx.nodeName) {
+      throw new ProxyError("PLAINTEXT_NOT_LOCAL", `plaintext connection to ${dstIp}, which is not a workload of node ${ctx.nodeName}`);
+    }
+    fillDst(rec, dst);
+    if (ctx.ownPorts.has(dstPort)) {
+      throw new ProxyError("LOOP", `plaintext connection to port ${dstPort}, one of the agent's own ports`);
+    }
+    const decision = decide(ctx, dst, { srcIdentity: undefined, srcIp, dstIp, dstPort });
+    if (!decision.allow) {
+      throw new ProxyError("AUTHZ_DENIED", `plaintext connection from ${srcIp} to ${dst.namespace}/${dst.name}:${dstPort} denied by ${decision.policy ?? "policy"} (${decision.reason})`);
+    }
+    const upstream = await dialTcp(ctx, dstIp, dstPort, { srcIp });
+    client.removeAllListeners("error");
+    run(ctx, rec, upstream, client, "sent-is-upstream-written");
+  } catch (e) {
+    client.resetAndDestroy();
+    fail(ctx, rec, toProxyError(e));
+  }
+}
+
