@@ -35,6 +35,8 @@ export interface PoolOptions {
   readonly onFault?: (where: string, err: unknown) => void;
   /** Descriptors the data path may hold; default: no limit. */
   readonly fds?: FdBudget;
+  /** Tries of a CONNECT refused unprocessed (REFUSED_STREAM), each on another connection; default 3. */
+  readonly connectAttempts?: number;
   /** Opens the TCP socket under TLS (marked under capture); default net.connect. */
   readonly dialer?: Dialer;
 }
@@ -269,7 +271,7 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       try {
         return await connectOnce(k, authority, headers);
       } catch (err) {
-        if (!(err instanceof ProxyError && err.code === "HBONE_STREAM_REFUSED") || attempt >= 3) throw err;
+        if (!(err instanceof ProxyError && err.code === "HBONE_STREAM_REFUSED") || attempt >= (opts.connectAttempts ?? 3)) throw err;
         log.debug({ key: keyOf(k), attempt }, "HBONE stream refused unprocessed; retrying on another connection");
       }
     }
@@ -334,6 +336,10 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     close() {
       draining = true;
       closed = true;
+      // Every stream first gets RST_STREAM(CANCEL): on a connection whose peer's GOAWAY refused
+      // queued streams, the reset session.destroy() sends (another code) makes Node 20's nghttp2
+      // spin forever (found while replacing agents under load; the CANCEL path does not).
+      for (const s of open) for (const st of bySession.get(s)?.hbone.streams ?? []) if (!st.closed) st.close(http2.constants.NGHTTP2_CANCEL);
       for (const e of entries.values()) for (const c of [...e.conns]) retire(c, true);
       entries.clear();
       // Retired ones too: a stream still on one (a drain that ran out) is reset, not left behind.
