@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startCluster, type AgentProcess, type Cluster } from "@zt/harness";
 import { listNamespaces, run, startEchoServer } from "@zt/lab";
 import { counter, until } from "./support/metrics.js";
+import { nodeRules as rulesOf } from "./support/node-rules.js";
 
 // An emulated cluster with real capture: pods in their own namespaces behind veths,
 // agents in the node namespaces with REDIRECT_MODE=tproxy. Needs root: fails, never skips.
@@ -46,17 +47,7 @@ const logFor = (a: AgentProcess, direction: string, srcAddr: string): Promise<Re
 const logWithError = (a: AgentProcess, code: string): Promise<Record<string, unknown> | undefined> =>
   until(`${a.node} access log with ${code}`, () => a.accessLogs().find((l) => String(l["error"] ?? "").startsWith(`${code}:`)), (l) => l !== undefined);
 
-async function nodeRules(node: string): Promise<{ jumps: number; rules: number; ipRules: number; sets: string[] }> {
-  const save = (await c.lab.exec(ns(node), ["iptables-save"])).stdout;
-  const ipRules = (await c.lab.exec(ns(node), ["ip", "rule", "show"])).stdout;
-  const sets = (await c.lab.exec(ns(node), ["ipset", "list", "-n"])).stdout.split("\n").filter((s) => s !== "");
-  return {
-    jumps: save.split("\n").filter((l) => /^-A (PREROUTING|OUTPUT) .*-j ZTUNNEL-/.test(l)).length,
-    rules: save.split("\n").filter((l) => l.startsWith("-A ZTUNNEL-")).length,
-    ipRules: ipRules.split("\n").filter((l) => l.includes("lookup 133")).length,
-    sets,
-  };
-}
+const nodeRules = (node: string): ReturnType<typeof rulesOf> => rulesOf(c, node);
 
 describe("captured traffic, no change to the pods", () => {
   test("pod -> service VIP on another node: kube-proxy's DNAT is bypassed, the agent balances, bytes intact, source kept", async () => {

@@ -287,10 +287,10 @@ async function main(): Promise<number> {
   // A quick run (BENCH_QUICK=1, for trying the bench out) does not replace RESULTS.md.
   const md = QUICK ? "bench/out/RESULTS.quick.md" : "bench/RESULTS.md";
   mkdirSync(`${benchDir}out`, { recursive: true });
-  // The capture benchmark's section (bench/capture.sh) survives a rewrite of the file.
+  // The sections of the root-only measurements (bench/capture.sh, bench/handover.sh) survive a rewrite of the file.
   const mdPath = `${benchDir}${md.slice("bench/".length)}`;
-  const captureSection = /<!-- capture:begin -->[\s\S]*<!-- capture:end -->/.exec(existsSync(mdPath) ? readFileSync(mdPath, "utf8") : "")?.[0];
-  writeFileSync(mdPath, captureSection ? `${markdown.trimEnd()}\n\n${captureSection}\n` : markdown);
+  const kept = (existsSync(mdPath) ? readFileSync(mdPath, "utf8") : "").match(/<!-- (capture|handover):begin -->[\s\S]*?<!-- \1:end -->/g) ?? [];
+  writeFileSync(mdPath, kept.length > 0 ? `${markdown.trimEnd()}\n\n${kept.join("\n\n")}\n` : markdown);
   writeFileSync(`${benchDir}out/results.json`, JSON.stringify(results, null, 2));
   log(`wrote ${md} and bench/out/results.json (${results.totalSec.toFixed(0)} s in all)`);
   return 0;

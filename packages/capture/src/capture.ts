@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { ZtError } from "@zt/state";
 import { missingTools, runTool } from "./exec.js";
 import { chainsOf, jumpsOf, ruleTables, type CaptureParams } from "./rules.js";
@@ -15,27 +16,38 @@ export interface Capture {
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
 /**
- * Install (or re-install over leftovers of a crashed run) the capture rules, with the
- * pod set filled first. On any failure everything installed so far is removed again and
- * the error is thrown: the node is never left half-captured.
+ * Install the capture rules, or converge the ones in force (a running predecessor's, or the
+ * leftovers of a crashed run) without a moment in which they are missing, with the pod set
+ * filled first. On a failure the error is thrown; a fresh install is removed again first
+ * (the node is never left half-captured), rules that were already in force stay.
  */
 export async function installCapture(params: CaptureParams, podIps: Iterable<string>): Promise<Capture> {
   const missing = missingTools();
   if (missing.length > 0) {
     throw new ZtError("CAPTURE_TOOL_MISSING", `REDIRECT_MODE=tproxy needs ${missing.join(", ")} on PATH (packages iptables, ipset, iproute2); nothing was changed`);
   }
+  const inForce = await rulesInForce(params);
   let members: string[] = [];
   const syncPods = async (ips: Iterable<string>): Promise<void> => {
     const want = [...new Set([...ips].filter((ip) => !ip.includes(":")))].sort();
-    await runTool(["ipset", "restore"], setRestore(params, want));
+    try {
+      await runTool(["ipset", "restore"], setRestore(params, want));
+    } catch (e) {
+      // The pod set is untouched (the swap never ran); do not leave the half-filled temporary set.
+      await runTool(["ipset", "destroy", tmpSet(params)]).catch(() => undefined);
+      throw e;
+    }
     members = want;
   };
   try {
     await syncPods(podIps);
     await installRouting(params);
     await applyTables(params, "install");
+    await destroyStaleSets(params);
   } catch (e) {
-    await removeCapture(params).catch(() => undefined);
+    // Rules in force keep capturing (each step above replaces its piece atomically, so a
+    // failed one left the previous piece): removing them would let pods' traffic bypass capture.
+    if (!inForce) await removeCapture(params).catch(() => undefined);
     throw e;
   }
   let removed: Promise<void> | undefined;
@@ -59,19 +71,38 @@ export async function removeCapture(params: CaptureParams): Promise<void> {
   };
   await attempt(() => applyTables(params, "remove"));
   await attempt(() => removeRouting(params));
-  // The set goes last: iptables rules that reference it must be gone first.
-  for (const name of [params.ipset, tmpSet(params)]) {
-    await attempt(async () => {
-      const { stdout } = await runTool(["ipset", "list", "-n"]);
-      if (stdout.split("\n").includes(name)) await runTool(["ipset", "destroy", name]);
-    });
-  }
+  // The sets go last: iptables rules that reference the set must be gone first.
+  await attempt(async () => {
+    for (const name of await ourSets(params)) await runTool(["ipset", "destroy", name]);
+  });
   if (errors.length > 0) {
     throw new ZtError("CAPTURE_REMOVE_FAILED", `removing the capture rules left ${errors.length} problem(s): ${errors.map((e) => e.message).join(" | ")}`);
   }
 }
 
-const tmpSet = (p: CaptureParams): string => `${p.ipset}-tmp`.slice(0, 31);
+// Each process fills its own temporary set: two agents of a node (one handing over to the
+// other) may update the pod set at the same moment, and must not fill or swap each other's.
+const processTag = randomBytes(3).toString("hex");
+const tmpSet = (p: CaptureParams): string => `${p.ipset.slice(0, 24)}-${processTag}`;
+const isTmpSet = (p: CaptureParams, name: string): boolean =>
+  name.startsWith(`${p.ipset.slice(0, 24)}-`) && /^(?:[0-9a-f]{6}|tmp)$/.test(name.slice(p.ipset.slice(0, 24).length + 1));
+
+/** The pod set and every temporary set (this process's and leftovers), the pod set first. */
+async function ourSets(p: CaptureParams): Promise<string[]> {
+  const names = (await runTool(["ipset", "list", "-n"])).stdout.split("\n");
+  return [...names.filter((n) => n === p.ipset), ...names.filter((n) => n !== p.ipset && isTmpSet(p, n))];
+}
+
+/** Temporary sets left by crashed runs (another agent's in-flight one, if hit, only fails its own update). */
+async function destroyStaleSets(p: CaptureParams): Promise<void> {
+  for (const name of await ourSets(p)) if (name !== p.ipset && name !== tmpSet(p)) await runTool(["ipset", "destroy", name]).catch(() => undefined);
+}
+
+/** Whether the node has our rules in force now: a jump into our PREROUTING chain. */
+async function rulesInForce(p: CaptureParams): Promise<boolean> {
+  const saved = (await runTool(["iptables-save", "-t", "mangle"])).stdout.split("\n");
+  return saved.some((l) => l.startsWith("-A PREROUTING ") && l.endsWith(` -j ${chainsOf(p).prerouting}`));
+}
 
 function setRestore(p: CaptureParams, ips: readonly string[]): string {
   const tmp = tmpSet(p);
@@ -127,13 +158,15 @@ async function ourRules(p: CaptureParams): Promise<IpRule[]> {
   return rules.filter((r) => r.table === String(p.routeTable) && r.fwmark !== undefined && Number(r.fwmark) === p.captureMark);
 }
 
+/** The rule is added before any stray copy is deleted: captured packets always find the local route. */
 async function installRouting(p: CaptureParams): Promise<void> {
-  const existing = await ourRules(p);
-  if (!(existing.length === 1 && existing[0]?.priority === p.rulePriority)) {
-    for (const r of existing) await runTool(["ip", "-4", "rule", "del", "priority", String(r.priority), "fwmark", `${r.fwmark}/${r.fwmask ?? hex(p.markMask)}`, "table", String(p.routeTable)]);
-    await runTool(["ip", "-4", "rule", "add", "priority", String(p.rulePriority), "fwmark", `${hex(p.captureMark)}/${hex(p.markMask)}`, "table", String(p.routeTable)]);
-  }
   await runTool(["ip", "-4", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", String(p.routeTable)]);
+  const existing = await ourRules(p);
+  const keep = existing.find((r) => r.priority === p.rulePriority && Number(r.fwmask ?? p.markMask) === p.markMask);
+  if (!keep) await runTool(["ip", "-4", "rule", "add", "priority", String(p.rulePriority), "fwmark", `${hex(p.captureMark)}/${hex(p.markMask)}`, "table", String(p.routeTable)]);
+  for (const r of existing) {
+    if (r !== keep) await runTool(["ip", "-4", "rule", "del", "priority", String(r.priority), "fwmark", `${r.fwmark}/${r.fwmask ?? hex(p.markMask)}`, "table", String(p.routeTable)]);
+  }
 }
 
 async function removeRouting(p: CaptureParams): Promise<void> {
@@ -154,6 +187,5 @@ export async function describeInstalled(p: CaptureParams): Promise<{ rules: stri
     }
   }
   const routes = (await runTool(["ip", "-4", "route", "show", "table", String(p.routeTable)])).stdout.split("\n").filter((l) => l !== "");
-  const sets = (await runTool(["ipset", "list", "-n"])).stdout.split("\n").filter((l) => l === p.ipset || l === tmpSet(p));
-  return { rules, ipRules: (await ourRules(p)).length, routes, sets };
+  return { rules, ipRules: (await ourRules(p)).length, routes, sets: await ourSets(p) };
 }

@@ -1,7 +1,8 @@
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -29,6 +30,19 @@ for (const s of steps) {
 process.stdout.write(JSON.stringify(out));
 `;
 
+// argv: dist, ips, rounds. Installs (converges), says "ready", waits for "go", then syncs `rounds` times.
+const SYNCER = `
+const { installCapture, defaultCaptureParams } = await import(process.argv[1]);
+const ips = JSON.parse(process.argv[2]);
+const cap = await installCapture(defaultCaptureParams, ips);
+process.stdout.write("ready\\n");
+await new Promise((r) => process.stdin.once("data", r));
+const errors = [];
+for (let i = 0; i < Number(process.argv[3]); i++) await cap.syncPods(ips).catch((e) => errors.push(e.message));
+process.stdout.write(JSON.stringify({ errors }));
+process.exit(0);
+`;
+
 type Step = { op: "install" | "sync" | "remove" | "removeAll" | "describe"; ips?: string[]; params?: Record<string, unknown> };
 
 function inNs(argv: string[], env?: NodeJS.ProcessEnv): string {
@@ -38,6 +52,7 @@ function drive(steps: Step[], env?: NodeJS.ProcessEnv): unknown[] {
   return JSON.parse(inNs([process.execPath, "--input-type=module", "-e", DRIVER, DIST, JSON.stringify(steps)], env)) as unknown[];
 }
 const EMPTY = { rules: [], ipRules: 0, routes: [], sets: [] };
+const execFileP = promisify(execFile);
 
 beforeAll(() => {
   if (process.getuid?.() !== 0) throw new Error("capture install tests need root (CI runs as root): run `sudo npm test`");
@@ -92,6 +107,48 @@ describe("installing the node rules", () => {
     expect(inNs(["ipset", "list", "ztunnel-pods-ips"])).toMatch(/Members:\n10\.0\.0\.9\n?$/);
     expect(drive([{ op: "removeAll" }, { op: "describe" }])).toEqual(["removed", EMPTY]);
     expect(drive([{ op: "removeAll" }])).toEqual(["removed"]);
+  });
+
+  it("a failed convergence over rules in force leaves them in force (never a moment without capture)", () => {
+    const [, before, failed, after] = drive([
+      { op: "install", ips: ["10.0.0.1"] },
+      { op: "describe" },
+      // An address ipset refuses: the convergence fails at its first step.
+      { op: "install", ips: ["10.0.0.1", "10.0.0.300"] },
+      { op: "describe" },
+    ]) as [unknown, { rules: string[] }, { error: string }, unknown];
+    expect(failed.error).toBe("CAPTURE_COMMAND_FAILED");
+    expect(before.rules.length).toBeGreaterThan(5);
+    expect(after).toEqual(before);
+    expect(inNs(["ipset", "list", "ztunnel-pods-ips"])).toMatch(/Members:\n10\.0\.0\.1\n?$/);
+    expect(drive([{ op: "removeAll" }, { op: "describe" }])).toEqual(["removed", EMPTY]);
+  });
+
+  it("two processes updating the pod set at once (an agent and its successor) only ever swap in a whole set", async () => {
+    const sets = [Array.from({ length: 200 }, (_, i) => `10.1.${i >> 8}.${i & 255}`), Array.from({ length: 200 }, (_, i) => `10.2.${i >> 8}.${i & 255}`)];
+    const agents: ChildProcess[] = [];
+    const results: Promise<{ errors: string[] }>[] = [];
+    for (const ips of sets) {
+      const child = spawn("ip", ["netns", "exec", NS, process.execPath, "--input-type=module", "-e", SYNCER, DIST, JSON.stringify(ips), "40"], { stdio: ["pipe", "pipe", "inherit"] });
+      agents.push(child);
+      let out = "";
+      const ready = new Promise<void>((resolve) => child.stdout!.on("data", (b: Buffer) => ((out += b.toString()), out.startsWith("ready\n") && resolve())));
+      results.push(new Promise((resolve) => child.once("exit", () => resolve(JSON.parse(out.slice("ready\n".length)) as { errors: string[] }))));
+      // One after the other, as an agent and its successor start.
+      await ready;
+    }
+    for (const a of agents) a.stdin!.write("go\n");
+    const seen = new Set<string>();
+    let running = true;
+    void Promise.all(results).then(() => (running = false));
+    while (running) {
+      const { stdout } = await execFileP("ip", ["netns", "exec", NS, "ipset", "save", "ztunnel-pods-ips"]);
+      const members = stdout.split("\n").filter((l) => l.startsWith("add ")).map((l) => l.split(" ")[2]).sort();
+      seen.add(members.join(",") === [...sets[0]!].sort().join(",") ? "first" : members.join(",") === [...sets[1]!].sort().join(",") ? "second" : `mixed (${members.length} members)`);
+    }
+    expect((await Promise.all(results)).flatMap((r) => r.errors)).toEqual([]);
+    expect([...seen].filter((s) => s.startsWith("mixed"))).toEqual([]);
+    expect(drive([{ op: "removeAll" }, { op: "describe" }])).toEqual(["removed", EMPTY]);
   });
 
   it("refuses without iptables, changing nothing", () => {

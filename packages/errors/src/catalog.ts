@@ -156,6 +156,7 @@ export const CATALOG = {
   CAPTURE_LOCKED: agent("error"),
   CAPTURE_COMMAND_FAILED: agent("error"),
   CAPTURE_REMOVE_FAILED: agent("error"),
+  HANDOVER_UNAVAILABLE: agent("error"),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof CATALOG;

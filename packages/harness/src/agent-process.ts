@@ -54,9 +54,15 @@ export async function startAgentProcess(node: string, env: Record<string, string
   }
   const keep = opts.keepLogs ?? true;
   const logs: Record<string, unknown>[] = [];
+  let startLine = false;
+  let tail = "";
   let stderr = "";
   let partial = "";
   proc.stdout!.on("data", (chunk: Buffer) => {
+    if (!startLine) {
+      tail = (tail + chunk.toString()).slice(-256);
+      startLine = tail.includes("ztunnel ready to accept");
+    }
     if (!keep) return;
     partial += chunk.toString();
     let i: number;
@@ -97,11 +103,14 @@ export async function startAgentProcess(node: string, env: Record<string, string
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
   let exitedEarly = false;
   void exited.then(() => (exitedEarly = true));
+  // Until this agent has bound its own ports, the readiness port may still be another agent's
+  // (the one it takes over from): trust the answer only after this agent's start log line.
+  const started = (): boolean => startLine;
   for (;;) {
     if (exitedEarly) throw new Error(`agent ${node} exited during start: ${stderr}${logs.map((l) => JSON.stringify(l)).join("\n")}${opts.logFile ? ` (log: ${opts.logFile})` : ""}`);
     try {
-      const r = await get("readiness", "/healthz/ready");
-      if (r.status === 200 || opts.waitFor === "answering") return agent;
+      const r = started() ? await get("readiness", "/healthz/ready") : undefined;
+      if (r !== undefined && (r.status === 200 || opts.waitFor === "answering")) return agent;
     } catch {
       // not listening yet
     }

@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { createLab, defaultPodIp, startEchoServer, tcpRoundTrip, type EchoServer, type Lab, type LabPod } from "@zt/lab";
+import { createLab, defaultPodIp, startEchoServer, tcpRoundTrip, type EchoConnection, type EchoServer, type Lab, type LabPod } from "@zt/lab";
 import { startAgentProcess, type AgentProcess } from "./agent-process.js";
 
 // The built probe (from src/ under vitest as from dist/): it runs under plain node inside namespaces.
@@ -38,6 +38,11 @@ export interface ClusterSpec {
   readonly env?: Readonly<Record<string, string>>;
   /** Write each agent's log to `<logDir>/<node>.log` instead of keeping it in memory (`AgentProcess.logs` stays empty). */
   readonly logDir?: string;
+  /**
+   * net.ipv4.tcp_migrate_req in every node (default true, as the DaemonSet's init container
+   * sets it): a closing agent's queued connections move to its successor instead of being reset.
+   */
+  readonly tcpMigrateReq?: boolean;
 }
 
 export interface ClusterPod extends LabPod {
@@ -62,14 +67,20 @@ export interface Cluster {
   readonly lab: Lab;
   readonly dir: string;
   readonly workloadsFile: string;
+  /** The current agent of each node (the last one started there). */
   readonly agents: Map<string, AgentProcess>;
   readonly pods: readonly ClusterPod[];
   pod(name: string): ClusterPod;
   agent(node: string): AgentProcess;
-  /** Start (or restart) the agent of one node, inside its namespace; resolves when ready. */
+  /**
+   * Start an agent of one node inside its namespace (a restart, or a successor next to the
+   * running one: both share the node's HANDOVER_DIR); resolves when ready. stop() ends them all.
+   */
   startAgent(node: string, env?: Record<string, string>): Promise<AgentProcess>;
   /** GET from an address inside a namespace (admin, stats, readiness of a node's agent). */
   httpGet(ns: string, addr: string, path: string): Promise<{ status: number; body: string }>;
+  /** Connections the echo servers of a pod completed so far (remote address, bytes, sha256). */
+  echoes(pod: string): readonly EchoConnection[];
   /** Plain TCP from inside a pod: send random bytes, half-close, compare the echo; failures are outcomes. */
   flow(from: string, host: string, port: number, bytes?: number): Promise<FlowOutcome>;
   stop(): Promise<void>;
@@ -101,9 +112,11 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
     services: (spec.services ?? []).map((s) => ({ vip: s.vip, port: s.port, endpoints: s.pods.map((p) => ({ ip: ipOf(p), port: s.targetPort })) })),
   });
   const agents = new Map<string, AgentProcess>();
+  const everyAgent = new Set<AgentProcess>();
   const echoes: EchoServer[] = [];
+  const echoesOf = new Map<string, EchoServer[]>();
   const stop = async (): Promise<void> => {
-    await Promise.all([...agents.values()].map((a) => a.stop()));
+    await Promise.all([...everyAgent].map((a) => a.stop()));
     await Promise.all(echoes.map((e) => e.stop()));
     await lab.destroy();
     rmSync(dir, { recursive: true, force: true });
@@ -132,6 +145,8 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
           LOCAL_XDS_PATH: workloadsFile,
           CA_CERTS_DIR: path.join(dir, "cacerts"),
           REDIRECT_MODE: "tproxy",
+          // The node's hostPath shared by its agents (one directory per emulated node).
+          HANDOVER_DIR: path.join(dir, "handover", node),
           ADMIN_ADDR: "127.0.0.1:15000",
           STATS_ADDR: "127.0.0.1:15020",
           READINESS_ADDR: "127.0.0.1:15021",
@@ -144,11 +159,23 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
           ...(spec.logDir !== undefined ? { logFile: path.join(spec.logDir, `${node}.log`), keepLogs: false } : {}),
         },
       );
+      everyAgent.add(agent);
       agents.set(node, agent);
       return agent;
     };
+    // Linux < 5.14 has no such setting: the agents then warn, and handovers reset queued connections.
+    if (existsSync("/proc/sys/net/ipv4/tcp_migrate_req")) {
+      const migrate = (spec.tcpMigrateReq ?? true) ? "1" : "0";
+      for (const n of lab.nodes) await lab.exec(n.ns, ["sysctl", "-q", "-w", `net.ipv4.tcp_migrate_req=${migrate}`]);
+    }
     const echoPorts = spec.echoPorts ?? [8080];
-    for (const p of pods) for (const port of echoPorts) echoes.push(await startEchoServer(lab, p.ns, p.ip, port));
+    for (const p of pods) {
+      for (const port of echoPorts) {
+        const e = await startEchoServer(lab, p.ns, p.ip, port);
+        echoes.push(e);
+        echoesOf.set(p.name, [...(echoesOf.get(p.name) ?? []), e]);
+      }
+    }
     // One after the other: the first start writes the shared CA.
     for (const n of lab.nodes) await startAgent(n.name);
     return {
@@ -165,6 +192,7 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
       },
       startAgent,
       httpGet,
+      echoes: (pod) => (echoesOf.get(find(pods, pod, "pod").name) ?? []).flatMap((e) => e.connections),
       async flow(from, host, port, bytes = 64 * 1024) {
         const pod = find(pods, from, "pod");
         try {

@@ -1,4 +1,4 @@
-import type { Http2Session, Http2Stream } from "node:http2";
+import http2, { type Http2Session, type Http2Stream } from "node:http2";
 import type tls from "node:tls";
 import { ProxyError, toProxyError } from "./errors.js";
 import type { ReceiveBudget } from "./receive-budget.js";
@@ -74,7 +74,14 @@ export function watchHboneConnection(
     const reason = c.reason ?? new ProxyError("HBONE_CONNECTION_LOST", `the HBONE connection with ${peer} closed while the stream was open`);
     // A stream the peer completed (END_STREAM both ways) may still hold data for a slow
     // client: it is whole, so it drains and ends normally.
-    for (const s of [...c.streams]) if (!s.destroyed && !(s.closed && s.rstCode === 0)) s.destroy(reason);
+    for (const s of [...c.streams]) {
+      if (s.destroyed || (s.closed && s.rstCode === 0)) continue;
+      // RST_STREAM(CANCEL) first, then the reason: a destroy with an error alone resets with
+      // INTERNAL_ERROR, which on a session whose peer's GOAWAY refused queued streams makes
+      // Node 20's nghttp2 spin (seen while agents were replaced under load).
+      if (!s.closed) s.close(http2.constants.NGHTTP2_CANCEL);
+      s.destroy(reason);
+    }
   };
   socket.once("error", (err: Error) => {
     c.reason ??= new ProxyError("HBONE_CONNECTION_LOST", `the HBONE connection with ${peer} failed: ${toProxyError(err).message}`, { cause: err });

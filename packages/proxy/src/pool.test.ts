@@ -50,8 +50,16 @@ function key(srcIdentity: string, srcIp: string): PoolKey {
   return { srcIdentity, dstIdentities: [ECHO_ID], hboneIp: "127.31.1.10", hbonePort: 15008, srcIp };
 }
 
-function newPool(over: { maxStreamsPerConnection?: number; idleTimeoutMs?: number } = {}): HbonePool {
-  return createHbonePool({ certs: ctx.certs, logger: ctx.logger, maxStreamsPerConnection: over.maxStreamsPerConnection ?? 100, idleTimeoutMs: over.idleTimeoutMs ?? 300_000, streamWindowSize: 4 << 20, connectionWindowSize: 16 << 20 });
+function newPool(over: { maxStreamsPerConnection?: number; idleTimeoutMs?: number; connectAttempts?: number } = {}): HbonePool {
+  return createHbonePool({
+    certs: ctx.certs,
+    logger: ctx.logger,
+    maxStreamsPerConnection: over.maxStreamsPerConnection ?? 100,
+    idleTimeoutMs: over.idleTimeoutMs ?? 300_000,
+    streamWindowSize: 4 << 20,
+    connectionWindowSize: 16 << 20,
+    ...(over.connectAttempts ? { connectAttempts: over.connectAttempts } : {}),
+  });
 }
 
 const connectMany = (pool: HbonePool, k: PoolKey, n: number): Promise<ClientHttp2Stream[]> => Promise.all(Array.from({ length: n }, () => pool.connect(k, "127.31.1.10:8080", {})));
@@ -105,15 +113,83 @@ describe("HBONE pool", () => {
     pool.close();
   });
 
-  test("after drain() new connects fail with DRAINING; close() leaves no sockets", async () => {
+  test("drain() closes connections as their streams end but still serves connects (the agent's own, accepted before); after close() they fail with DRAINING; no sockets left", async () => {
+    const pool = newPool();
+    const baseline = open;
+    const k = key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5");
+    const s = await pool.connect(k, "127.31.1.10:8080", {});
+    pool.drain();
+    // A connection accepted just before the drain reaches the pool now: it is one to finish, not to refuse.
+    const late = await pool.connect(k, "127.31.1.10:8080", {});
+    expect(pool.stats()).toMatchObject({ connections: 1, streams: 1 });
+    for (const x of [s, late]) x.close();
+    await waitFor("drained connections closed once idle", () => pool.stats().connections === 0 && open === baseline);
+    pool.close();
+    await expect(pool.connect(k, "127.31.1.10:8080", {})).rejects.toMatchObject({ code: "DRAINING" });
+    await waitFor("server side closed", () => open === baseline);
+  });
+
+  test("close() after drain() also ends streams still open on connections the drain retired", async () => {
     const pool = newPool();
     const baseline = open;
     const s = await pool.connect(key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), "127.31.1.10:8080", {});
     pool.drain();
-    await expect(pool.connect(key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), "127.31.1.10:8080", {})).rejects.toMatchObject({ code: "DRAINING" });
-    s.close();
+    expect(pool.stats().connections).toBe(0);
+    const closed = new Promise<void>((r) => s.once("close", () => r()));
     pool.close();
+    await closed;
+    expect(s.destroyed).toBe(true);
     await waitFor("server side closed", () => open === baseline);
+  });
+
+  test("CONNECTs overtaken by the peer's GOAWAY (REFUSED_STREAM) are retried on a new connection", async () => {
+    // A peer of its own on :15009, so that its drain touches no other test's sessions.
+    const peer = createInboundServer(ctx);
+    const server = createProxyListener(ctx, "hbone", (s) => peer.accept(s));
+    await new Promise<void>((r) => server.listen(15009, "127.31.1.10", () => r()));
+    const pool = newPool();
+    const k = { ...key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), hbonePort: 15009 };
+    try {
+      const first = await pool.connect(k, "127.31.1.10:8080", {});
+      // The peer drains (GOAWAY naming the last stream it took) while more CONNECTs are queued on its connection.
+      peer.drain();
+      const more = await connectMany(pool, k, 20);
+      expect(more).toHaveLength(20);
+      const echoed = await new Promise<string>((resolve) => {
+        more[0]!.once("data", (b: Buffer) => resolve(b.toString()));
+        more[0]!.write("ping");
+      });
+      expect(echoed).toBe("ping");
+      for (const s of [first, ...more]) s.close();
+    } finally {
+      pool.close();
+      peer.close();
+      server.close();
+    }
+  });
+
+  test("close() ends a connection whose GOAWAY refused queued CONNECTs while a stream is still open on it", async () => {
+    const peer = createInboundServer(ctx);
+    const server = createProxyListener(ctx, "hbone", (s) => peer.accept(s));
+    await new Promise<void>((r) => server.listen(15009, "127.31.1.10", () => r()));
+    // One try: the refusals reach the caller, as when every retry was refused too.
+    const pool = newPool({ connectAttempts: 1 });
+    const k = { ...key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), hbonePort: 15009 };
+    try {
+      const first = await pool.connect(k, "127.31.1.10:8080", {});
+      peer.drain();
+      const settled = await Promise.allSettled(Array.from({ length: 20 }, () => pool.connect(k, "127.31.1.10:8080", {})));
+      expect(settled.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason.code)).toContain("HBONE_STREAM_REFUSED");
+      const closed = new Promise<void>((r) => first.once("close", () => r()));
+      // Resetting `first` here with anything but CANCEL used to spin in nghttp2 for ever.
+      pool.close();
+      await closed;
+      expect(first.destroyed).toBe(true);
+    } finally {
+      pool.close();
+      peer.close();
+      server.close();
+    }
   });
 
   test("a CONNECT the peer refuses rejects with the peer's answer", async () => {

@@ -35,6 +35,8 @@ export interface PoolOptions {
   readonly onFault?: (where: string, err: unknown) => void;
   /** Descriptors the data path may hold; default: no limit. */
   readonly fds?: FdBudget;
+  /** Tries of a CONNECT refused unprocessed (REFUSED_STREAM), each on another connection; default 3. */
+  readonly connectAttempts?: number;
   /** Opens the TCP socket under TLS (marked under capture); default net.connect. */
   readonly dialer?: Dialer;
 }
@@ -58,9 +60,13 @@ export interface HbonePool {
   connect(key: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream>;
   /** Connections held, for the admin page and tests. */
   stats(): { connections: number; streams: number; keys: number };
-  /** GOAWAY every connection; pending streams finish; new connects fail. */
+  /**
+   * Close every connection once its streams end. A connect during the drain comes from a
+   * connection the agent accepted before it stopped listening, one of its own to finish: it
+   * is served, on a fresh connection that closes when idle.
+   */
   drain(): void;
-  /** Destroy everything now. */
+  /** Destroy everything now; later connects fail with DRAINING. */
   close(): void;
 }
 
@@ -98,6 +104,9 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
   });
   let timer: NodeJS.Timeout | undefined;
   let draining = false;
+  let closed = false;
+  /** Every session still open, those retired from the pool (closing once their streams end) included. */
+  const open = new Set<ClientHttp2Session>();
 
   const log = opts.logger.child({ component: "pool" });
 
@@ -208,14 +217,18 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     });
     session.on("error", (err) => log.debug({ err, key }, "HBONE connection error"));
     session.on("goaway", () => remove(c));
-    session.once("close", () => remove(c));
+    open.add(session);
+    session.once("close", () => {
+      open.delete(session);
+      remove(c);
+    });
     return c;
   }
 
   async function acquire(k: PoolKey): Promise<Conn> {
     const key = keyOf(k);
     for (;;) {
-      if (draining) throw new ProxyError("DRAINING", "the agent is shutting down and opens no new HBONE streams");
+      if (closed) throw new ProxyError("DRAINING", "the agent is shutting down and opens no new HBONE streams");
       let entry = entries.get(key);
       if (!entry) {
         entry = { conns: [], dialing: undefined };
@@ -251,9 +264,26 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
 
   function release(c: Conn): void {
     c.active--;
+    if (c.active === 0 && draining && !c.dead) retire(c, false);
   }
 
+  /**
+   * A CONNECT refused unprocessed (REFUSED_STREAM: the peer's GOAWAY overtook it, as when the
+   * destination agent drains during an upgrade) is safe to retry (RFC 9113 §8.7); the
+   * connection that refused it has left the pool, so the retry opens or picks another.
+   */
   async function connect(k: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await connectOnce(k, authority, headers);
+      } catch (err) {
+        if (!(err instanceof ProxyError && err.code === "HBONE_STREAM_REFUSED") || attempt >= (opts.connectAttempts ?? 3)) throw err;
+        log.debug({ key: keyOf(k), attempt }, "HBONE stream refused unprocessed; retrying on another connection");
+      }
+    }
+  }
+
+  async function connectOnce(k: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
     const c = await acquire(k);
     let stream: ClientHttp2Stream;
     try {
@@ -265,9 +295,17 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     c.hbone.track(stream);
     stream.once("close", () => release(c));
     return await new Promise<ClientHttp2Stream>((resolve, reject) => {
+      const refused = (): boolean => stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
+      // Node reports REFUSED_STREAM as ERR_HTTP2_STREAM_ERROR, which toProxyError names HBONE_STREAM_REFUSED.
       const onError = (err: Error): void => reject(toProxyError(err));
       stream.once("error", onError);
-      stream.once("close", () => reject(new ProxyError("HBONE_STREAM_RESET", `HBONE stream to ${authority} was reset before an answer (code ${stream.rstCode})`)));
+      stream.once("close", () =>
+        reject(
+          refused()
+            ? new ProxyError("HBONE_STREAM_REFUSED", `HBONE stream to ${authority} was refused unprocessed (REFUSED_STREAM)`)
+            : new ProxyError("HBONE_STREAM_RESET", `HBONE stream to ${authority} was reset before an answer (code ${stream.rstCode})`),
+        ),
+      );
       stream.setTimeout(connectTimeoutMs, () => {
         stream.close(http2.constants.NGHTTP2_CANCEL);
         reject(new ProxyError("HBONE_CONNECT_TIMEOUT", `no answer to CONNECT ${authority} within ${connectTimeoutMs} ms`));
@@ -303,8 +341,15 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     },
     close() {
       draining = true;
+      closed = true;
+      // Every stream first gets RST_STREAM(CANCEL): on a connection whose peer's GOAWAY refused
+      // queued streams, the reset session.destroy() sends (another code) makes Node 20's nghttp2
+      // spin forever (found while replacing agents under load; the CANCEL path does not).
+      for (const s of open) for (const st of bySession.get(s)?.hbone.streams ?? []) if (!st.closed) st.close(http2.constants.NGHTTP2_CANCEL);
       for (const e of entries.values()) for (const c of [...e.conns]) retire(c, true);
       entries.clear();
+      // Retired ones too: a stream still on one (a drain that ran out) is reset, not left behind.
+      for (const s of [...open]) s.destroy();
       keepalive.close();
       if (timer) clearInterval(timer);
       timer = undefined;

@@ -1,6 +1,7 @@
-// Socket options Node does not expose: IP_TRANSPARENT, SO_MARK, SO_SNDBUF/SO_RCVBUF
-// before connect, and an unconnected TCP socket bound to a non-local address; plus
-// malloc_trim. Plain syscalls; nothing is spawned.
+// Socket options Node does not expose: IP_TRANSPARENT, SO_MARK, SO_REUSEPORT,
+// SO_SNDBUF/SO_RCVBUF before connect, an unconnected TCP socket bound to a non-local
+// address, and a listening socket made with options set before bind(); plus malloc_trim.
+// Plain syscalls; nothing is spawned.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <arpa/inet.h>
@@ -110,6 +111,48 @@ static napi_value GetMark(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// Fills `ss` from an IPv4/IPv6 literal and a port; returns the address length, 0 if invalid.
+static socklen_t make_addr(int family, const char* ip, int port, struct sockaddr_storage* ss) {
+  memset(ss, 0, sizeof *ss);
+  if (family == 4) {
+    struct sockaddr_in* s4 = (struct sockaddr_in*)ss;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, ip, &s4->sin_addr) == 1 ? sizeof *s4 : 0;
+  }
+  struct sockaddr_in6* s6 = (struct sockaddr_in6*)ss;
+  s6->sin6_family = AF_INET6;
+  s6->sin6_port = htons((uint16_t)port);
+  return inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1 ? sizeof *s6 : 0;
+}
+
+// Reads a string argument into buf (empty for null/undefined); -1 (TypeError thrown) otherwise.
+static int arg_ip(napi_env env, napi_value v, char* buf, size_t size) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  buf[0] = 0;
+  if (t == napi_string) {
+    size_t n = 0;
+    napi_get_value_string_utf8(env, v, buf, size, &n);
+    return 0;
+  }
+  if (t == napi_null || t == napi_undefined) return 0;
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "an IP address must be a string or null");
+  return -1;
+}
+
+// The new socket as a number; or, when the step `op` failed (errno still set), closes it and throws.
+static napi_value socket_result(napi_env env, int fd, const char* op) {
+  if (op != NULL) {
+    int err = errno;
+    close(fd);
+    return fail(env, op, err);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
 // openTcpSocket(family 4|6, mark, transparent 0|1, bindIp string|null, bufferBytes) -> fd
 // A non-blocking, close-on-exec TCP socket, not yet connected. With bindIp it is bound
 // to that address (port chosen at connect time), which may be non-local when transparent.
@@ -127,32 +170,11 @@ static napi_value OpenTcpSocket(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "openTcpSocket(family 4|6, mark, transparent, bindIp|null, bufferBytes)");
     return NULL;
   }
-  char ip[64] = {0};
-  napi_valuetype t;
-  napi_typeof(env, argv[3], &t);
-  if (t == napi_string) {
-    size_t n = 0;
-    napi_get_value_string_utf8(env, argv[3], ip, sizeof ip, &n);
-  } else if (t != napi_null && t != napi_undefined) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "bindIp must be a string or null");
-    return NULL;
-  }
+  char ip[64];
+  if (arg_ip(env, argv[3], ip, sizeof ip) != 0) return NULL;
   struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
   socklen_t slen = 0;
-  if (ip[0] != 0) {
-    if (family == 4) {
-      struct sockaddr_in* s4 = (struct sockaddr_in*)&ss;
-      s4->sin_family = AF_INET;
-      if (inet_pton(AF_INET, ip, &s4->sin_addr) != 1) return fail(env, "inet_pton", EINVAL);
-      slen = sizeof *s4;
-    } else {
-      struct sockaddr_in6* s6 = (struct sockaddr_in6*)&ss;
-      s6->sin6_family = AF_INET6;
-      if (inet_pton(AF_INET6, ip, &s6->sin6_addr) != 1) return fail(env, "inet_pton", EINVAL);
-      slen = sizeof *s6;
-    }
-  }
+  if (ip[0] != 0 && (slen = make_addr(family, ip, 0, &ss)) == 0) return fail(env, "inet_pton", EINVAL);
   int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return fail(env, "socket", errno);
   const char* op = NULL;
@@ -164,13 +186,50 @@ static napi_value OpenTcpSocket(napi_env env, napi_callback_info info) {
   else if (transparent && set_transparent(fd, 1) != 0) op = "setsockopt(IP_TRANSPARENT)";
   else if (slen > 0 && family == 4 && setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0) op = "setsockopt(IP_BIND_ADDRESS_NO_PORT)";
   else if (slen > 0 && bind(fd, (struct sockaddr*)&ss, slen) != 0) op = "bind";
-  if (op != NULL) {
-    int err = errno;
-    close(fd);
-    return fail(env, op, err);
+  return socket_result(env, fd, op);
+}
+
+// listenTcp(family 4|6, ip, port, reusePort, transparent, backlog) -> fd
+// A non-blocking, close-on-exec listening TCP socket with SO_REUSEADDR (as Node's own),
+// and SO_REUSEPORT / IP_TRANSPARENT set before bind(). Node adopts it with listen({ fd }).
+static napi_value ListenTcp(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t family = 0, port = -1, backlog = 0;
+  bool reuse_port = false, transparent = false;
+  if (argc < 6 || napi_get_value_int32(env, argv[0], &family) != napi_ok || napi_get_value_int32(env, argv[2], &port) != napi_ok ||
+      napi_get_value_bool(env, argv[3], &reuse_port) != napi_ok || napi_get_value_bool(env, argv[4], &transparent) != napi_ok ||
+      napi_get_value_int32(env, argv[5], &backlog) != napi_ok || (family != 4 && family != 6) || port < 0 || port > 65535 || backlog < 1) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "listenTcp(family 4|6, ip, port 0-65535, reusePort, transparent, backlog >= 1)");
+    return NULL;
   }
+  char ip[64];
+  if (arg_ip(env, argv[1], ip, sizeof ip) != 0) return NULL;
+  struct sockaddr_storage ss;
+  socklen_t slen = make_addr(family, ip, port, &ss);
+  if (slen == 0) return fail(env, "inet_pton", EINVAL);
+  int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail(env, "socket", errno);
+  const char* op = NULL;
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) op = "setsockopt(SO_REUSEADDR)";
+  else if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) op = "setsockopt(SO_REUSEPORT)";
+  else if (transparent && set_transparent(fd, 1) != 0) op = "setsockopt(IP_TRANSPARENT)";
+  else if (bind(fd, (struct sockaddr*)&ss, slen) != 0) op = "bind";
+  else if (listen(fd, backlog) != 0) op = "listen";
+  return socket_result(env, fd, op);
+}
+
+// getReusePort(fd) -> boolean
+static napi_value GetReusePort(napi_env env, napi_callback_info info) {
+  int32_t a[1];
+  if (arg_int(env, info, 1, a) != 0) return NULL;
+  int on = 0;
+  socklen_t len = sizeof on;
+  if (getsockopt(a[0], SOL_SOCKET, SO_REUSEPORT, &on, &len) != 0) return fail(env, "getsockopt(SO_REUSEPORT)", errno);
   napi_value out;
-  napi_create_int32(env, fd, &out);
+  napi_get_boolean(env, on != 0, &out);
   return out;
 }
 
@@ -222,6 +281,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"openTcpSocket", NULL, OpenTcpSocket, NULL, NULL, NULL, napi_default, NULL},
     {"getBuffers", NULL, GetBuffers, NULL, NULL, NULL, napi_default, NULL},
     {"releaseFreedMemory", NULL, ReleaseFreedMemory, NULL, NULL, NULL, napi_default, NULL},
+    {"listenTcp", NULL, ListenTcp, NULL, NULL, NULL, napi_default, NULL},
+    {"getReusePort", NULL, GetReusePort, NULL, NULL, NULL, napi_default, NULL},
     {"closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -1,7 +1,7 @@
 import net from "node:net";
 import { once } from "node:events";
 import { afterEach, describe, expect, it } from "vitest";
-import { connectTcp, isTransparent, markOf, setTransparent, sockopt } from "./index.js";
+import { connectTcp, isReusePort, isTransparent, listenWithOptions, markOf, setTransparent, sockopt } from "./index.js";
 
 // Loopback only. The addon is built by the install step; a missing addon fails here.
 const cleanup: (() => void)[] = [];
@@ -71,6 +71,52 @@ describe("socket-option addon", () => {
     const s = connectTcp("127.0.0.1", port, { mark: 1 });
     const [err] = (await once(s, "error")) as [NodeJS.ErrnoException];
     expect(err.code).toBe("ECONNREFUSED");
+  });
+
+  it("listens with SO_REUSEPORT: two servers share one address and both get connections", async () => {
+    const counts = [0, 0];
+    const make = (i: number): net.Server => {
+      const s = net.createServer((c) => {
+        counts[i]!++;
+        c.end("ok");
+      });
+      cleanup.push(() => s.close());
+      return s;
+    };
+    const a = make(0);
+    listenWithOptions(a, "127.40.0.1", 0, { reusePort: true });
+    await once(a, "listening");
+    const port = (a.address() as net.AddressInfo).port;
+    const b = make(1);
+    listenWithOptions(b, "127.40.0.1", port, { reusePort: true });
+    await once(b, "listening");
+    expect([isReusePort(a), isReusePort(b), isTransparent(a)]).toEqual([true, true, false]);
+    for (let i = 0; i < 64; i++) {
+      const c = net.connect(port, "127.40.0.1");
+      c.resume();
+      await once(c, "end");
+    }
+    // The kernel spreads connections by a hash of the 4-tuple: 64 all on one side would be 2^-63.
+    expect(counts[0]).toBeGreaterThan(0);
+    expect(counts[1]).toBeGreaterThan(0);
+    expect(counts[0]! + counts[1]!).toBe(64);
+  });
+
+  it("a SO_REUSEPORT listener is also transparent when asked; an exclusive holder keeps its port", async () => {
+    const t = net.createServer();
+    cleanup.push(() => t.close());
+    listenWithOptions(t, "127.40.0.2", 0, { reusePort: true, transparent: true });
+    await once(t, "listening");
+    expect([isReusePort(t), isTransparent(t)]).toEqual([true, true]);
+    const plain = net.createServer();
+    cleanup.push(() => plain.close());
+    plain.listen({ host: "127.40.0.3", port: 0, exclusive: true });
+    await once(plain, "listening");
+    const taken = net.createServer();
+    expect(() => listenWithOptions(taken, "127.40.0.3", (plain.address() as net.AddressInfo).port, { reusePort: true })).toThrow(
+      expect.objectContaining({ code: "EADDRINUSE", syscall: "bind" }),
+    );
+    expect(taken.listening).toBe(false);
   });
 
   it("throws a coded error for an unusable source address", () => {

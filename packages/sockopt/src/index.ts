@@ -10,6 +10,8 @@ interface Native {
   openTcpSocket(family: 4 | 6, mark: number, transparent: boolean, bindIp: string | null, bufferBytes: number): number;
   getBuffers(fd: number): [snd: number, rcv: number];
   releaseFreedMemory(): boolean;
+  listenTcp(family: 4 | 6, ip: string, port: number, reusePort: boolean, transparent: boolean, backlog: number): number;
+  getReusePort(fd: number): boolean;
   closeFd(fd: number): void;
 }
 
@@ -64,6 +66,41 @@ export function markOf(s: net.Server | net.Socket): number {
 export function buffersOf(s: net.Socket): { snd: number; rcv: number } {
   const [snd, rcv] = native().getBuffers(fdOf(s));
   return { snd, rcv };
+}
+
+export function isReusePort(s: net.Server | net.Socket): boolean {
+  return native().getReusePort(fdOf(s));
+}
+
+export interface ListenOptions {
+  /** SO_REUSEPORT: several processes (an agent and its successor) listen on the same address. */
+  readonly reusePort?: boolean;
+  /** IP_TRANSPARENT, so TPROXY may hand the listener connections for any address. */
+  readonly transparent?: boolean;
+  readonly backlog?: number;
+}
+
+/**
+ * A listening TCP socket with options Node 20 cannot set before bind() (`reusePort` arrived
+ * in Node 22.12): returns its file descriptor, for `server.listen({ fd })`, which adopts it.
+ * Throws a coded error (EADDRINUSE, EADDRNOTAVAIL, EPERM, ...) with the failing `syscall`.
+ */
+export function openListener(ip: string, port: number, opts: ListenOptions = {}): number {
+  return native().listenTcp(net.isIPv6(ip) ? 6 : 4, ip, port, opts.reusePort ?? false, opts.transparent ?? false, opts.backlog ?? 511);
+}
+
+/**
+ * `server.listen()` on a socket from {@link openListener}: 'listening' (or 'error') follows
+ * as with a plain listen(); a bind failure throws here, before the server is touched.
+ */
+export function listenWithOptions(server: net.Server, ip: string, port: number, opts: ListenOptions = {}): void {
+  const fd = openListener(ip, port, opts);
+  try {
+    server.listen({ fd, backlog: opts.backlog ?? 511 });
+  } catch (e) {
+    native().closeFd(fd);
+    throw e;
+  }
 }
 
 export interface OpenOptions {

@@ -48,6 +48,8 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   let redirect: Redirect;
   try {
     redirect = createRedirect(config, store, localAddresses.has, logger);
+    // Early, so that the node's running agent hands over its control ports before we bind ours.
+    await redirect.announce();
   } catch (err) {
     localAddresses.close();
     source.close();
@@ -125,6 +127,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     redirect,
     shutdown: () => void agent.shutdown("admin /quitquitquit"),
   });
+  redirect.attachControl({ release: () => listeners.closeAdmin(), retake: () => listeners.retakeAdmin() });
 
   const agent: Agent = {
     config,
@@ -139,12 +142,18 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
       shuttingDown ??= (async () => {
         logger.info({ reason, drainTimeoutMs: config.drainTimeoutMs, live: ctx.live.size }, "draining");
         listeners.markDraining();
+        redirect.markDraining();
         await listeners.stopAccepting();
         listeners.inbound.drain();
         pool.drain();
-        await waitForDrain(ctx, config.drainTimeoutMs);
-        if (ctx.live.size > 0) logger.warn({ live: ctx.live.size }, "drain window over; closing the remaining connections");
+        await waitForDrain(() => ctx.live.size + listeners.openConnections(), config.drainTimeoutMs);
+        const open = listeners.openConnections();
+        if (ctx.live.size > 0 || open > 0) logger.warn({ live: ctx.live.size, open }, "drain window over; closing the remaining connections");
         for (const c of [...ctx.live]) c.destroy();
+        // Each reset becomes an RST_STREAM on its HBONE session: let those reach the peers
+        // before the sessions go, or a peer would see a bare FIN and keep its side open.
+        await waitForDrain(() => ctx.live.size, 1000);
+        await new Promise((r) => setImmediate(r));
         listeners.inbound.close();
         pool.close();
         receiveBudget.close();
@@ -172,9 +181,9 @@ function ownPorts(c: Config): Set<number> {
   return new Set(ports.filter((p) => p > 0));
 }
 
-async function waitForDrain(ctx: ProxyContext, timeoutMs: number): Promise<void> {
+async function waitForDrain(busy: () => number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (ctx.live.size > 0 && Date.now() < deadline) {
+  while (busy() > 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -73,6 +73,15 @@ export function parseNonEmpty(raw: string): string {
   return raw;
 }
 
+/** Unix sockets are named `<dir>/<8 hex>.sock`, and a socket path holds at most 107 bytes. */
+const MAX_SOCKET_DIR = 90;
+
+/** A directory for the agents' unix sockets (the path is resolved later; relative paths are fine). */
+export function parseSocketDir(raw: string): string {
+  if (Buffer.byteLength(raw) > MAX_SOCKET_DIR) throw new Invalid(`too long for unix socket paths: at most ${MAX_SOCKET_DIR} bytes`);
+  return raw;
+}
+
 /** SPIFFE trust domain: lower-case letters, digits, ".", "-", "_"; DNS-like labels. */
 export function parseTrustDomain(raw: string): string {
   if (raw.length > 255) throw new Invalid("too long; a trust domain has at most 255 characters");

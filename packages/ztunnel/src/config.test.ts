@@ -24,6 +24,7 @@ describe("loadConfig", () => {
       secretTtlMs: 86_400_000,
       caCertsDir: path.resolve(".ztunnel/cacerts"),
       redirectMode: "none",
+      handoverDir: "/var/run/ztunnel/handover",
       drainTimeoutMs: 5000,
       adminAddr: { ip: "127.0.0.1", port: 15000 },
       statsAddr: { ip: "0.0.0.0", port: 15020 },
@@ -72,6 +73,7 @@ describe("loadConfig", () => {
       SECRET_TTL: "10s",
       CA_CERTS_DIR: "/var/run/cacerts",
       REDIRECT_MODE: "tproxy",
+      HANDOVER_DIR: "/run/zt",
       DRAIN_TIMEOUT: "0",
       ADMIN_ADDR: "[::1]:0",
       INBOUND_ADDR: "127.0.0.9:15008",
@@ -92,6 +94,7 @@ describe("loadConfig", () => {
       secretTtlMs: 10_000,
       caCertsDir: "/var/run/cacerts",
       redirectMode: "tproxy",
+      handoverDir: "/run/zt",
       drainTimeoutMs: 0,
       adminAddr: { ip: "::1", port: 0 },
       inboundAddr: { kind: "addr", ip: "127.0.0.9", port: 15008 },
@@ -111,6 +114,7 @@ describe("loadConfig", () => {
       HTTP2_STREAM_WINDOW_SIZE: "1k",
       SECRET_TTL: "5s",
       REDIRECT_MODE: "iptables",
+      HANDOVER_DIR: `/${"d".repeat(90)}`,
       ADMIN_ADDR: "localhost:15000",
       STATS_ADDR: "0.0.0.0:70000",
       INBOUND_ADDR: "workloads:0",
@@ -134,6 +138,7 @@ describe("loadConfig", () => {
     expect(ce.message).toContain("expected one of ALLOW_ANY, REGISTRY_ONLY");
     expect(ce.message).toContain("the minimum is 10s");
     expect(ce.message).toContain('"localhost" is not an IP address');
+    expect(ce.message).toContain("HANDOVER_DIR: too long for unix socket paths");
   });
 
   it("checks the connection window against the stream window", () => {
@@ -142,8 +147,9 @@ describe("loadConfig", () => {
     );
   });
 
-  it("treats empty variables as unset and resolves a relative CA_CERTS_DIR", () => {
-    const c = loadConfig({ NODE_NAME: "", LOG_LEVEL: " ", CA_CERTS_DIR: "certs" });
+  it("treats empty variables as unset and resolves a relative CA_CERTS_DIR and HANDOVER_DIR", () => {
+    const c = loadConfig({ NODE_NAME: "", LOG_LEVEL: " ", CA_CERTS_DIR: "certs", HANDOVER_DIR: "run" });
+    expect(c.handoverDir).toBe(path.resolve("run"));
     expect(c.nodeName).toBe(os.hostname());
     expect(c.logLevel).toBe("info");
     expect(c.caCertsDir).toBe(path.resolve("certs"));

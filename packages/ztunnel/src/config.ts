@@ -15,6 +15,7 @@ import {
   parseLogLevelValue,
   parseNonEmpty,
   parseOneOf,
+  parseSocketDir,
   parseTrustDomain,
   type BindAddr,
   type InboundAddr,
@@ -56,6 +57,8 @@ export interface Config {
   /** Absolute path of the built-in CA's Istio-style `cacerts` directory. */
   readonly caCertsDir: string;
   readonly redirectMode: RedirectMode;
+  /** tproxy: absolute path of the directory (shared by the node's agents) where each one announces itself. */
+  readonly handoverDir: string;
   readonly drainTimeoutMs: number;
   readonly adminAddr: BindAddr;
   readonly statsAddr: BindAddr;
@@ -125,6 +128,7 @@ const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
   secretTtlMs: duration("SECRET_TTL", "24h", 10_000),
   caCertsDir: text("CA_CERTS_DIR", () => "./.ztunnel/cacerts"),
   redirectMode: oneOf("REDIRECT_MODE", ["none", "tproxy"], "none"),
+  handoverDir: { env: "HANDOVER_DIR", default: () => "/var/run/ztunnel/handover", parse: parseSocketDir },
   drainTimeoutMs: duration("DRAIN_TIMEOUT", "5s", 0),
   adminAddr: bind("ADMIN_ADDR", "127.0.0.1:15000"),
   statsAddr: bind("STATS_ADDR", "0.0.0.0:15020"),
@@ -188,7 +192,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (problems.length === 0 && config.redirectMode === "tproxy") problems.push(...captureProblems(config));
   if (problems.length > 0) throw new ConfigError(problems);
-  return { ...config, caCertsDir: path.resolve(config.caCertsDir) };
+  return { ...config, caCertsDir: path.resolve(config.caCertsDir), handoverDir: path.resolve(config.handoverDir) };
 }
 
 /**
@@ -236,6 +240,7 @@ export function describeConfig(c: Config): Record<string, string | number | null
     secretTtlMs: c.secretTtlMs,
     caCertsDir: c.caCertsDir,
     redirectMode: c.redirectMode,
+    handoverDir: c.handoverDir,
     drainTimeoutMs: c.drainTimeoutMs,
     adminAddr: formatBindAddr(c.adminAddr),
     statsAddr: formatBindAddr(c.statsAddr),

@@ -32,6 +32,15 @@ describe("listen", () => {
     expect(((err as ZtError).cause as NodeJS.ErrnoException).code).toBe("EADDRINUSE");
   });
 
+  it("with reusePort, a second listener (the node's next agent) shares the address; an exclusive one does not", async () => {
+    const { port } = await listen(server(), { ip: "127.40.1.1", port: 0 }, { reusePort: true });
+    const again = await listen(server(), { ip: "127.40.1.1", port }, { reusePort: true });
+    expect(again.port).toBe(port);
+    const err = await listen(server(), { ip: "127.40.1.1", port }, { env: "OUTBOUND_ADDR" }).catch((e: unknown) => e);
+    expect((err as ZtError).code).toBe("BIND_FAILED");
+    expect((err as ZtError).message).toContain(`another agent or process holds 127.40.1.1:${port}; set OUTBOUND_ADDR`);
+  });
+
   it("explains an address that is not on this host", async () => {
     const err = await listen(server(), { ip: "192.0.2.123", port: 0 }).catch((e: unknown) => e);
     expect((err as ZtError).code).toBe("BIND_FAILED");

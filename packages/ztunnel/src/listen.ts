@@ -1,6 +1,7 @@
 /** Binding a listener, with errors an operator can act on. */
 import type { AddressInfo } from "node:net";
 import type net from "node:net";
+import { listenWithOptions } from "@zt/sockopt";
 import { formatHostPort, ZtError } from "@zt/state";
 
 export interface ListenTarget {
@@ -8,11 +9,22 @@ export interface ListenTarget {
   readonly port: number;
 }
 
+export interface ListenOpts {
+  /** The variable that sets this address, named in errors. */
+  readonly env?: string;
+  /** SO_REUSEPORT (through @zt/sockopt): the node's next agent binds the same address. */
+  readonly reusePort?: boolean;
+  /** IP_TRANSPARENT (through @zt/sockopt), set before bind. */
+  readonly transparent?: boolean;
+}
+
 /**
  * Listen on `addr` and resolve with the bound address (useful with port 0). Rejects with
- * ZtError BIND_FAILED naming the address, the errno and, when given, the variable to change.
+ * ZtError BIND_FAILED naming the address, the errno and, when given, the variable to change
+ * (CAPTURE_SOCKOPT_FAILED when a socket option could not be set). Without `reusePort` the
+ * address is exclusive: a second agent on it fails with EADDRINUSE.
  */
-export function listen(server: net.Server, addr: ListenTarget, opts: { env?: string } = {}): Promise<AddressInfo> {
+export function listen(server: net.Server, addr: ListenTarget, opts: ListenOpts = {}): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       server.off("listening", onListening);
@@ -24,13 +36,26 @@ export function listen(server: net.Server, addr: ListenTarget, opts: { env?: str
     };
     server.once("error", onError);
     server.once("listening", onListening);
-    server.listen({ host: addr.ip, port: addr.port, exclusive: true });
+    if (!opts.reusePort && !opts.transparent) {
+      server.listen({ host: addr.ip, port: addr.port, exclusive: true });
+      return;
+    }
+    try {
+      listenWithOptions(server, addr.ip, addr.port, { reusePort: opts.reusePort ?? false, transparent: opts.transparent ?? false });
+    } catch (err) {
+      server.off("error", onError);
+      server.off("listening", onListening);
+      reject(bindError(err as NodeJS.ErrnoException, addr, opts.env));
+    }
   });
 }
 
 function bindError(err: NodeJS.ErrnoException, addr: ListenTarget, env: string | undefined): ZtError {
   const where = formatHostPort(addr.ip, addr.port);
   const fix = env ? `; set ${env}` : "";
+  if (err.syscall?.startsWith("setsockopt")) {
+    return new ZtError("CAPTURE_SOCKOPT_FAILED", `cannot prepare the listener on ${where}: ${err.message}; REDIRECT_MODE=tproxy needs CAP_NET_ADMIN`, { cause: err });
+  }
   let message: string;
   switch (err.code) {
     case "EADDRINUSE":

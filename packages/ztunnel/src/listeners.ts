@@ -15,7 +15,7 @@ import { formatHostPort } from "@zt/state";
 import { createAdminServer } from "./admin.js";
 import type { Config } from "./config.js";
 import { createControlLimits } from "./control-limits.js";
-import { listen } from "./listen.js";
+import { listen, type ListenOpts } from "./listen.js";
 import { createListenerErrors } from "./listener-errors.js";
 import type { Redirect } from "./redirect.js";
 import { createReadinessServer } from "./readiness.js";
@@ -34,7 +34,15 @@ export interface Listeners {
   markDraining(): void;
   /** Close the data-path listeners (no new connections); live ones carry on. */
   stopAccepting(): Promise<void>;
+  /**
+   * Data-path connections accepted and not closed yet, those still being set up included
+   * (a drain that only waited for relayed ones would cut these off).
+   */
+  openConnections(): number;
+  /** Close admin, stats and readiness (at the end, or when a successor takes them over). */
   closeAdmin(): Promise<void>;
+  /** Bind again whichever of admin, stats and readiness is closed (the successor went away). */
+  retakeAdmin(): Promise<void>;
 }
 
 export interface ListenerDeps {
@@ -53,13 +61,25 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   const bound = new Map<string, net.Server[]>();
   const keepErrors = createListenerErrors(d.registry, logger);
   const limitControl = createControlLimits(d.registry);
-  const add = async (name: string, server: net.Server, addr: { ip: string; port: number }, env: string): Promise<void> => {
-    await listen(server, addr, { env });
+  const add = async (name: string, server: net.Server, addr: { ip: string; port: number }, env: string, opts: ListenOpts = {}): Promise<void> => {
+    await listen(server, addr, { env, ...opts });
     keepErrors(server, name);
     bound.set(name, [...(bound.get(name) ?? []), server]);
   };
+  const controlAddrs = new Map<net.Server, [{ ip: string; port: number }, string]>();
+  const addControl = async (name: string, server: http.Server, addr: { ip: string; port: number }, env: string): Promise<void> => {
+    control.push(server);
+    controlAddrs.set(server, [addr, env]);
+    await add(name, server, addr, env);
+  };
   let draining = false;
   let allBound = false;
+  let accepted = 0;
+  const track = <T extends net.Server>(server: T): T =>
+    server.on("connection", (sock: net.Socket) => {
+      accepted++;
+      sock.once("close", () => accepted--);
+    });
   const inbound = createInboundServer(ctx, {
     pingIntervalMs: config.hboneKeepaliveIntervalMs,
     pingTimeoutMs: config.hboneKeepaliveTimeoutMs,
@@ -70,9 +90,8 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   const control: http.Server[] = [];
 
   const readiness = createReadinessServer({ pending: () => pending() });
-  control.push(readiness);
   limitControl(readiness, "readiness");
-  await add("readiness", readiness, config.readinessAddr, "READINESS_ADDR");
+  await addControl("readiness", readiness, config.readinessAddr, "READINESS_ADDR");
 
   let perWorkload: WorkloadListeners | undefined;
   const inboundMode = config.inboundAddr;
@@ -82,26 +101,24 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
       ctx,
       logger,
       port: inboundMode.port,
-      create: () => createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven),
+      create: () => track(createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven)),
       bound: (s) => keepErrors(s, "inbound"),
     });
     perWorkload = wl;
     await wl.sync();
     ctx.store.onChange(() => void wl.sync());
   } else {
-    const s = createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven);
+    const s = track(createProxyListener(ctx, "hbone", inbound.accept, inbound.unproven));
     dataPath.push(s);
-    await add("inbound", s, inboundMode, "INBOUND_ADDR");
-    d.redirect.prepareListener(s, "INBOUND_ADDR");
+    await add("inbound", s, inboundMode, "INBOUND_ADDR", d.redirect.listenOptions("inbound"));
   }
   for (const [name, server, addr, env] of [
     ["outbound", createOutboundServer(ctx), config.outboundAddr, "OUTBOUND_ADDR"],
     ["inbound_plaintext", createPlaintextInboundServer(ctx), config.inboundPlaintextAddr, "INBOUND_PLAINTEXT_ADDR"],
     ["socks5", createSocks5Server(ctx), config.socks5Addr, "SOCKS5_ADDR"],
   ] as const) {
-    dataPath.push(server);
-    await add(name, server, addr, env);
-    if (name !== "socks5") d.redirect.prepareListener(server, env);
+    dataPath.push(track(server));
+    await add(name, server, addr, env, d.redirect.listenOptions(name));
   }
   const admin = createAdminServer({
     configDump: d.configDump,
@@ -116,11 +133,10 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
   });
   registerPressureMetrics(d.registry, ctx, inbound);
   const stats = createStatsServer(d.registry);
-  control.push(admin, stats);
   limitControl(admin, "admin");
   limitControl(stats, "stats");
-  await add("admin", admin, config.adminAddr, "ADMIN_ADDR");
-  await add("stats", stats, config.statsAddr, "STATS_ADDR");
+  await addControl("admin", admin, config.adminAddr, "ADMIN_ADDR");
+  await addControl("stats", stats, config.statsAddr, "STATS_ADDR");
 
   allBound = true;
 
@@ -147,6 +163,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     markDraining() {
       draining = true;
     },
+    openConnections: () => accepted,
     async stopAccepting() {
       // Stop listening now; connections already accepted are drained by their owners,
       // so do not wait for close() callbacks (they fire only when every connection is gone).
@@ -156,6 +173,9 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     async closeAdmin() {
       for (const s of control) s.closeAllConnections();
       await Promise.all(control.map(closeServer));
+    },
+    async retakeAdmin() {
+      for (const [s, [addr, env]] of controlAddrs) if (!s.listening) await listen(s, addr, { env });
     },
   };
 }

@@ -2,25 +2,36 @@ import type net from "node:net";
 import type { Logger } from "pino";
 import { defaultCaptureParams, installCapture, type Capture, type CaptureParams } from "@zt/capture";
 import { plainDialer, type Dialer } from "@zt/proxy";
-import { connectTcp, setTransparent, sockopt } from "@zt/sockopt";
+import { connectTcp, sockopt } from "@zt/sockopt";
 import { ZtError, type MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
+import { startHandover, type ControlPorts, type Handover } from "./handover.js";
+import type { ListenOpts } from "./listen.js";
+
+export type DataPathListener = "inbound" | "outbound" | "inbound_plaintext" | "socks5";
 
 /**
  * REDIRECT_MODE: how connections reach the agent and how it dials out. `none`: explicit
- * SOCKS5/HBONE only, plain sockets. `tproxy`: transparent listeners, node rules installed
- * at start and removed at exit, upstream sockets marked and speaking from the client's address.
+ * SOCKS5/HBONE only, plain sockets, exclusive listeners. `tproxy`: transparent SO_REUSEPORT
+ * listeners, node rules converged at start and handed over to a successor at exit (removed
+ * only when none runs), upstream sockets marked and speaking from the client's address.
  */
 export interface Redirect {
   /** Opens HBONE connections to other nodes' agents (kernel buffers autotuned). */
   readonly dialer: Dialer;
   /** Opens connections to destinations (pods, passthrough): fixed, small kernel buffers when the addon is there. */
   readonly upstreamDialer: Dialer;
-  /** IP_TRANSPARENT on a data-path listener (no-op without capture). */
-  prepareListener(server: net.Server, env: string): void;
-  /** Install the rules (after every listener is up); then keep the pod set in sync. */
+  /** How a data-path listener binds: SO_REUSEPORT, and IP_TRANSPARENT for the captured ports, under tproxy. */
+  listenOptions(name: DataPathListener): ListenOpts;
+  /** tproxy: announce this agent on the node (HANDOVER_DIR); the running agents release the control ports. */
+  announce(): Promise<void>;
+  /** Once this agent's control ports are bound: give them to a successor that announces itself. */
+  attachControl(control: ControlPorts): void;
+  /** The drain began: this agent is no successor for anyone any more. */
+  markDraining(): void;
+  /** Converge the rules (after every listener is up); then keep the pod set in sync. */
   start(): Promise<void>;
-  /** Remove the rules (after the drain). */
+  /** After the drain: remove the rules, unless another agent of the node runs (it keeps them). */
   stop(): Promise<void>;
   pending(): string[];
   dump(): unknown;
@@ -35,7 +46,10 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
     return {
       dialer: plainDialer,
       upstreamDialer,
-      prepareListener: () => {},
+      listenOptions: () => ({}),
+      announce: async () => {},
+      attachControl: () => {},
+      markDraining: () => {},
       start: async () => {},
       stop: async () => {},
       pending: () => [],
@@ -63,17 +77,18 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
   let syncing: Promise<void> = Promise.resolve();
   let stopped = false;
   let starting: Promise<void> | undefined;
+  let handover: Handover | undefined;
 
   return {
     dialer,
     upstreamDialer,
-    prepareListener(server, env) {
-      try {
-        setTransparent(server);
-      } catch (e) {
-        throw new ZtError("CAPTURE_SOCKOPT_FAILED", `cannot make the ${env} listener transparent (${(e as Error).message}); REDIRECT_MODE=tproxy needs CAP_NET_ADMIN`, { cause: e });
-      }
+    // SOCKS5 is not captured, but the successor binds it too while this agent drains.
+    listenOptions: (name) => ({ reusePort: true, transparent: name !== "socks5" }),
+    async announce() {
+      handover = await startHandover({ dir: config.handoverDir, nodeName: config.nodeName, logger });
     },
+    attachControl: (control) => handover?.attach(control),
+    markDraining: () => handover?.markDraining(),
     start() {
       starting = install();
       return starting;
@@ -83,22 +98,40 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
       // A shutdown during start waits for the install, then removes what it installed.
       await starting?.catch(() => undefined);
       await syncing;
-      if (!capture) return;
       try {
+        if (!capture) return;
+        // Asked after the drain, when a successor started alongside has long announced itself.
+        if (await handover?.successorRunning()) {
+          log.info("another agent of this node is running: capture rules left in force for it");
+          return;
+        }
         await capture.remove();
         log.info("capture rules removed");
       } catch (err) {
         log.error({ err, code: (err as ZtError).code }, `capture rules not fully removed: ${(err as Error).message}`);
+      } finally {
+        handover?.close();
       }
     },
     pending: () => (capture || stopped ? [] : ["capture rules"]),
-    dump: () => ({ mode: "tproxy", ipset: params.ipset, pods: capture?.pods() ?? [], agentMark: mark, captureMark: params.captureMark, routeTable: params.routeTable }),
+    dump: () => ({
+      mode: "tproxy",
+      ipset: params.ipset,
+      pods: capture?.pods() ?? [],
+      agentMark: mark,
+      captureMark: params.captureMark,
+      routeTable: params.routeTable,
+      handover: handover?.dump(),
+    }),
   };
 
   async function install(): Promise<void> {
     const pods = localPods();
     capture = await installCapture(params, pods);
-    log.info({ pods: pods.length, ipset: params.ipset, outbound: params.outboundPort, inbound: params.inboundPort, plaintext: params.plaintextPort }, "capture rules installed");
+    log.info(
+      { pods: pods.length, ipset: params.ipset, outbound: params.outboundPort, inbound: params.inboundPort, plaintext: params.plaintextPort, predecessors: handover?.predecessors ?? 0 },
+      "capture rules installed",
+    );
     const resync = (): void => {
       syncing = syncing.then(async () => {
         const want = localPods();
