@@ -107,6 +107,8 @@ describe("one identity cannot make the agent buffer its memory away", () => {
   });
 
   test("past the per-identity connection cap, new connections of that identity are refused; others are not", async () => {
+    // The floods' connections are gone on node-b's side too.
+    await until("evil holds nothing", async () => (await b().get("stats", "/metrics")).body, (m) => counter(m, "ztunnel_hbone_peer_connections", { source_principal: "spiffe://cluster.local/ns/default/sa/evil" }) === 0);
     const conns = [];
     for (let i = 0; i < 12; i++) conns.push(await rawHboneClient(`${B}.10`, 15008, evil));
     await until("4 refused", () => conns.filter((c) => c.socket.destroyed).length, (n) => n === 4);

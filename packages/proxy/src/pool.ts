@@ -293,6 +293,9 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       throw toProxyError(err);
     }
     c.hbone.track(stream);
+    // The caller attaches its own listener once it has the stream; until then (and if it
+    // never does) an error that ends the stream must not go unhandled.
+    stream.on("error", () => {});
     stream.once("close", () => release(c));
     return await new Promise<ClientHttp2Stream>((resolve, reject) => {
       const refused = (): boolean => stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;

@@ -31,6 +31,16 @@ export function registerPressureMetrics(registry: Registry, ctx: ProxyContext, i
     },
   });
   new Gauge({
+    name: "ztunnel_hbone_peer_connections",
+    help: "Inbound HBONE connections open per peer identity",
+    labelNames: ["source_principal"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [id, u] of inbound.limits.usage()) if (u.connections > 0) this.set({ source_principal: id }, u.connections);
+    },
+  });
+  new Gauge({
     name: "ztunnel_hbone_peer_streams",
     help: "Inbound HBONE streams open per peer identity",
     labelNames: ["source_principal"],
