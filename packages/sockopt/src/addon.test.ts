@@ -1,7 +1,7 @@
 import net from "node:net";
 import { once } from "node:events";
 import { afterEach, describe, expect, it } from "vitest";
-import { connectTcp, isReusePort, isTransparent, listenWithOptions, markOf, setTransparent, sockopt } from "./index.js";
+import { buffersOf, connectTcp, isReusePort, isTransparent, listenWithOptions, markOf, setTransparent, sockopt } from "./index.js";
 
 // Loopback only. The addon is built by the install step; a missing addon fails here.
 const cleanup: (() => void)[] = [];
@@ -33,6 +33,20 @@ describe("socket-option addon", () => {
   it("is loaded", () => {
     expect(sockopt.reason).toBeUndefined();
     expect(sockopt.available).toBe(true);
+  });
+
+  it("fixes a connection's kernel buffers before connect, and it still carries bytes", async () => {
+    const { port } = await echoServer();
+    const s = connectTcp("127.0.0.1", port, { bufferBytes: 64 * 1024 }, { allowHalfOpen: true });
+    await once(s, "connect");
+    // The kernel doubles what is asked and keeps it (no autotuning).
+    expect(buffersOf(s)).toEqual({ snd: 128 * 1024, rcv: 128 * 1024 });
+    const payload = Buffer.alloc(2 * 1024 * 1024, 7);
+    expect((await roundTrip(s, payload)).equals(payload)).toBe(true);
+    const plain = connectTcp("127.0.0.1", port, {}, { allowHalfOpen: true });
+    await once(plain, "connect");
+    expect(buffersOf(plain).snd).not.toBe(128 * 1024);
+    plain.destroy();
   });
 
   it("makes a listener transparent", async () => {
