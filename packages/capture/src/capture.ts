@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
 import { missingTools, runTool } from "./exec.js";
 import { chainsOf, jumpsOf, ruleTables, type CaptureParams } from "./rules.js";
 

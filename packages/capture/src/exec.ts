@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import path from "node:path";
-import { ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
 
 /** The programs the rules need; all are looked up before anything is changed. */
 export const TOOLS = ["iptables-restore", "iptables-save", "ipset", "ip"] as const;

@@ -1,7 +1,5 @@
 import { ZtError } from "@zt/errors";
 
-export { ZtError } from "@zt/errors";
-
 /** One problem in a configuration source, named precisely enough to fix it. */
 export interface ConfigProblem {
   /** File path or "env". */

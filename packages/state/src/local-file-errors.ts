@@ -1,5 +1,5 @@
 /** The errors of reading the local config file, named the same on every thread. */
-import { ZtError } from "./errors.js";
+import { ZtError } from "@zt/errors";
 
 export function unreadable(source: string, e: unknown): ZtError {
   const errno = (e as NodeJS.ErrnoException).code ?? "EUNKNOWN";

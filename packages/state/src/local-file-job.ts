@@ -9,7 +9,8 @@
  */
 import { Worker } from "node:worker_threads";
 import type { ErrorCode } from "@zt/errors";
-import { ConfigError, type ConfigProblem, ZtError } from "./errors.js";
+import { ZtError } from "@zt/errors";
+import { ConfigError, type ConfigProblem } from "./errors.js";
 import type { LocalConfigDefaults } from "./local-file.js";
 import type { MeshSnapshot } from "./types.js";
 

@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from "node:fs/
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { ConfigError, ZtError } from "./errors.js";
+import { ZtError } from "@zt/errors";
+import { ConfigError } from "./errors.js";
 import { loadLocalConfig, type LocalConfigWatcher, openLocalConfig, watchLocalConfig } from "./local-file-source.js";
 import type { ParseJob } from "./local-file-job.js";
 import type { MeshSnapshot } from "./types.js";

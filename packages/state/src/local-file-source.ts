@@ -7,7 +7,7 @@
 import { type FSWatcher, watch as fsWatch } from "node:fs";
 import { stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { ZtError } from "./errors.js";
+import { ZtError } from "@zt/errors";
 import { tooLarge, unreadable } from "./local-file-errors.js";
 import { type JobResult, type ParseJob, type RunningJob, runParseJob } from "./local-file-job.js";
 import type { LocalConfigDefaults } from "./local-file.js";

@@ -5,7 +5,8 @@
 import { createHash } from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
-import { ConfigError, ZtError } from "./errors.js";
+import { ZtError } from "@zt/errors";
+import { ConfigError } from "./errors.js";
 import type { ParseJob, WorkerReply } from "./local-file-job.js";
 import { parseLocalConfig } from "./local-file.js";
 import { tooLarge, unreadable } from "./local-file-errors.js";

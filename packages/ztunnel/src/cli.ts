@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
-import { ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
 import { startAgent, VERSION } from "./agent.js";
 import { envHelp, loadConfig } from "./config.js";
 import { createLogger } from "./logging.js";

@@ -15,7 +15,7 @@ import { mkdirSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import type { Logger } from "pino";
-import { ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
 
 export type AgentState = "starting" | "running" | "draining";
 

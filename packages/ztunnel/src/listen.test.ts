@@ -1,6 +1,6 @@
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
 import { listen } from "./listen.js";
 
 const servers: net.Server[] = [];

@@ -2,7 +2,8 @@
 import type { AddressInfo } from "node:net";
 import type net from "node:net";
 import { listenWithOptions } from "@zt/sockopt";
-import { formatHostPort, ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
+import { formatHostPort } from "@zt/state";
 
 export interface ListenTarget {
   readonly ip: string;

@@ -7,7 +7,8 @@
 import type net from "node:net";
 import type { Logger } from "pino";
 import type { ProxyContext } from "@zt/proxy";
-import { formatHostPort, ZtError } from "@zt/state";
+import { ZtError } from "@zt/errors";
+import { formatHostPort } from "@zt/state";
 import type { Config } from "./config.js";
 import { listen } from "./listen.js";
 

@@ -7,7 +7,8 @@
  */
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { closestMatch, createMeshStore, formatBytes, openLocalConfig, type MeshStore, type ZtError } from "@zt/state";
+import type { ZtError } from "@zt/errors";
+import { closestMatch, createMeshStore, formatBytes, openLocalConfig, type MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 
 export interface WorkloadSourceDump {
