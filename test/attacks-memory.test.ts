@@ -76,7 +76,7 @@ async function attack(target: string, zeroWindow: boolean, seconds: number): Pro
   }
   const opened = floods.reduce((n, f) => n + f.opened(), 0);
   // Connections that kept opening streams past the cap were told to go away.
-  const calmedDown = floods.filter((f) => f.conn.frames.some((fr) => fr.type === Frame.GOAWAY && errorCodeOf(fr) === ErrorCode.ENHANCE_YOUR_CALM)).length;
+  const calmedDown = floods.filter((f) => f.conn.frames.some((fr) => fr.type === Frame.GOAWAY && errorCodeOf(fr) === ErrorCode.NO_ERROR)).length;
   const pushedMiB = floods.reduce((n, f) => n + f.pusher.sent, 0) / MiB;
   for (const f of floods) f.close();
   const { ok, failures } = await legit.stop();

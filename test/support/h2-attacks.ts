@@ -5,7 +5,7 @@
  */
 import type { WorkloadCertificate } from "@zt/identity";
 import { rawHboneClient } from "./faulty-peer.js";
-import { connectHeaders, Frame, headersFrame, isOk, rstStream, Setting, type RawConnection, type RawFrame } from "./h2-raw.js";
+import { connectHeaders, Frame, headersFrame, isOk, rstStream, Setting, windowUpdate, type RawConnection, type RawFrame } from "./h2-raw.js";
 
 const MAX_FRAME = 16_384;
 
@@ -81,6 +81,8 @@ export interface FloodOptions {
   readonly streams: number;
   /** Advertise a zero stream window: the agent may send nothing back. */
   readonly zeroWindow?: boolean;
+  /** Push DATA right after the HEADERS, before the agent answered (and before it dialled). */
+  readonly pushBeforeAnswer?: boolean;
 }
 
 export interface Flood {
@@ -88,6 +90,8 @@ export interface Flood {
   readonly pusher: FlowPusher;
   /** Streams answered 200. */
   readonly opened: () => number;
+  /** DATA bytes the agent sent back (acknowledged with WINDOW_UPDATE unless zeroWindow). */
+  readonly received: () => number;
   close(): void;
 }
 
@@ -96,14 +100,21 @@ export async function flood(o: FloodOptions): Promise<Flood> {
   const conn = await rawHboneClient(o.target, 15008, o.cert, o.zeroWindow ? { [Setting.INITIAL_WINDOW_SIZE]: 0 } : {});
   const pusher = new FlowPusher(conn);
   let ok = 0;
+  let received = 0;
   conn.on("frame", (f: RawFrame) => {
     if (f.type === Frame.HEADERS && isOk(f)) {
       ok++;
-      pusher.open(f.stream);
+      if (!o.pushBeforeAnswer) pusher.open(f.stream);
+    } else if (f.type === Frame.DATA && f.payload.length > 0) {
+      received += f.payload.length;
+      if (!o.zeroWindow) conn.send(windowUpdate(0, f.payload.length), windowUpdate(f.stream, f.payload.length));
     }
   });
-  for (let i = 0; i < o.streams; i++) conn.send(headersFrame(2 * i + 1, connectHeaders(o.authority)));
-  return { conn, pusher, opened: () => ok, close: () => conn.socket.destroy() };
+  for (let i = 0; i < o.streams; i++) {
+    conn.send(headersFrame(2 * i + 1, connectHeaders(o.authority)));
+    if (o.pushBeforeAnswer) pusher.open(2 * i + 1);
+  }
+  return { conn, pusher, opened: () => ok, received: () => received, close: () => conn.socket.destroy() };
 }
 
 /** Open and immediately reset `n` CONNECT streams per round (CVE-2023-44487 shape). */

@@ -81,7 +81,7 @@ export const CATALOG = {
   HBONE_KEEPALIVE_TIMEOUT: conn("RESET", "warn", null, S.hostUnreachable),
   HBONE_GOAWAY: conn("RESET", "warn", null, S.connectionRefused),
   HBONE_PROTOCOL_ERROR: conn("RESET", "warn", null, S.generalFailure),
-  HBONE_IDLE_TIMEOUT: conn("-", "debug", null, null),
+  HBONE_STALLED: conn("RESET", "warn", null, S.hostUnreachable),
   // --- HBONE inbound (15008): handshake ---
   TLS_FAILURE: conn("TLS_FAILURE", "warn", null, S.generalFailure),
   TLS_HANDSHAKE_TIMEOUT: conn("TLS_FAILURE", "info", null, S.hostUnreachable),

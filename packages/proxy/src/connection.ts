@@ -62,7 +62,10 @@ function endError(o: SpliceOutcome, peer: net.Socket | http2.Http2Stream): Proxy
     const why = toProxyError(o.error);
     return new ProxyError(why.code === "HBONE_PROTOCOL_ERROR" ? "HBONE_PROTOCOL_ERROR" : "HBONE_CONNECTION_LOST", `the HBONE connection failed under the stream: ${why.message}`, { cause: o.error });
   }
-  return toProxyError(o.error, "CONNECTION_RESET");
+  const why = toProxyError(o.error, "CONNECTION_RESET");
+  // An open connection that times out or loses its route was reset under us; the dial-time codes would say "connect".
+  if (why.flag === "CONNECT") return new ProxyError("CONNECTION_RESET", `the connection was lost (${code ?? why.code}): ${o.error.message}`, { cause: o.error });
+  return why;
 }
 
 export function newRecord(srcAddr: string, dstAddr: string, direction: "inbound" | "outbound" = "inbound", listener: ConnectionRecord["listener"] = "hbone"): ConnectionRecord {

@@ -35,11 +35,12 @@ export function watchHboneConnection(
   session: Http2Session,
   socket: tls.TLSSocket,
   peer: string,
-  budget: ReceiveBudget,
+  /** The budget, and the stream window the session was opened with. */
+  budget: { readonly of: ReceiveBudget; readonly window: number },
   /** The HTTP/2 layer ended the connection on its own (the peer broke the protocol): once, with why. */
   onBroken: (err: ProxyError) => void,
 ): HboneConnection {
-  const accounted = budget.attach(session);
+  const accounted = budget.of.attach(session, budget.window);
   const c: HboneConnection = {
     session,
     streams: new Set(),
@@ -99,7 +100,7 @@ export function watchHboneConnection(
   // connection window: GOAWAY INTERNAL_ERROR, where FLOW_CONTROL_ERROR would be due).
   session.on("error", (err: Error) => {
     if (!c.reason && !socket.destroyed) {
-      c.reason = new ProxyError("HBONE_PROTOCOL_ERROR", `the HTTP/2 layer ended the HBONE connection with ${peer}: ${err.message} (${String((err as NodeJS.ErrnoException).code)})`, { cause: err });
+      c.reason = err instanceof ProxyError ? err : new ProxyError("HBONE_PROTOCOL_ERROR", `the HTTP/2 layer ended the HBONE connection with ${peer}: ${err.message} (${String((err as NodeJS.ErrnoException).code)})`, { cause: err });
       onBroken(c.reason);
     }
     endStreams();

@@ -20,10 +20,12 @@ export interface InboundPeer {
   readonly ip: string;
   readonly port: number;
   readonly identity: PeerIdentity | undefined;
-  /** Called once per stream refused before it was served (for the per-connection refusal budget). */
-  readonly onRefused: () => void;
+  /** Called once per stream refused before it was served, with why. */
+  readonly onRefused: (err: ProxyError) => void;
   /** Called once per stream the peer reset before it was served. */
   readonly onReset: () => void;
+  /** Why the HBONE connection ended, once it has. */
+  readonly lost: () => ProxyError | undefined;
 }
 
 /**
@@ -40,12 +42,15 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
   stream.on("error", () => {});
 
   const resetEarly = (): void => {
+    // The stream ended with its connection, or the client reset it.
+    const lost = peer.lost();
+    if (lost) return fail(ctx, rec, lost);
     peer.onReset();
     fail(ctx, rec, new ProxyError("CLIENT_STREAM_RESET", "the client reset the stream before the upstream connected"));
   };
   const refuse = (err: ProxyError): void => {
     if (!stream.destroyed && !stream.headersSent) stream.respond({ ":status": err.spec.hbone ?? 503 }, { endStream: true });
-    peer.onRefused();
+    peer.onRefused(err);
     fail(ctx, rec, err);
   };
 

@@ -21,8 +21,9 @@ export interface InboundOptions {
   readonly idleTimeoutMs?: number;
 }
 
-/** Streams refused on one connection before it gets GOAWAY. */
-const MAX_REFUSED_STREAMS = 100;
+/** Streams refused as misuse on one connection before it gets GOAWAY. */
+const MAX_MISUSED_STREAMS = 100;
+const MISUSE: ReadonlySet<string> = new Set(["HBONE_HEADERS_TOO_LARGE", "HBONE_METHOD_NOT_ALLOWED", "HBONE_BAD_AUTHORITY", "HBONE_AUTHORITY_MISMATCH", "HBONE_NOT_LOCAL", "HBONE_LOOP", "PEER_STREAM_LIMIT"]);
 
 export interface InboundServer {
   /** Connection handler for every 15008 listener (one wildcard, or one per local workload IP). */
@@ -53,19 +54,16 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
   const keepalive = createKeepalive({
     intervalMs: opts.pingIntervalMs ?? 10_000,
     timeoutMs: pingTimeoutMs,
-    onTimeout: (session) => {
+    onTimeout: (session, stalled) => {
       const c = conns.get(session as ServerHttp2Session);
       const peer = describe(session);
-      log.warn({ peer }, "HBONE client did not answer PING in time; closing its connection");
-      const reason = new ProxyError("HBONE_KEEPALIVE_TIMEOUT", `HBONE client ${peer} did not answer a PING within ${pingTimeoutMs} ms; its connection was closed`);
-      if (c) c.kill(reason);
-      else session.destroy();
-    },
-    onStuck: (session) => {
-      const c = conns.get(session as ServerHttp2Session);
-      const err = new ProxyError("HBONE_PROTOCOL_ERROR", `the HTTP/2 layer ended the HBONE connection with client ${describe(session)} after a protocol error (it sent GOAWAY, e.g. COMPRESSION_ERROR for a header field over 64 KB) and stopped serving it; closed`);
-      if (c) c.broken(err);
-      else session.destroy();
+      log.warn({ peer, stalled }, "HBONE client did not answer PING in time; closing its connection");
+      const reason = stalled
+        ? new ProxyError("HBONE_STALLED", `the PING to HBONE client ${peer} never left in ${pingTimeoutMs} ms: the client stopped reading, or the HTTP/2 layer stopped serving the connection after a protocol error (e.g. a header field over 64 KB: COMPRESSION_ERROR); its connection was closed`)
+        : new ProxyError("HBONE_KEEPALIVE_TIMEOUT", `HBONE client ${peer} did not answer a PING within ${pingTimeoutMs} ms; its connection was closed`);
+      if (!c) session.destroy();
+      else if (stalled) c.broken(reason);
+      else c.kill(reason);
     },
     onFault: ctx.onFault,
   });
@@ -108,30 +106,39 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
     // checkClientIdentity guaranteed a SPIFFE identity of our trust domain.
     const id = identity?.id ?? addr;
     if (!limits.openConnection(id)) {
-      sock.destroy();
-      return refuseConnection(ctx, sock, new ProxyError("PEER_CONNECTION_LIMIT", `HBONE client ${addr} (${id}) already holds ${limits.options.maxConnectionsPerIdentity} connections, the most one identity may hold (HBONE_MAX_CONNECTIONS_PER_IDENTITY)`));
+      refuseConnection(ctx, sock, new ProxyError("PEER_CONNECTION_LIMIT", `HBONE client ${addr} (${id}) already holds ${limits.options.maxConnectionsPerIdentity} connections, the most one identity may hold (HBONE_MAX_CONNECTIONS_PER_IDENTITY)`), id);
+      // An HTTP/2 refusal the client can name (GOAWAY ENHANCE_YOUR_CALM), then the socket goes.
+      (sock as tls.TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
+      const refused = http2.performServerHandshake(sock, { settings: { maxConcurrentStreams: 0 } });
+      refused.on("error", () => {});
+      refused.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      refused.close();
+      sock.setTimeout(1000, () => sock.destroy());
+      return;
     }
     // What tls.Server does for its own sockets once secure; without it the HTTP/2
     // session waits forever for a 'secureConnect' that only client sockets emit.
     (sock as tls.TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
-    const session = http2.performServerHandshake(sock, { settings, maxSessionMemory: 64 });
-    const c = watchHboneConnection(session, sock, `HBONE client ${addr}`, ctx.receiveBudget, (err) => refuseConnection(ctx, sock, err, identity?.id));
-    let refused = 0;
+    const window = ctx.receiveBudget.initialWindow();
+    const session = http2.performServerHandshake(sock, { settings: { ...settings, initialWindowSize: window }, maxSessionMemory: 64 });
+    const c = watchHboneConnection(session, sock, `HBONE client ${addr}`, { of: ctx.receiveBudget, window }, (err) => refuseConnection(ctx, sock, err, identity?.id));
+    let misused = 0;
     const peer: InboundPeer = {
       localIp,
       ip,
       port,
       identity,
-      onRefused: () => {
+      onRefused: (err) => {
         limits.countRefused(id);
-        // A peer that keeps sending streams we refuse (each one cheap for it, once its
-        // headers sit in the HPACK table) is told to go away.
-        if (++refused === MAX_REFUSED_STREAMS && !session.closed) {
-          log.warn({ peer: addr, identity: id, refused }, "HBONE client had too many streams refused; sending GOAWAY");
-          c.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-        }
+        // A peer that keeps sending streams no agent would serve (malformed, relays, loops:
+        // each cheap for it once its headers sit in the HPACK table) may open no more on
+        // this connection. Denials and failed dials are the destination's answer, not misuse.
+        if (!MISUSE.has(err.code) || ++misused !== MAX_MISUSED_STREAMS || session.closed) return;
+        log.warn({ peer: addr, identity: id, misused }, "HBONE client sent too many streams no agent would serve; GOAWAY, it may open no more on this connection");
+        c.close(http2.constants.NGHTTP2_NO_ERROR);
       },
       onReset: () => limits.countReset(id),
+      lost: () => c.reason,
     };
     conns.set(session, c);
     keepalive.watch(session);
@@ -151,7 +158,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
         const err = new ProxyError("PEER_STREAM_LIMIT", `HBONE client ${addr} (${id}) already holds ${limits.options.maxStreamsPerIdentity} streams, the most one identity may hold (HBONE_MAX_STREAMS_PER_IDENTITY)`);
         stream.on("error", () => {});
         stream.respond({ ":status": err.spec.hbone ?? 503 }, { endStream: true });
-        peer.onRefused();
+        peer.onRefused(err);
         return refuseConnection(ctx, sock, err, identity?.id);
       }
       stream.once("close", () => limits.closeStream(id));

@@ -5,15 +5,14 @@ export interface KeepaliveOptions {
   readonly intervalMs: number;
   /** Give up on a peer whose PING answer is this late (contract: 20 s). */
   readonly timeoutMs: number;
-  /** Called once for a session whose peer stopped answering; it is no longer watched. */
-  readonly onTimeout: (session: Http2Session) => void;
   /**
-   * nghttp2 ended the session itself (it sent GOAWAY after a protocol error, e.g. a header
-   * field over 64 KB: COMPRESSION_ERROR) and now neither reads nor writes: Node says nothing
-   * about it. Seen as a PING that stays in nghttp2's queue while the socket has nothing to
-   * write. Called once; the session is no longer watched. Default: onTimeout.
+   * Called once for a session whose peer did not answer in time; it is no longer watched.
+   * `stalled`: our PING never even left (it is still in nghttp2's queue): the peer stopped
+   * reading, or nghttp2 itself stopped serving the connection after a protocol error (it
+   * sends GOAWAY, e.g. COMPRESSION_ERROR for a header field over 64 KB, and then neither
+   * reads nor writes, and Node reports nothing).
    */
-  readonly onStuck?: (session: Http2Session) => void;
+  readonly onTimeout: (session: Http2Session, stalled: boolean) => void;
   /** Something threw while checking a session (it is dropped from the watch; the timer goes on). */
   readonly onFault?: (where: string, err: unknown) => void;
 }
@@ -38,20 +37,18 @@ export function createKeepalive(o: KeepaliveOptions): Keepalive {
   let timer: NodeJS.Timeout | undefined;
 
   const check = (s: Http2Session, st: State, now: number): void => {
-    if (s.closed || s.destroyed) {
+    // A closed session (GOAWAY sent or received) still carries its open streams: keep watching it.
+    if (s.destroyed) {
       sessions.delete(s);
     } else if (st.sentAt && now - st.sentAt > o.timeoutMs) {
       sessions.delete(s);
-      o.onTimeout(s);
-    } else if (st.sentAt && now - st.sentAt >= tickMs && (s.state.outboundQueueSize ?? 0) > 0 && (s.socket?.writableLength ?? 0) === 0) {
-      sessions.delete(s);
-      (o.onStuck ?? o.onTimeout)(s);
+      o.onTimeout(s, (s.state.outboundQueueSize ?? 0) > 0);
     } else if (!st.sentAt && now - st.lastAt >= o.intervalMs) {
       st.sentAt = now;
       const sent = s.ping((err) => {
         st.sentAt = 0;
         st.lastAt = Date.now();
-        if (err && sessions.delete(s)) o.onTimeout(s);
+        if (err && sessions.delete(s)) o.onTimeout(s, false);
       });
       if (!sent) st.sentAt = 0;
     }

@@ -80,25 +80,22 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
   const pingIntervalMs = opts.pingIntervalMs ?? 10_000;
   const pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
-  const budget = opts.receiveBudget ?? createReceiveBudget({ sessionBytes: opts.connectionWindowSize, totalBytes: 16 * opts.connectionWindowSize });
+  const budget = opts.receiveBudget ?? createReceiveBudget({ streamWindow: opts.streamWindowSize, sessionBytes: opts.connectionWindowSize, totalBytes: 16 * opts.connectionWindowSize });
   const entries = new Map<string, Entry>();
   const bySession = new WeakMap<ClientHttp2Session, Conn>();
   const keepalive = createKeepalive({
     intervalMs: pingIntervalMs,
     timeoutMs: pingTimeoutMs,
-    onTimeout: (session) => {
+    onTimeout: (session, stalled) => {
       const c = bySession.get(session as ClientHttp2Session);
       const peer = c?.key.split("|")[2] ?? "the peer";
-      log.warn({ peer }, "HBONE peer did not answer PING in time; closing the connection");
-      const reason = new ProxyError("HBONE_KEEPALIVE_TIMEOUT", `the destination's agent at ${peer} did not answer a PING within ${pingTimeoutMs} ms; its HBONE connection was closed`);
-      if (c) c.hbone.kill(reason);
-      else session.destroy();
-    },
-    onStuck: (session) => {
-      const c = bySession.get(session as ClientHttp2Session);
-      const err = new ProxyError("HBONE_PROTOCOL_ERROR", `the HTTP/2 layer ended the HBONE connection to ${c?.key.split("|")[2] ?? "the peer"} after a protocol error from the destination's agent, and stopped serving it; closed`);
-      if (c) c.hbone.broken(err);
-      else session.destroy();
+      log.warn({ peer, stalled }, "HBONE peer did not answer PING in time; closing the connection");
+      const reason = stalled
+        ? new ProxyError("HBONE_STALLED", `the PING to the destination's agent at ${peer} never left in ${pingTimeoutMs} ms: it stopped reading, or the HTTP/2 layer stopped serving the connection after a protocol error; its HBONE connection was closed`)
+        : new ProxyError("HBONE_KEEPALIVE_TIMEOUT", `the destination's agent at ${peer} did not answer a PING within ${pingTimeoutMs} ms; its HBONE connection was closed`);
+      if (!c) session.destroy();
+      else if (stalled) c.hbone.broken(reason);
+      else c.hbone.kill(reason);
     },
     ...(opts.onFault ? { onFault: opts.onFault } : {}),
   });
@@ -205,11 +202,12 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     });
     socket.setNoDelay(true);
     const peer = formatHostPort(k.hboneIp, k.hbonePort);
+    const window = budget.initialWindow();
     const session = http2.connect(`https://${peer}`, {
       createConnection: () => socket,
-      settings: { initialWindowSize: opts.streamWindowSize, enablePush: false },
+      settings: { initialWindowSize: window, enablePush: false },
     });
-    const c: Conn = { session, key, hbone: watchHboneConnection(session, socket, `the destination's agent at ${peer}`, budget, (err) => log.warn({ code: err.code, peer }, err.message)), active: 0, dead: false };
+    const c: Conn = { session, key, hbone: watchHboneConnection(session, socket, `the destination's agent at ${peer}`, { of: budget, window }, (err) => log.warn({ code: err.code, peer }, err.message)), active: 0, dead: false };
     bySession.set(session, c);
     keepalive.watch(session);
     session.once("connect", () => {
@@ -365,6 +363,8 @@ function statusError(status: number, authority: string): ProxyError {
     case 401:
     case 403:
       return new ProxyError("HBONE_DENIED", `the destination's agent denied ${authority} by policy (HTTP ${status})`);
+    case 429:
+      return new ProxyError("HBONE_OVERLOADED", `the destination's agent refused ${authority}: this source holds all the streams or connections it may (HTTP 429)`);
     case 400:
       return new ProxyError("HBONE_BAD_REQUEST", `the destination's agent rejected the CONNECT to ${authority} as malformed (HTTP 400)`);
     default:

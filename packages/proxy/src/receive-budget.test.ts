@@ -1,44 +1,51 @@
 import { createHash } from "node:crypto";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { flood } from "../../../test/support/h2-attacks.js";
+import { flood, type Flood } from "../../../test/support/h2-attacks.js";
 import { createInboundServer, type InboundServer } from "./inbound.js";
 import { createProxyListener } from "./listener.js";
+import { plainDialer } from "./dial.js";
 import { createReceiveBudget } from "./receive-budget.js";
 import { testContext } from "./test-support/context.js";
 
-// A real inbound server on 127.63.1.10:15008 whose destination accepts and never reads.
-// One raw HTTP/2 client opens 16 streams and pushes as fast as the windows allow: without
-// a connection budget the agent would hold 16 × the 4 MiB stream window; with it, about
-// one connection window (here 4 MiB), and everything flows again once the sink reads.
+// A real inbound server on 127.63.1.10:15008 with a budget of 4 MiB per connection and
+// 12 MiB in all, 1 MiB stream windows. Destinations: a sink that accepts and reads only
+// when told to, an echo, and a port whose dial never completes.
 const IP = "127.63.1.10";
 const MiB = 1 << 20;
 const YAML = `
 workloads:
 - {name: sink, namespace: default, serviceAccount: sink, workloadIps: ["${IP}"], protocol: HBONE, node: node-a}
 `;
-const budget = createReceiveBudget({ sessionBytes: 4 * MiB, totalBytes: 64 * MiB, tickMs: 20 });
+const budget = createReceiveBudget({ streamWindow: MiB, sessionBytes: 4 * MiB, totalBytes: 12 * MiB, tickMs: 20 });
 let ctx: Awaited<ReturnType<typeof testContext>>;
 let inbound: InboundServer;
 let listener: net.Server;
-let sink: net.Server;
-const held: net.Socket[] = [];
+const servers: net.Server[] = [];
+let sinkSockets: net.Socket[] = [];
 
 beforeAll(async () => {
-  ctx = await testContext(YAML, { receiveBudget: budget, connectionWindowSize: 4 * MiB });
+  // Port 8082: a destination whose dial never completes (until the connect timeout).
+  const dialer = (ip: string, port: number): net.Socket => (port === 8082 ? new net.Socket() : plainDialer(ip, port));
+  ctx = await testContext(YAML, { receiveBudget: budget, streamWindowSize: MiB, connectionWindowSize: 4 * MiB, dialer });
   inbound = createInboundServer(ctx);
   listener = createProxyListener(ctx, "hbone", (s) => inbound.accept(s));
   await new Promise<void>((r) => listener.listen(15008, IP, () => r()));
-  sink = net.createServer({ pauseOnConnect: true }, (s) => {
+  const sink = net.createServer({ pauseOnConnect: true }, (s) => {
     s.on("error", () => {});
-    held.push(s);
+    sinkSockets.push(s);
   });
-  await new Promise<void>((r) => sink.listen(8080, IP, () => r()));
+  const echo = net.createServer((s) => {
+    s.on("error", () => {});
+    s.pipe(s);
+  });
+  for (const [server, port] of [[sink, 8080], [echo, 8081]] as const) await new Promise<void>((r) => server.listen(port, IP, () => r()));
+  servers.push(sink, echo);
 });
 afterAll(() => {
   inbound.close();
   listener.close();
-  sink.close();
+  for (const s of servers) s.close();
   budget.close();
   ctx.dispose();
 });
@@ -50,40 +57,65 @@ const until = async (what: string, ok: () => boolean, ms = 20_000): Promise<void
     await new Promise((r) => setTimeout(r, 20));
   }
 };
+/** Wait until `f` has stopped sending (the agent offers it no more window), and return the peak held. */
+async function settle(f: Flood): Promise<number> {
+  let peak = 0;
+  let last = -1;
+  let quiet = 0;
+  while (quiet < 10) {
+    await new Promise((r) => setTimeout(r, 100));
+    peak = Math.max(peak, budget.stats().heldBytes);
+    quiet = f.pusher.sent === last ? quiet + 1 : 0;
+    last = f.pusher.sent;
+  }
+  return peak;
+}
+const evil = (): ReturnType<typeof ctx.certs.fetch> => ctx.certs.fetch("spiffe://cluster.local/ns/default/sa/evil");
 
-describe("the connection window tracks what is consumed", () => {
-  test("streams towards a destination that does not read hold about one connection window, not streams × stream window", async () => {
-    const f = await flood({ target: IP, authority: `${IP}:8080`, cert: await ctx.certs.fetch("spiffe://cluster.local/ns/default/sa/evil"), streams: 16 });
-    await until("16 streams open", () => f.opened() === 16 && held.length === 16);
-    // Wait until the kernel buffers are full and the agent holds what the peer can still send.
-    let peak = 0;
-    let last = -1;
-    let quiet = 0;
-    while (quiet < 10) {
-      await new Promise((r) => setTimeout(r, 100));
-      peak = Math.max(peak, budget.stats().heldBytes);
-      quiet = f.pusher.sent === last ? quiet + 1 : 0;
-      last = f.pusher.sent;
-    }
+describe("what a connection can make the agent hold", () => {
+  test("streams towards a destination that does not read: about one connection budget, not streams × stream window; it all flows again after", async () => {
+    sinkSockets = [];
+    const f = await flood({ target: IP, authority: `${IP}:8080`, cert: await evil(), streams: 16 });
+    await until("16 streams open", () => f.opened() === 16 && sinkSockets.length === 16);
+    const peak = await settle(f);
     expect(budget.stats().throttled).toBe(1);
-    // One connection window (4 MiB), plus what was already granted before the stall showed, not 16 × 4 MiB.
-    expect(peak).toBeGreaterThan(2 * MiB);
-    expect(peak).toBeLessThan(12 * MiB);
-    // The sink starts reading: every byte arrives, the window is given back, nothing is stuck.
-    const digests = held.map((s) => {
+    // 16 × 1 MiB windows would be 16 MiB (plus the kernel's buffers); the budget is 4 MiB.
+    expect(peak).toBeGreaterThan(MiB);
+    expect(peak).toBeLessThan(8 * MiB);
+    // The sink reads: what was held arrives, the normal window comes back, and new bytes keep flowing.
+    const got = sinkSockets.map((s) => {
       const h = createHash("sha256");
       let n = 0;
-      s.on("data", (c: Buffer) => {
-        n += c.length;
-        h.update(c);
-      });
+      s.on("data", (c: Buffer) => ((n += c.length), h.update(c)));
       s.resume();
       return () => n;
     });
+    const before = f.pusher.sent;
+    await until("more than was held arrives", () => got.reduce((a, n) => a + n(), 0) > before + 16 * MiB, 20_000);
+    await until("window back to normal", () => budget.stats().throttled === 0);
     f.pusher.stopped = true;
     const sent = f.pusher.sent;
-    await until("everything delivered", () => digests.reduce((a, n) => a + n(), 0) === sent);
-    await until("window given back", () => budget.stats().heldBytes === 0 && budget.stats().throttled === 0);
+    await until("everything delivered", () => got.reduce((a, n) => a + n(), 0) === sent);
     f.close();
+  });
+
+  test("data sent before the upstream is connected counts too", async () => {
+    const f = await flood({ target: IP, authority: `${IP}:8082`, cert: await evil(), streams: 16, pushBeforeAnswer: true });
+    const peak = await settle(f);
+    expect(peak).toBeGreaterThan(MiB);
+    expect(peak).toBeLessThan(8 * MiB);
+    f.close();
+  });
+
+  test("one peer over the total does not freeze another's flowing connection", async () => {
+    sinkSockets = [];
+    const floods = await Promise.all([0, 1, 2, 3].map(async () => flood({ target: IP, authority: `${IP}:8080`, cert: await evil(), streams: 16 })));
+    await until("held over the total", () => budget.stats().heldBytes > 12 * MiB, 20_000);
+    // Meanwhile an echo on a fresh connection keeps moving.
+    const echo = await flood({ target: IP, authority: `${IP}:8081`, cert: await ctx.certs.fetch("spiffe://cluster.local/ns/default/sa/sleep"), streams: 1 });
+    await until("echo flows", () => echo.received() > 4 * MiB, 20_000);
+    for (const f of [...floods, echo]) f.close();
+    for (const s of sinkSockets) s.destroy();
+    await until("nothing held", () => budget.stats().heldBytes === 0);
   });
 });

@@ -1,97 +1,132 @@
 import type { Http2Session, Http2Stream } from "node:http2";
+import { ProxyError } from "./errors.js";
 
 export interface ReceiveBudgetOptions {
-  /** Bytes one HBONE connection may hold unconsumed (the connection window: HTTP2_CONNECTION_WINDOW_SIZE). */
+  /** The stream window HBONE connections normally offer (HTTP2_STREAM_WINDOW_SIZE). */
+  readonly streamWindow: number;
+  /** Bytes one HBONE connection may hold unconsumed (HTTP2_CONNECTION_WINDOW_SIZE). */
   readonly sessionBytes: number;
-  /** Bytes all HBONE connections together may hold unconsumed; past it, connections holding data get no new window. */
+  /** Bytes all HBONE connections together may hold unconsumed (HBONE_BUFFER_BUDGET). */
   readonly totalBytes: number;
-  /** How often held bytes are re-counted while some stream is stalled. */
+  /** The smallest stream window offered under pressure; default 64 KiB (never 0: nothing freezes). */
+  readonly minWindow?: number;
+  /** How often held bytes are re-counted while some stream is not flowing; default 100 ms. */
   readonly tickMs?: number;
+  /** A peer that does not acknowledge a window change in this long loses its connection; default 10 s. */
+  readonly settingsTimeoutMs?: number;
 }
 
 export interface SessionBudget {
-  /** Account a stream of the session (its stalls and drains). */
+  /** Account a stream of the session: it holds what it received and nobody took yet. */
   track(stream: Http2Stream): void;
 }
 
 export interface ReceiveBudget {
-  /** Start accounting an HBONE connection, once its session is connected. */
-  attach(session: Http2Session): SessionBudget;
-  /** Bytes held unconsumed right now, and connections throttled. */
+  /** The stream window to offer a connection that starts now (small when the agent is over its total). */
+  initialWindow(): number;
+  /** Start accounting an HBONE connection (opened with `window` as its stream window). */
+  attach(session: Http2Session, window: number): SessionBudget;
+  /** Bytes held unconsumed right now, and connections whose stream window is lowered. */
   stats(): { heldBytes: number; throttled: number };
   close(): void;
 }
 
 interface State {
   readonly session: Http2Session;
-  readonly stalled: Set<Http2Stream>;
-  /** The connection window last given to nghttp2. */
+  /** Streams open on the session. */
+  readonly streams: Set<Http2Stream>;
+  /** Streams not flowing (stalled by back-pressure, or not spliced yet): what they hold is counted. */
+  readonly idle: Set<Http2Stream>;
+  /** The stream window last sent (SETTINGS_INITIAL_WINDOW_SIZE). */
   window: number;
   held: number;
+  /** A window change sent at this time is not acknowledged yet (0: none). */
+  pendingSince: number;
 }
-
-/** Window changes smaller than this are not worth a WINDOW_UPDATE. */
-const STEP = 256 * 1024;
 
 /**
  * Node's HTTP/2 gives connection-level window back as soon as data arrives, whether or not
- * anything consumed it; only stream windows wait for the reader. So a peer with many
+ * anything consumed it; only a stream's window waits for its reader. So a peer with many
  * streams towards destinations that do not read could make the agent hold
- * streams × stream window. This budget makes the connection window track consumption:
- * the bytes stalled streams hold (read from the peer, not yet taken by their destination)
- * are taken out of the connection's window (nghttp2 then withholds that much
- * WINDOW_UPDATE), and given back as they drain. Past the total budget, every connection
- * that holds data gets no new window at all until the total is back under it; flowing
- * connections, which hold nothing, are untouched.
+ * streams × stream window per connection, and withholding connection-level window does not
+ * work either (Node sends no WINDOW_UPDATE when it is raised again: the connection freezes).
  *
- * Stalls are seen from the streams' own 'pause'/'resume' (a back-pressure transition, not a
- * chunk); one shared timer re-counts while something is stalled. Nothing runs per chunk.
+ * So the budget acts on the stream window, which nghttp2 applies to open streams too and
+ * raises with immediate effect (SETTINGS_INITIAL_WINDOW_SIZE): what a connection can be
+ * made to hold is (open streams × stream window) plus what it holds now. A connection
+ * whose streams hold data is offered a stream window of what is left of its budget
+ * (`sessionBytes`) shared by its open streams; past the total (`totalBytes`), connections
+ * holding more than their fair share get the smallest window, and new connections start
+ * with it. Never 0: a connection whose data flows keeps moving. When what it holds drains,
+ * the normal window comes back.
+ *
+ * What a stream holds is seen from its own flow: a stream counts from when it opens until
+ * it flows ('resume'), and again whenever back-pressure pauses it ('pause') — transitions,
+ * not chunks. One shared timer re-counts while anything is counted. Nothing runs per chunk.
  */
 export function createReceiveBudget(o: ReceiveBudgetOptions): ReceiveBudget {
-  const tickMs = o.tickMs ?? 50;
+  const tickMs = o.tickMs ?? 100;
+  const minWindow = Math.min(o.minWindow ?? 64 * 1024, o.streamWindow);
+  const settingsTimeoutMs = o.settingsTimeoutMs ?? 10_000;
   const active = new Set<State>();
+  const all = new Set<State>();
   let total = 0;
   let timer: NodeJS.Timeout | undefined;
 
-  const count = (st: State): void => {
-    let held = 0;
-    for (const s of st.stalled) held += s.readableLength;
-    total += held - st.held;
-    st.held = held;
+  const recount = (): void => {
+    total = 0;
+    for (const st of active) {
+      let held = 0;
+      for (const s of st.idle) held += s.readableLength;
+      st.held = held;
+      total += held;
+    }
   };
-  const apply = (st: State): void => {
-    // A closed (GOAWAY sent or received) session still carries its open streams: keep accounting it.
+  const target = (st: State, fairShare: number): number => {
+    if (total > o.totalBytes && st.held >= fairShare) return minWindow;
+    if (st.held <= o.sessionBytes / 4 && total <= o.totalBytes / 2) return o.streamWindow;
+    const left = Math.max(0, o.sessionBytes - st.held);
+    return Math.min(o.streamWindow, Math.max(minWindow, Math.floor(left / Math.max(1, st.streams.size))));
+  };
+  const apply = (st: State, want: number, now: number): void => {
     if (st.session.destroyed || st.session.connecting) return;
-    const want = total > o.totalBytes && st.held > 0 ? 0 : Math.max(0, o.sessionBytes - st.held);
-    if (want === st.window || (Math.abs(want - st.window) < STEP && want !== o.sessionBytes && want !== 0)) return;
+    if (st.pendingSince) {
+      // A peer that never acknowledges would keep the old, larger window (RFC 9113 §6.5.3).
+      if (now - st.pendingSince > settingsTimeoutMs) {
+        st.pendingSince = 0;
+        st.session.destroy(new ProxyError("HBONE_PROTOCOL_ERROR", `the HBONE peer did not acknowledge a SETTINGS change (a smaller stream window) within ${settingsTimeoutMs} ms`));
+      }
+      return;
+    }
+    // Worth a SETTINGS frame: back to normal, or a change by at least a factor of two.
+    if (want === st.window || (want !== o.streamWindow && want > st.window / 2 && want < st.window * 2)) return;
     try {
-      st.session.setLocalWindowSize(want);
+      st.pendingSince = now;
+      st.session.settings({ initialWindowSize: want }, () => (st.pendingSince = 0));
       st.window = want;
     } catch {
-      // The session is going away; nothing to throttle.
+      // The session is going away, or too many of our SETTINGS are unacknowledged.
+      st.pendingSince = 0;
     }
   };
   const tick = (): void => {
-    for (const st of active) count(st);
+    recount();
+    let holding = 0;
+    for (const st of active) if (st.held > 0) holding++;
+    const fairShare = o.totalBytes / Math.max(1, holding);
+    const now = Date.now();
     for (const st of active) {
-      apply(st);
-      if (st.session.destroyed || (st.stalled.size === 0 && st.window === o.sessionBytes)) forget(st);
+      apply(st, target(st, fairShare), now);
+      if (st.session.destroyed || (st.idle.size === 0 && st.window === o.streamWindow && !st.pendingSince)) active.delete(st);
     }
     if (active.size === 0 && timer) {
       clearInterval(timer);
       timer = undefined;
     }
   };
-  const forget = (st: State): void => {
-    st.stalled.clear();
-    count(st);
-    active.delete(st);
-  };
-  const changed = (st: State): void => {
-    if (st.session.destroyed) return forget(st);
+  const wake = (st: State): void => {
+    if (st.session.destroyed) return;
     active.add(st);
-    count(st);
-    apply(st);
     if (!timer) {
       timer = setInterval(tick, tickMs);
       timer.unref();
@@ -99,32 +134,45 @@ export function createReceiveBudget(o: ReceiveBudgetOptions): ReceiveBudget {
   };
 
   return {
-    attach(session) {
-      const st: State = { session, stalled: new Set(), window: o.sessionBytes, held: 0 };
-      session.once("close", () => forget(st));
+    initialWindow: () => (total > o.totalBytes ? minWindow : o.streamWindow),
+    attach(session, window) {
+      const st: State = { session, streams: new Set(), idle: new Set(), window, held: 0, pendingSince: 0 };
+      all.add(st);
+      session.once("close", () => {
+        all.delete(st);
+        active.delete(st);
+        st.streams.clear();
+        st.idle.clear();
+      });
+      if (window !== o.streamWindow) wake(st);
       return {
         track(stream) {
+          st.streams.add(stream);
+          // Not flowing until something reads it: what arrives before the splice counts too.
+          if (!stream.readableFlowing) st.idle.add(stream);
           stream.on("pause", () => {
-            st.stalled.add(stream);
-            changed(st);
+            st.idle.add(stream);
+            wake(st);
           });
-          const unstall = (): void => {
-            if (st.stalled.delete(stream)) changed(st);
-          };
-          stream.on("resume", unstall);
-          stream.once("close", unstall);
+          stream.on("resume", () => st.idle.delete(stream));
+          stream.once("close", () => {
+            st.streams.delete(stream);
+            st.idle.delete(stream);
+          });
+          wake(st);
         },
       };
     },
     stats() {
       let throttled = 0;
-      for (const st of active) if (st.window < o.sessionBytes) throttled++;
+      for (const st of all) if (st.window < o.streamWindow) throttled++;
       return { heldBytes: total, throttled };
     },
     close() {
       if (timer) clearInterval(timer);
       timer = undefined;
       active.clear();
+      all.clear();
     },
   };
 }

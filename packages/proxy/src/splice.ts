@@ -29,8 +29,11 @@ export function splice(tcp: Socket, peer: Socket | Http2Stream, done: (outcome: 
 
   const abortPeer = (): void => {
     if (peer.destroyed) return;
-    if (isStream(peer)) resetStream(peer);
-    else peer.resetAndDestroy();
+    if (!isStream(peer)) return void peer.resetAndDestroy();
+    // A stream the peer completed (END_STREAM both ways) that still holds data for us has no
+    // RST left to send: it must still be destroyed, or it never ends and nothing is released.
+    if (peer.closed) peer.destroy();
+    else resetStream(peer);
   };
   const abortTcp = (): void => {
     if (!tcp.destroyed) tcp.resetAndDestroy();

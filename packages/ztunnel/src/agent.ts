@@ -76,7 +76,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   const observer = createTelemetry({ registry, logger });
   const fdPlan = planFds();
   logger.info({ openFilesLimit: fdPlan.limit ?? "unknown", dataPathDescriptors: fdPlan.budget.stats().capacity, reserve: fdPlan.reserve }, "descriptor budget");
-  const receiveBudget = createReceiveBudget({ sessionBytes: config.http2ConnectionWindowSize, totalBytes: config.hboneBufferBudget });
+  const receiveBudget = createReceiveBudget({ streamWindow: config.http2StreamWindowSize, sessionBytes: config.http2ConnectionWindowSize, totalBytes: config.hboneBufferBudget });
   const pool = createHbonePool({
     receiveBudget,
     fds: fdPlan.budget,

@@ -18,7 +18,7 @@ export async function testContext(yaml: string, over: Partial<ProxyContext> = {}
   const caRoot = mkdtempSync(path.join(tmpdir(), "zt-proxy-"));
   const ca = await loadOrCreateCa({ dir: path.join(caRoot, "ca"), trustDomain: "cluster.local" });
   const certs = createCertManager({ source: ca, ttlMs: 3_600_000 });
-  const receiveBudget = createReceiveBudget({ sessionBytes: 16 << 20, totalBytes: 256 << 20 });
+  const receiveBudget = createReceiveBudget({ streamWindow: 4 << 20, sessionBytes: 16 << 20, totalBytes: 256 << 20 });
   const hbonePool = createHbonePool({ receiveBudget, fds: unlimitedFds, certs, logger, maxStreamsPerConnection: 100, idleTimeoutMs: 300_000, streamWindowSize: 4 << 20, connectionWindowSize: 16 << 20, ...pool });
   const closed: ConnectionRecord[] = [];
   return {
