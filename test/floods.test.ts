@@ -1,7 +1,7 @@
-import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { loopbackEnv, socksConnect, startAgentProcess, startEcho, type AgentProcess } from "@zt/harness";
+import { hashedRoundTrip } from "./support/legit-flow.js";
 import { createCertManager, loadOrCreateCa, type CertManager } from "@zt/identity";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -69,21 +69,11 @@ async function idle(host: string, port: number, n: number, bytes?: string): Prom
 }
 
 /** A hashed round trip from `src` (a workload of node-a) through both agents to the echo on node-b. */
-async function legitFlow(src: string, size = 200_000): Promise<boolean> {
-  const sock = await socksConnect({ proxy: { host: `${A}.1`, port: 15080 }, localAddress: src, host: `${B}.10`, port: 8080 });
-  const payload = randomBytes(size);
-  const got: Buffer[] = [];
-  sock.on("data", (c: Buffer) => got.push(c));
-  const ended = new Promise<void>((resolve, reject) => {
-    sock.once("end", () => resolve());
-    sock.once("error", reject);
-  });
-  sock.resume();
-  sock.end(payload);
-  await ended;
-  sock.destroy();
-  return createHash("sha256").update(Buffer.concat(got)).digest("hex") === createHash("sha256").update(payload).digest("hex");
-}
+const legitFlow = (src: string, size = 200_000): Promise<boolean> =>
+  hashedRoundTrip({ host: `${A}.1`, port: 15080 }, src, `${B}.10`, 8080, size).then(
+    () => true,
+    () => false,
+  );
 
 const get = (which: "admin" | "stats" | "readiness", p: string): Promise<{ status: number; body: string }> => b.get(which, p);
 

@@ -18,26 +18,7 @@ export function steadyFlow(proxy: { host: string; port: number }, localAddress: 
   let ok = 0;
   let running = true;
   const failures: string[] = [];
-  const once = async (): Promise<void> => {
-    const sock = await socksConnect({ proxy, localAddress, host, port });
-    const payload = randomBytes(size);
-    const got: Buffer[] = [];
-    sock.on("data", (c: Buffer) => got.push(c));
-    const ended = new Promise<void>((resolve, reject) => {
-      sock.once("end", () => resolve());
-      sock.once("error", reject);
-      sock.setTimeout(20_000, () => reject(new Error("no echo within 20 s")));
-    });
-    sock.resume();
-    sock.end(payload);
-    try {
-      await ended;
-    } finally {
-      sock.destroy();
-    }
-    const same = createHash("sha256").update(Buffer.concat(got)).digest("hex") === createHash("sha256").update(payload).digest("hex");
-    if (!same) throw new Error(`echo differs (${Buffer.concat(got).length} of ${size} bytes)`);
-  };
+  const once = (): Promise<void> => hashedRoundTrip(proxy, localAddress, host, port, size);
   const loop = (async () => {
     while (running) {
       try {
@@ -57,4 +38,26 @@ export function steadyFlow(proxy: { host: string; port: number }, localAddress: 
       return { ok, failures };
     },
   };
+}
+
+/** One SOCKS5 connection through `proxy`: `size` random bytes, half-close, the echo's SHA-256 compared; throws when it differs. */
+export async function hashedRoundTrip(proxy: { host: string; port: number }, localAddress: string, host: string, port: number, size: number): Promise<void> {
+  const sock = await socksConnect({ proxy, localAddress, host, port });
+  const payload = randomBytes(size);
+  const got: Buffer[] = [];
+  sock.on("data", (c: Buffer) => got.push(c));
+  const ended = new Promise<void>((resolve, reject) => {
+    sock.once("end", () => resolve());
+    sock.once("error", reject);
+    sock.setTimeout(20_000, () => reject(new Error("no echo within 20 s")));
+  });
+  sock.resume();
+  sock.end(payload);
+  try {
+    await ended;
+  } finally {
+    sock.destroy();
+  }
+  const back = Buffer.concat(got);
+  if (createHash("sha256").update(back).digest("hex") !== createHash("sha256").update(payload).digest("hex")) throw new Error(`echo differs (${back.length} of ${size} bytes)`);
 }
