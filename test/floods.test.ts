@@ -89,8 +89,12 @@ describe("floods of connections that never prove anything", () => {
     await idle(`${B}.1`, 15021, 100, "GET /healthz/ready HTTP/1.1\r\nHost: x\r\n");
     // Within the descriptor limit the whole time: nothing was refused for EMFILE.
     expect(Math.max(...Object.values(sizes))).toBeLessThan(700);
-    // Control and data still work during the flood.
-    expect((await get("admin", "/config_dump")).status).toBe(200);
+    // Control and data still work during the flood, and /config_dump says what the data path holds.
+    const dump = await get("admin", "/config_dump");
+    expect(dump.status).toBe(200);
+    const dataPath = (JSON.parse(dump.body) as { dataPath: { descriptors: { capacity: number; limit: number; reserve: number; listeners: Record<string, number> } } }).dataPath;
+    expect(dataPath.descriptors).toMatchObject({ limit: 700, reserve: 256, capacity: 444 });
+    expect(dataPath.descriptors.listeners["hbone"]).toBeLessThanOrEqual(111);
     expect((await get("stats", "/metrics")).status).toBe(200);
     expect([200, 503]).toContain((await get("readiness", "/healthz/ready")).status);
     // A new HBONE connection (a source identity with no pooled connection yet) gets through.

@@ -117,7 +117,12 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   let shuttingDown: Promise<void> | undefined;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
-  const configDump = createConfigDump({ config, store, certs, version: VERSION, capture: redirect.dump, source });
+  const dataPath = (): unknown => ({
+    descriptors: { ...ctx.fds.stats(), limit: fdPlan.limit ?? null, reserve: fdPlan.reserve },
+    hbone: { ...ctx.receiveBudget.stats(), pool: pool.stats(), inbound: listeners.inbound.stats() },
+    peers: Object.fromEntries(listeners.inbound.limits.usage()),
+  });
+  const configDump = createConfigDump({ config, store, certs, version: VERSION, capture: redirect.dump, source, dataPath });
   const listeners = await startListeners({
     config,
     ctx,

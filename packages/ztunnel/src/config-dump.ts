@@ -12,6 +12,8 @@ export interface ConfigDumpDeps {
   readonly capture?: () => unknown;
   /** The workload file: reload status, and warnings about it. */
   readonly source?: Pick<WorkloadSource, "dump" | "warnings">;
+  /** What the data path holds: descriptors, unconsumed HBONE bytes, per peer identity. */
+  readonly dataPath?: () => unknown;
 }
 
 /** `/config_dump`: the mesh state as this agent sees it, in the contract's shape (§8). */
@@ -27,6 +29,7 @@ export function createConfigDump(d: ConfigDumpDeps): () => unknown {
       config: describeConfig(d.config),
       capture: d.capture?.() ?? { mode: d.config.redirectMode },
       source: d.source?.dump() ?? null,
+      dataPath: d.dataPath?.() ?? null,
       version: { agent: d.version, stateVersion: d.store.version, node: process.version },
     };
   };
