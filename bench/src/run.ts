@@ -287,10 +287,11 @@ async function main(): Promise<number> {
   // A quick run (BENCH_QUICK=1, for trying the bench out) does not replace RESULTS.md.
   const md = QUICK ? "bench/out/RESULTS.quick.md" : "bench/RESULTS.md";
   mkdirSync(`${benchDir}out`, { recursive: true });
-  // The capture benchmark's section (bench/capture.sh) survives a rewrite of the file.
+  // The other benchmarks' sections (bench/capture.sh, bench/resilience.sh: between their
+  // <!-- name:begin --> and <!-- name:end --> markers) survive a rewrite of the file.
   const mdPath = `${benchDir}${md.slice("bench/".length)}`;
-  const captureSection = /<!-- capture:begin -->[\s\S]*<!-- capture:end -->/.exec(existsSync(mdPath) ? readFileSync(mdPath, "utf8") : "")?.[0];
-  writeFileSync(mdPath, captureSection ? `${markdown.trimEnd()}\n\n${captureSection}\n` : markdown);
+  const sections = (existsSync(mdPath) ? readFileSync(mdPath, "utf8") : "").match(/<!-- ([\w-]+):begin -->[\s\S]*?<!-- \1:end -->/g) ?? [];
+  writeFileSync(mdPath, sections.length ? `${markdown.trimEnd()}\n\n${sections.join("\n\n")}\n` : markdown);
   writeFileSync(`${benchDir}out/results.json`, JSON.stringify(results, null, 2));
   log(`wrote ${md} and bench/out/results.json (${results.totalSec.toFixed(0)} s in all)`);
   return 0;
