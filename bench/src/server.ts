@@ -15,7 +15,8 @@
  * Watching (for bench/src/resilience.ts): the IPC message { cmd: "watch" } marks every
  * connection open now; the server notes how and when each of them ends (a reset, a FIN,
  * anything else), on the machine's monotonic clock (process.hrtime, shared by every process
- * of the machine). { cmd: "watched" } answers with what it noted and how many are still open.
+ * of the machine). { cmd: "watched" } answers with what it noted and how many are still open,
+ * { cmd: "watchedOpen" } with the count only.
  *
  * Where it can, the server closes first so that TIME_WAIT lands on its side: the load
  * generator's source ports are few when it binds a source IP (the mesh path), and a port in
@@ -134,9 +135,9 @@ async function main(): Promise<void> {
       if (m.cmd === "watch") {
         watched = new Map([...open].map((s) => [s, null]));
         process.send?.({ reply: "watch", watching: watched.size });
-      } else if (m.cmd === "watched") {
+      } else if (m.cmd === "watched" || m.cmd === "watchedOpen") {
         const endings = [...watched.values()].filter((e): e is Ending => e !== null);
-        process.send?.({ reply: "watched", open: watched.size - endings.length, endings });
+        process.send?.({ reply: m.cmd, open: watched.size - endings.length, ...(m.cmd === "watched" ? { endings } : {}) });
       }
     }
   });
