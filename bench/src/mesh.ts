@@ -52,6 +52,8 @@ export interface Mesh {
   open(port: number, from?: string, to?: string): Promise<net.Socket>;
   /** GET /metrics from agent i's stats port (Prometheus text). */
   metrics(i: number): Promise<string>;
+  /** GET a path from agent i's admin port (body, or an error when not 200). */
+  admin(i: number, path: string): Promise<string>;
   /** The last lines each agent printed (stdout and stderr), for failure reports. */
   tails(): string;
   stop(): Promise<void>;
@@ -91,6 +93,11 @@ export async function startMesh(o: MeshOptions = {}): Promise<Mesh> {
     async metrics(i) {
       const r = await mesh.agents[i]!.get("stats", "/metrics");
       if (r.status !== 200) throw new Error(`GET /metrics on ${mesh.agents[i]!.node}: HTTP ${r.status}`);
+      return r.body;
+    },
+    async admin(i, path) {
+      const r = await mesh.agents[i]!.get("admin", path);
+      if (r.status !== 200) throw new Error(`GET ${path} on ${mesh.agents[i]!.node}'s admin port: HTTP ${r.status}`);
       return r.body;
     },
     tails: () =>

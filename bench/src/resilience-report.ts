@@ -24,7 +24,8 @@ export interface HeldResult {
   readonly stillOpenAfterClose: number;
   readonly howClosed: Record<string, number>;
   readonly holdWindowSec: number;
-  /** Per agent (A, B): percent of one core over the hold window. */
+  /** Per agent (A, B): percent of one core with no connection (before opening), and over the hold window. */
+  readonly baselineCpuPct: number[];
   readonly idleCpuPct: number[];
   readonly maxSecondCpuPct: number[];
   readonly clientCpuPct: number;
@@ -75,7 +76,7 @@ export interface ResilienceResults {
   date: string;
   machine: ReturnType<typeof machineInfo> & { busyAtStartPct: number; nofile: number };
   params: {
-    held: { target: number; holdMs: number; settleMs: number; afterCloseSec: number; concurrency: number };
+    held: { target: number; baselineMs: number; holdMs: number; settleMs: number; afterCloseSec: number; concurrency: number };
     kill: { conns: number; rounds: number; idleMs: number; waitMs: number };
     quick: boolean;
   };
@@ -174,19 +175,27 @@ function heldSection(h: HeldResult, r: ResilienceResults): string[] {
     row("descriptors before / after open / at the end / after close", series(["before", "afterOpen", "atHoldEnd", last], (p) => f(p.fds))),
     row("descriptors per held connection", (i) => perConn(i, (p) => p.fds)),
     row(`CPU while holding, mean over s ${P.settleMs / 1000}-${P.holdMs / 1000} (% of one core)`, (i) => f(h.idleCpuPct[i], 2)),
+    row(`CPU with no connection, ${P.baselineMs / 1000} s before opening (% of one core)`, (i) => f(h.baselineCpuPct[i], 2)),
     row("CPU while holding, busiest second (% of one core)", (i) => f(h.maxSecondCpuPct[i], 1)),
     row("/metrics at the end: event-loop delay min / p99 / max over the hold (ms)", (i) => ["eventLoopLagMinSec", "eventLoopLagP99Sec", "eventLoopLagMaxSec"].map((k) => met("atHoldEnd", k, i, 1000, 1)).join(" / ")),
     row("/metrics at the end: V8 external memory (MiB)", (i) => met("atHoldEnd", "externalBytes", i, 1 / (1 << 20))),
     row(`/metrics: ztunnel_data_path_descriptors in_use, before / at the end / +${closeSec.at(-1)} s`, (i) => ["before", "atHoldEnd", last].map((n) => met(n, "dataPathFds", i)).join(" / ")),
     row("/metrics at the end: ztunnel_hbone_held_bytes", (i) => met("atHoldEnd", "hboneHeldBytes", i)),
+    row(`admin page: live connections, before / at the end / +${P.afterCloseSec} s`, (i) => ["before", "atHoldEnd", last].map((n) => met(n, "live", i)).join(" / ")),
+    row(`admin page: HBONE connections in the pool (agent A's outbound), before / at the end / +${P.afterCloseSec} s`, (i) =>
+      i === 0 ? ["before", "atHoldEnd", last].map((n) => met(n, "poolConnections", i)).join(" / ") : "n/a",
+    ),
     row("/metrics: process_open_fds at the end", (i) => met("atHoldEnd", "openFds", i)),
     "",
     `- Opened ${f(h.opened)} of ${f(h.n)} in ${f(h.openMs / 1000, 1)} s (concurrency ${P.concurrency})${h.errors ? `; **${h.errors} failed**, last error: \`${h.lastError}\`` : ", none failed"}.`,
     `- Ended during the hold: ${h.endedDuringHold}. Closed (the echo server sends FIN first, it comes back through the mesh) in ${f(h.closeMs / 1000, 1)} s: ${how}; still open after: ${h.stillOpenAfterClose}.`,
     "- The event-loop delay is prom-client's monitor (a 10 ms timer: 10 ms = no delay), reset by each scrape, so over the hold.",
     `- CPU over the hold window (${f(h.holdWindowSec, 0)} s): load generator ${f(h.clientCpuPct, 2)}%, echo server ${f(h.serverCpuPct, 2)}%, rest of machine ${f(h.othersPct, 1)}% of one core.`,
+    "- Descriptors after the close, above those before: the HBONE connections agent A's pool keeps (idle ones are released after",
+    "  POOL_UNUSED_RELEASE_TIMEOUT, 5 minutes by default; at most 100 streams each), and agent B's ends of them.",
     "- RSS per connection and descriptors per connection = (after open - before) / held connections. \"Given back\" = (RSS at the end of",
-    "  the hold - RSS after close) / (RSS at the end of the hold - RSS before). The agent collects garbage and calls malloc_trim when its",
+    "  the hold - RSS after close) / (RSS at the end of the hold - RSS before); over 100% = below where it started (start-up garbage went",
+    "  too). The agent collects garbage and calls malloc_trim when its",
     "  live connections fell below a quarter of the peak (a 10 s timer), so 0-10 s after the close; \"largest 1 s fall\" shows when it happened.",
     "",
   ];

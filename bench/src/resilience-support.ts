@@ -44,12 +44,32 @@ export function metric(text: string, name: string, labels = ""): number {
   return NaN;
 }
 
+/**
+ * Live connections and the HBONE pool's size, from the summary on the admin port's home page
+ * (the only place that shows them: a table of `<th>key</th><td>value</td>` rows, values as JSON).
+ */
+function summary(html: string): Record<string, number> {
+  const named: Record<string, string> = { quot: '"', lt: "<", gt: ">", amp: "&" };
+  const unescape = (v: string): string => v.replace(/&(#\d+|\w+);/g, (m, e: string) => (e.startsWith("#") ? String.fromCharCode(Number(e.slice(1))) : (named[e] ?? m)));
+  const cell = (k: string): string | undefined => new RegExp(`<th>${k}</th><td>([^<]*)</td>`).exec(html)?.[1];
+  const live = Number(cell("live"));
+  let pool: { connections?: number; streams?: number } = {};
+  try {
+    pool = JSON.parse(unescape(cell("pool") ?? "{}")) as typeof pool;
+  } catch {
+    // keep empty
+  }
+  return { live, poolConnections: pool.connections ?? NaN, poolStreams: pool.streams ?? NaN };
+}
+
+/** What each agent says about itself: METRICS from /metrics and the admin page's summary. */
 export async function scrape(mesh: Mesh): Promise<Record<string, number>[]> {
   return Promise.all(
     mesh.pids.map(async (_, i) => {
       try {
         const text = await mesh.metrics(i);
-        return Object.fromEntries(METRICS.map(([key, name, labels]) => [key, metric(text, name, labels)]));
+        const page = await mesh.admin(i, "/");
+        return { ...Object.fromEntries(METRICS.map(([key, name, labels]) => [key, metric(text, name, labels)])), ...summary(page) };
       } catch (e) {
         log(`   /metrics of agent ${i ? "B" : "A"} failed: ${errMsg(e)}`);
         return {};

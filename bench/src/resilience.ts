@@ -37,7 +37,7 @@ const SOCKS5_SHARE = 0.25;
 const SOCKS5_MARGIN = 100;
 
 export const P = {
-  held: { target: QUICK ? 1000 : 10_000, holdMs: QUICK ? 10_000 : 60_000, settleMs: 5000, afterCloseSec: 60, concurrency: 256, capMs: 120_000 },
+  held: { target: QUICK ? 1000 : 10_000, baselineMs: QUICK ? 5000 : 15_000, holdMs: QUICK ? 10_000 : 60_000, settleMs: 5000, afterCloseSec: 60, concurrency: 256, capMs: 120_000 },
   kill: { conns: QUICK ? 200 : 1000, rounds: QUICK ? 1 : 3, idleMs: 1000, waitMs: 10_000, concurrency: 128 },
   quick: QUICK,
 };
@@ -66,8 +66,11 @@ async function held(serverProc: ChildProcess, port: number): Promise<HeldResult>
       return s;
     };
     try {
-      await sleep(3000);
-      await mark("before", true);
+      // The agents' CPU with no connection at all, to compare with their CPU while holding.
+      await sleep(2000);
+      const idleStart = await mark("idleStart");
+      await sleep(P.held.baselineMs);
+      const idleEnd = await mark("before", true);
       log(`held: opening ${n} connections (concurrency ${P.held.concurrency})`);
       const set = await openHeld(mesh, { port, from: CLIENT_IPS, to: SERVER_IP, n, concurrency: P.held.concurrency, capMs: P.held.capMs });
       try {
@@ -119,6 +122,7 @@ async function held(serverProc: ChildProcess, port: number): Promise<HeldResult>
           stillOpenAfterClose,
           howClosed,
           holdWindowSec: window,
+          baselineCpuPct: mesh.pids.map((_, i) => ((idleEnd.agents[i]!.cpuSec - idleStart.agents[i]!.cpuSec) / (idleEnd.t - idleStart.t)) * 100),
           idleCpuPct: mesh.pids.map((_, i) => pct((s) => s.agents[i]!.cpuSec)),
           maxSecondCpuPct: perSecond,
           clientCpuPct: pct((s) => s.selfCpu),
