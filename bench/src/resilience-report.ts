@@ -28,6 +28,7 @@ export interface HeldResult {
   readonly baselineCpuPct: number[];
   readonly idleCpuPct: number[];
   readonly maxSecondCpuPct: number[];
+  readonly medianSecondCpuPct: number[];
   readonly clientCpuPct: number;
   readonly serverCpuPct: number;
   readonly othersPct: number;
@@ -121,18 +122,16 @@ function heldSection(h: HeldResult, r: ResilienceResults): string[] {
   const agents = [0, 1];
   const row = (label: string, cell: (i: number) => string): string => `| ${label} | ${agents.map(cell).join(" | ")} |`;
   const series = (names: string[], get: (p: ProcFigures) => string) => (i: number) => names.map((n) => { const p = m(n, i); return p ? get(p) : "n/a"; }).join(" / ");
-  const open = (i: number) => m("afterOpen", i);
   const before = (i: number) => m("before", i);
-  const perConn = (i: number, get: (p: ProcFigures) => number, scale = 1): string => {
-    const a = open(i);
+  const perConn = (i: number, get: (p: ProcFigures) => number, at = "afterOpen"): string => {
+    const a = m(at, i);
     const b = before(i);
-    return a && b && h.opened > 0 ? f(((get(a) - get(b)) / h.opened) * scale, 2) : "n/a";
+    return a && b && h.opened > 0 ? f((get(a) - get(b)) / h.opened, 2) : "n/a";
   };
-  const givenBack = (i: number, at: string): string => {
+  const aboveBefore = (i: number, at: string): string => {
     const b = before(i)?.rssKiB;
-    const top = m("atHoldEnd", i)?.rssKiB;
     const end = m(at, i)?.rssKiB;
-    return b !== undefined && top !== undefined && end !== undefined && top > b ? `${f(((top - end) / (top - b)) * 100)}%` : "n/a";
+    return b !== undefined && end !== undefined ? `${end >= b ? "+" : ""}${mib(end - b)}` : "n/a";
   };
   const backAt = [20, P.afterCloseSec].filter((s, k, a) => s <= P.afterCloseSec && a.indexOf(s) === k);
   const met = (name: string, key: string, i: number, scale = 1, digits = 0): string => f((h.metrics[name]?.[i]?.[key] ?? NaN) * scale, digits);
@@ -170,13 +169,13 @@ function heldSection(h: HeldResult, r: ResilienceResults): string[] {
     row(`V8 heap used / committed (/metrics): before, at the end, +${P.afterCloseSec} s (MiB)`, (i) =>
       ["before", "atHoldEnd", last].map((n) => `${met(n, "heapUsedBytes", i, 1 / (1 << 20))} / ${met(n, "heapTotalBytes", i, 1 / (1 << 20))}`).join(", "),
     ),
-    row("RSS per held connection (KiB)", (i) => perConn(i, (p) => p.rssKiB)),
-    row(`RSS given back ${backAt.map((s) => `+${s}`).join(" / ")} s after close (share of the load's increase)`, (i) => backAt.map((s) => givenBack(i, `close+${s}`)).join(" / ")),
+    row("RSS per held connection, right after opening / at the end of the hold (KiB)", (i) => `${perConn(i, (p) => p.rssKiB)} / ${perConn(i, (p) => p.rssKiB, "atHoldEnd")}`),
+    row(`RSS still above before, ${backAt.map((s) => `+${s}`).join(" / ")} s after close (MiB)`, (i) => backAt.map((s) => aboveBefore(i, `close+${s}`)).join(" / ")),
     row("descriptors before / after open / at the end / after close", series(["before", "afterOpen", "atHoldEnd", last], (p) => f(p.fds))),
     row("descriptors per held connection", (i) => perConn(i, (p) => p.fds)),
     row(`CPU while holding, mean over s ${P.settleMs / 1000}-${P.holdMs / 1000} (% of one core)`, (i) => f(h.idleCpuPct[i], 2)),
     row(`CPU with no connection, ${P.baselineMs / 1000} s before opening (% of one core)`, (i) => f(h.baselineCpuPct[i], 2)),
-    row("CPU while holding, busiest second (% of one core)", (i) => f(h.maxSecondCpuPct[i], 1)),
+    row("CPU while holding, median second / busiest second (% of one core)", (i) => `${f(h.medianSecondCpuPct[i], 1)} / ${f(h.maxSecondCpuPct[i], 1)}`),
     row("/metrics at the end: event-loop delay min / p99 / max over the hold (ms)", (i) => ["eventLoopLagMinSec", "eventLoopLagP99Sec", "eventLoopLagMaxSec"].map((k) => met("atHoldEnd", k, i, 1000, 1)).join(" / ")),
     row("/metrics at the end: V8 external memory (MiB)", (i) => met("atHoldEnd", "externalBytes", i, 1 / (1 << 20))),
     row(`/metrics: ztunnel_data_path_descriptors in_use, before / at the end / +${closeSec.at(-1)} s`, (i) => ["before", "atHoldEnd", last].map((n) => met(n, "dataPathFds", i)).join(" / ")),
@@ -193,10 +192,10 @@ function heldSection(h: HeldResult, r: ResilienceResults): string[] {
     `- CPU over the hold window (${f(h.holdWindowSec, 0)} s): load generator ${f(h.clientCpuPct, 2)}%, echo server ${f(h.serverCpuPct, 2)}%, rest of machine ${f(h.othersPct, 1)}% of one core.`,
     "- Descriptors after the close, above those before: the HBONE connections agent A's pool keeps (idle ones are released after",
     "  POOL_UNUSED_RELEASE_TIMEOUT, 5 minutes by default; at most 100 streams each), and agent B's ends of them.",
-    "- RSS per connection and descriptors per connection = (after open - before) / held connections. \"Given back\" = (RSS at the end of",
-    "  the hold - RSS after close) / (RSS at the end of the hold - RSS before); over 100% = below where it started (start-up garbage went",
-    "  too). The agent collects garbage and calls malloc_trim when its",
-    "  live connections fell below a quarter of the peak (a 10 s timer), so 0-10 s after the close; \"largest 1 s fall\" shows when it happened.",
+    "- Per held connection = (figure - figure before) / held connections. Right after opening, the heap still holds the garbage of",
+    "  the burst; V8 may collect it during the hold (then RSS falls and that second's CPU shows it). After the close the agent collects",
+    "  garbage and calls malloc_trim once its live connections fell below a quarter of the peak (a 10 s timer, so 0-10 s after the",
+    "  close); \"largest 1 s fall\" shows when RSS fell most.",
     "",
   ];
 }

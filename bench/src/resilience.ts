@@ -85,11 +85,12 @@ async function held(serverProc: ChildProcess, port: number): Promise<HeldResult>
         const endedDuringHold = set.endings.length;
         const window = holdEnd.t - holdStart.t;
         const pct = (f: (s: Snapshot) => number): number => ((f(holdEnd) - f(holdStart)) / window) * 100;
-        const perSecond = mesh.pids.map((_, i) => {
+        // Per-second CPU of each agent over the hold: the busiest second and the median one.
+        const seconds = mesh.pids.map((_, i) => {
           const xs = samples.filter((s) => s.t >= holdStart.t && s.t <= holdEnd.t);
-          let max = 0;
-          for (let k = 1; k < xs.length; k++) max = Math.max(max, ((xs[k]!.agents[i]!.cpuSec - xs[k - 1]!.agents[i]!.cpuSec) / (xs[k]!.t - xs[k - 1]!.t)) * 100);
-          return max;
+          const v = new Float64Array(Math.max(0, xs.length - 1));
+          for (let k = 1; k < xs.length; k++) v[k - 1] = ((xs[k]!.agents[i]!.cpuSec - xs[k - 1]!.agents[i]!.cpuSec) / (xs[k]!.t - xs[k - 1]!.t)) * 100;
+          return { max: percentile(v, v.length, 100), median: percentile(v, v.length, 50) };
         });
 
         // Close: the server closes first (TIME_WAIT on its side), the FINs come back through the mesh.
@@ -124,7 +125,8 @@ async function held(serverProc: ChildProcess, port: number): Promise<HeldResult>
           holdWindowSec: window,
           baselineCpuPct: mesh.pids.map((_, i) => ((idleEnd.agents[i]!.cpuSec - idleStart.agents[i]!.cpuSec) / (idleEnd.t - idleStart.t)) * 100),
           idleCpuPct: mesh.pids.map((_, i) => pct((s) => s.agents[i]!.cpuSec)),
-          maxSecondCpuPct: perSecond,
+          maxSecondCpuPct: seconds.map((x) => x.max),
+          medianSecondCpuPct: seconds.map((x) => x.median),
           clientCpuPct: pct((s) => s.selfCpu),
           serverCpuPct: pct((s) => s.serverCpu),
           othersPct: othersPct(holdStart, holdEnd),
