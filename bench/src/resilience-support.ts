@@ -1,12 +1,10 @@
 /**
- * What the resilience benchmark (resilience.ts) measures with: the bench server's IPC, held
- * client connections that note how and when each one ended, the agents' /metrics, and
+ * What the resilience benchmark (resilience.ts) measures with: held client connections that note how and when each one ended, the agents' /metrics, and
  * snapshots of the agents from /proc.
  */
-import { fork, type ChildProcess } from "node:child_process";
 import type net from "node:net";
-import { fileURLToPath } from "node:url";
 import { echoOnce, openBounded } from "./load.js";
+import type { Ending } from "./bench-server.js";
 import type { Mesh } from "./mesh.js";
 import { cpuSeconds, machineCpuSeconds, openFds, rssKiB, selfCpuSeconds } from "./procfs.js";
 import type { ProcFigures } from "./resilience-report.js";
@@ -71,61 +69,14 @@ export async function scrape(mesh: Mesh): Promise<Record<string, number>[]> {
         const page = await mesh.admin(i, "/");
         return { ...Object.fromEntries(METRICS.map(([key, name, labels]) => [key, metric(text, name, labels)])), ...summary(page) };
       } catch (e) {
-        log(`   /metrics of agent ${i ? "B" : "A"} failed: ${errMsg(e)}`);
+        log(`   reading agent ${i ? "B" : "A"}'s /metrics or admin page failed: ${errMsg(e)}`);
         return {};
       }
     }),
   );
 }
 
-// ---- the bench server (child process) ----
-
-export interface ServerEnding {
-  how: "reset" | "fin" | "other";
-  ms: number;
-  code?: string;
-}
-
-/** The bench server (bench/src/server.ts) as a child process, listening on `ip` (any port). */
-export async function startServer(ip: string): Promise<{ proc: ChildProcess; port: number }> {
-  const proc = fork(fileURLToPath(new URL("./server.js", import.meta.url)), [`${ip}:0`], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const msg = await new Promise<{ ready: boolean; ports?: number[]; error?: string }>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("bench server did not start in 10 s")), 10_000);
-    proc.once("message", (m) => {
-      clearTimeout(t);
-      resolve(m as { ready: boolean; ports?: number[]; error?: string });
-    });
-    proc.once("exit", (code) => reject(new Error(`bench server exited (${code})`)));
-  });
-  if (!msg.ready || !msg.ports) throw new Error(`bench server failed: ${msg.error}`);
-  return { proc, port: msg.ports[0]! };
-}
-
-/** Send { cmd } to the bench server and wait for its { reply: cmd }. */
-export function ask<T>(proc: ChildProcess, cmd: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const on = (m: unknown): void => {
-      if (typeof m !== "object" || m === null || (m as { reply?: unknown }).reply !== cmd) return;
-      clearTimeout(t);
-      proc.off("message", on);
-      resolve(m as T);
-    };
-    const t = setTimeout(() => {
-      proc.off("message", on);
-      reject(new Error(`bench server: no answer to ${cmd} in 10 s`));
-    }, 10_000);
-    proc.on("message", on);
-    proc.send({ cmd });
-  });
-}
-
 // ---- client connections that are held, and how each one ended ----
-
-export interface Ending {
-  how: "reset" | "fin" | "other";
-  ms: number;
-  code?: string;
-}
 
 export interface HeldSet {
   readonly socks: net.Socket[];

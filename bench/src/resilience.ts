@@ -21,7 +21,8 @@ import { preflight } from "./load.js";
 import { startMesh } from "./mesh.js";
 import { cpuSeconds, machineCpuSeconds, selfCpuSeconds } from "./procfs.js";
 import { machineInfo, renderResilience, type HeldResult, type KillFigures, type ResilienceResults, type Side } from "./resilience-report.js";
-import { ask, log, metric, nowMs, openHeld, othersPct, scrape, snapshotter, startServer, type Ending, type ServerEnding, type Snapshot } from "./resilience-support.js";
+import { ask, startBenchServer, type Ending } from "./bench-server.js";
+import { log, metric, nowMs, openHeld, othersPct, scrape, snapshotter, type Snapshot } from "./resilience-support.js";
 import { errMsg, openFilesLimit, percentile, sleep } from "./util.js";
 
 const QUICK = process.env["BENCH_QUICK"] === "1";
@@ -192,7 +193,7 @@ async function killRound(serverProc: ChildProcess, port: number, victim: 0 | 1):
       }
       const doneMs = nowMs();
       const cpuAtDone = { survivor: cpuSeconds(survivor), self: selfCpuSeconds() };
-      const server = await ask<{ open: number; endings: ServerEnding[] }>(serverProc, "watched");
+      const server = await ask<{ open: number; endings: Ending[] }>(serverProc, "watched");
       const exitMs = (await exited) - killMs;
       const s1 = snap();
       // The killed agent's CPU cannot be read any more: count the survivor only (the killed one ran until the kill).
@@ -233,7 +234,8 @@ async function main(): Promise<void> {
   const busyAtStartPct = (machineCpuSeconds().busy - m0.busy) * 100;
   if (busyAtStartPct > 20) log(`warning: the machine is already busy (${busyAtStartPct.toFixed(0)}% of one core in the last second): figures will be disturbed`);
   const results: ResilienceResults = { date: new Date().toISOString(), machine: { ...machineInfo(), busyAtStartPct, nofile: openFilesLimit() }, params: P, kill: [], totalSec: 0 };
-  const server = await startServer(SERVER_IP);
+  const { proc, ports } = await startBenchServer([`${SERVER_IP}:0`]);
+  const server = { proc, port: ports[0]! };
   log(`bench server pid ${server.proc.pid}: ${SERVER_IP}:${server.port}`);
   try {
     try {

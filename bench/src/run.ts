@@ -2,7 +2,8 @@
  * The benchmark runner (`bash bench/run.sh`): direct TCP, a stunnel pair and the mesh,
  * measured side by side in one run, each measure taken on the three paths in turn.
  */
-import { fork, execFileSync, spawnSync, type ChildProcess } from "node:child_process";
+import { execFileSync, spawnSync, type ChildProcess } from "node:child_process";
+import { startBenchServer } from "./bench-server.js";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -62,17 +63,8 @@ function tcpOpen(host: string, port: number): Open {
 }
 
 async function startServer(): Promise<{ proc: ChildProcess; directPort: number; meshPort: number }> {
-  const proc = fork(fileURLToPath(new URL("./server.js", import.meta.url)), ["127.0.0.1:0", `${SERVER_IP}:0`], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const msg = await new Promise<{ ready: boolean; ports?: number[]; error?: string }>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("bench server did not start in 10 s")), 10_000);
-    proc.once("message", (m) => {
-      clearTimeout(t);
-      resolve(m as { ready: boolean; ports?: number[]; error?: string });
-    });
-    proc.once("exit", (code) => reject(new Error(`bench server exited (${code})`)));
-  });
-  if (!msg.ready || !msg.ports) throw new Error(`bench server failed: ${msg.error}`);
-  return { proc, directPort: msg.ports[0]!, meshPort: msg.ports[1]! };
+  const { proc, ports } = await startBenchServer(["127.0.0.1:0", `${SERVER_IP}:0`]);
+  return { proc, directPort: ports[0]!, meshPort: ports[1]! };
 }
 
 function sh(cmd: string, args: string[]): string {
