@@ -1,7 +1,8 @@
 /**
  * The mesh path: two `ztunnel run` agents on loopback net 250 (via @zt/harness), the
  * client bound to the source workload's IP talking SOCKS5 to agent A, HBONE to agent B,
- * and the bench server listening on the destination workload's IP.
+ * and the bench server listening on the destination workload's IP. The resilience
+ * benchmark starts its own pair on another net with its own workloads (`MeshOptions`).
  *
  * The harness is loaded at run time from its build output so that the baselines still
  * run (and the failure is reported) while the agent does not build.
@@ -23,16 +24,36 @@ const HARNESS = new URL("../../packages/harness/dist/index.js", import.meta.url)
 interface HarnessApi {
   ZTUNNEL_BIN: string;
   startLoopbackMesh(o: { net: number; nodes: readonly string[]; workloadsFile?: string; env?: Record<string, string> }): Promise<{
-    agents: readonly { node: string; proc: ChildProcess; logs: Record<string, unknown>[] }[];
+    agents: readonly {
+      node: string;
+      proc: ChildProcess;
+      logs: Record<string, unknown>[];
+      get(which: "admin" | "stats" | "readiness", path: string): Promise<{ status: number; body: string }>;
+    }[];
     host(i: number): string;
     stop(): Promise<void>;
   }>;
   socksConnect(o: { proxy: { host: string; port: number }; localAddress?: string; host: string; port: number }): Promise<net.Socket>;
 }
 
+export interface MeshOptions {
+  /** Second octet of the agents' addresses: agent i on 127.<net>.<i+1>.1 (default 250). */
+  readonly net?: number;
+  readonly workloadsFile?: string;
+  /** Extra environment for both agents. */
+  readonly env?: Record<string, string>;
+}
+
 export interface Mesh {
+  /** Agent A (node-a, the source side), agent B (node-b, the destination side). */
   readonly pids: readonly number[];
-  open(port: number): Promise<net.Socket>;
+  readonly procs: readonly ChildProcess[];
+  /** A connection through agent A's SOCKS5, bound to `from` (default CLIENT_IP), to `to` (default SERVER_IP). */
+  open(port: number, from?: string, to?: string): Promise<net.Socket>;
+  /** GET /metrics from agent i's stats port (Prometheus text). */
+  metrics(i: number): Promise<string>;
+  /** GET a path from agent i's admin port (body, or an error when not 200). */
+  admin(i: number, path: string): Promise<string>;
   /** The last lines each agent printed (stdout and stderr), for failure reports. */
   tails(): string;
   stop(): Promise<void>;
@@ -40,12 +61,12 @@ export interface Mesh {
 
 const TAIL = 16 * 1024;
 
-export async function startMesh(): Promise<Mesh> {
+export async function startMesh(o: MeshOptions = {}): Promise<Mesh> {
   const harnessPath = fileURLToPath(HARNESS);
   if (!existsSync(harnessPath)) throw new Error(`harness not built: ${harnessPath} is missing (did \`tsc -b\` fail?)`);
   const h = (await import(HARNESS.href)) as HarnessApi;
   if (!existsSync(h.ZTUNNEL_BIN)) throw new Error(`agent not built: ${h.ZTUNNEL_BIN} is missing (did \`tsc -b\` fail?)`);
-  const mesh = await h.startLoopbackMesh({ net: MESH_NET, nodes: ["node-a", "node-b"], workloadsFile: WORKLOADS_FILE });
+  const mesh = await h.startLoopbackMesh({ net: o.net ?? MESH_NET, nodes: ["node-a", "node-b"], workloadsFile: o.workloadsFile ?? WORKLOADS_FILE, ...(o.env ? { env: o.env } : {}) });
   // The harness parses every log line into memory, in this process; under load (one access
   // log line per connection) that would cost the load generator CPU and memory. Keep a
   // short tail instead.
@@ -64,9 +85,21 @@ export async function startMesh(): Promise<Mesh> {
     a.logs.length = 0;
   }
   const pids = mesh.agents.map((a) => a.proc.pid!);
+  const proxy = { host: mesh.host(0), port: SOCKS.port };
   return {
     pids,
-    open: (port) => h.socksConnect({ proxy: SOCKS, localAddress: CLIENT_IP, host: SERVER_IP, port }),
+    procs: mesh.agents.map((a) => a.proc),
+    open: (port, from = CLIENT_IP, to = SERVER_IP) => h.socksConnect({ proxy, localAddress: from, host: to, port }),
+    async metrics(i) {
+      const r = await mesh.agents[i]!.get("stats", "/metrics");
+      if (r.status !== 200) throw new Error(`GET /metrics on ${mesh.agents[i]!.node}: HTTP ${r.status}`);
+      return r.body;
+    },
+    async admin(i, path) {
+      const r = await mesh.agents[i]!.get("admin", path);
+      if (r.status !== 200) throw new Error(`GET ${path} on ${mesh.agents[i]!.node}'s admin port: HTTP ${r.status}`);
+      return r.body;
+    },
     tails: () =>
       mesh.agents
         .map((a) => {

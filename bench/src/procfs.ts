@@ -96,3 +96,12 @@ export function machineCpuSeconds(): { busy: number; steal: number } {
     return { busy: 0, steal: 0 };
   }
 }
+
+/** Open descriptors of one process: the entries of /proc/<pid>/fd (0 if gone). */
+export function openFds(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}

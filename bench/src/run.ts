@@ -2,7 +2,8 @@
  * The benchmark runner (`bash bench/run.sh`): direct TCP, a stunnel pair and the mesh,
  * measured side by side in one run, each measure taken on the three paths in turn.
  */
-import { fork, execFileSync, spawnSync, type ChildProcess } from "node:child_process";
+import { execFileSync, spawnSync, type ChildProcess } from "node:child_process";
+import { startBenchServer } from "./bench-server.js";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -62,17 +63,8 @@ function tcpOpen(host: string, port: number): Open {
 }
 
 async function startServer(): Promise<{ proc: ChildProcess; directPort: number; meshPort: number }> {
-  const proc = fork(fileURLToPath(new URL("./server.js", import.meta.url)), ["127.0.0.1:0", `${SERVER_IP}:0`], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const msg = await new Promise<{ ready: boolean; ports?: number[]; error?: string }>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("bench server did not start in 10 s")), 10_000);
-    proc.once("message", (m) => {
-      clearTimeout(t);
-      resolve(m as { ready: boolean; ports?: number[]; error?: string });
-    });
-    proc.once("exit", (code) => reject(new Error(`bench server exited (${code})`)));
-  });
-  if (!msg.ready || !msg.ports) throw new Error(`bench server failed: ${msg.error}`);
-  return { proc, directPort: msg.ports[0]!, meshPort: msg.ports[1]! };
+  const { proc, ports } = await startBenchServer(["127.0.0.1:0", `${SERVER_IP}:0`]);
+  return { proc, directPort: ports[0]!, meshPort: ports[1]! };
 }
 
 function sh(cmd: string, args: string[]): string {
@@ -287,10 +279,11 @@ async function main(): Promise<number> {
   // A quick run (BENCH_QUICK=1, for trying the bench out) does not replace RESULTS.md.
   const md = QUICK ? "bench/out/RESULTS.quick.md" : "bench/RESULTS.md";
   mkdirSync(`${benchDir}out`, { recursive: true });
-  // The sections of the root-only measurements (bench/capture.sh, bench/handover.sh) survive a rewrite of the file.
+  // The other benchmarks' sections (bench/capture.sh, bench/handover.sh, bench/resilience.sh: between their
+  // <!-- name:begin --> and <!-- name:end --> markers) survive a rewrite of the file.
   const mdPath = `${benchDir}${md.slice("bench/".length)}`;
-  const kept = (existsSync(mdPath) ? readFileSync(mdPath, "utf8") : "").match(/<!-- (capture|handover):begin -->[\s\S]*?<!-- \1:end -->/g) ?? [];
-  writeFileSync(mdPath, kept.length > 0 ? `${markdown.trimEnd()}\n\n${kept.join("\n\n")}\n` : markdown);
+  const sections = (existsSync(mdPath) ? readFileSync(mdPath, "utf8") : "").match(/<!-- ([\w-]+):begin -->[\s\S]*?<!-- \1:end -->/g) ?? [];
+  writeFileSync(mdPath, sections.length ? `${markdown.trimEnd()}\n\n${sections.join("\n\n")}\n` : markdown);
   writeFileSync(`${benchDir}out/results.json`, JSON.stringify(results, null, 2));
   log(`wrote ${md} and bench/out/results.json (${results.totalSec.toFixed(0)} s in all)`);
   return 0;

@@ -12,6 +12,12 @@
  * A FIN from the client is answered with a FIN. The IPC message "closeAll" makes the server
  * close (FIN) every connection it holds.
  *
+ * Watching (for bench/src/resilience.ts): the IPC message { cmd: "watch" } marks every
+ * connection open now; the server notes how and when each of them ends (a reset, a FIN,
+ * anything else), on the machine's monotonic clock (process.hrtime, shared by every process
+ * of the machine). { cmd: "watched" } answers with what it noted and how many are still open,
+ * { cmd: "watchedOpen" } with the count only.
+ *
  * Where it can, the server closes first so that TIME_WAIT lands on its side: the load
  * generator's source ports are few when it binds a source IP (the mesh path), and a port in
  * TIME_WAIT cannot be bound again for a minute.
@@ -24,12 +30,32 @@ const MODE_CLOSE = 0x43; // 'C'
 const ACK = Buffer.from("K");
 const open = new Set<net.Socket>();
 
+/** How a watched connection ended, and when (ms on the monotonic clock). */
+interface Ending {
+  how: "reset" | "fin" | "other";
+  ms: number;
+  code?: string;
+}
+/** Watched connections: null while open. */
+let watched = new Map<net.Socket, Ending | null>();
+
+function ended(sock: net.Socket, how: Ending["how"], code?: string): void {
+  if (watched.get(sock) !== null) return; // not watched, or ended already
+  watched.set(sock, { how, ms: Number(process.hrtime.bigint()) / 1e6, ...(code !== undefined ? { code } : {}) });
+}
+
 function handle(sock: net.Socket): void {
   sock.setNoDelay(true);
   open.add(sock);
-  sock.once("close", () => open.delete(sock));
-  sock.on("error", () => {});
-  sock.on("end", () => sock.end());
+  sock.once("close", () => {
+    open.delete(sock);
+    ended(sock, "other", "close");
+  });
+  sock.on("error", (e: NodeJS.ErrnoException) => ended(sock, e.code === "ECONNRESET" ? "reset" : "other", e.code));
+  sock.on("end", () => {
+    ended(sock, "fin");
+    sock.end();
+  });
   let closeAfter = -1;
   let mode = 0;
   let header: Buffer = Buffer.alloc(0);
@@ -105,6 +131,14 @@ async function main(): Promise<void> {
       const n = open.size;
       for (const s of open) s.end();
       process.send?.({ closed: n });
+    } else if (typeof m === "object" && m !== null && "cmd" in m) {
+      if (m.cmd === "watch") {
+        watched = new Map([...open].map((s) => [s, null]));
+        process.send?.({ reply: "watch", watching: watched.size });
+      } else if (m.cmd === "watched" || m.cmd === "watchedOpen") {
+        const endings = [...watched.values()].filter((e): e is Ending => e !== null);
+        process.send?.({ reply: m.cmd, open: watched.size - endings.length, ...(m.cmd === "watched" ? { endings } : {}) });
+      }
     }
   });
   process.send?.({ ready: true, ports });
