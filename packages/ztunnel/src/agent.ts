@@ -40,7 +40,8 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   logger.info({ config: describeConfig(config) }, "starting ztunnel");
   const registry = new Registry();
   // process_* and nodejs_* (resident memory, heap, open fds, event-loop delay): what an operator checks first under load.
-  collectDefaultMetrics({ register: registry });
+  // The event-loop monitor samples every 100 ms, not prom-client's 10 ms: an idle agent stays idle.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
   const source = await openWorkloadSource(config, config.localXdsPath ?? EMBEDDED_WORKLOADS, logger, registry);
   const store = source.store;
   const faults = createFaults(logger, registry);

@@ -16,21 +16,34 @@ const CHECK_MS = 10_000;
  * peak for as long as it stays quiet. One coarse timer compares the live connections with
  * the most seen since the last look; when they fell below a quarter of it (and the peak was
  * worth it), full collections run, then the C allocator's free pages go back to the kernel
- * (malloc_trim, through the socket-option addon). Nothing runs per connection.
+ * (malloc_trim, through the socket-option addon); once more at the next look, for what the
+ * closing connections still held the first time. Nothing runs per connection.
  */
 export function createMemoryReducer(live: () => number): MemoryReducer {
   const gc = exposeGc();
   let peak = 0;
+  let again = false;
+  const reduce = (): void => {
+    // Two in a row: the second one finds the young generation empty and lets V8 shrink it.
+    gc?.();
+    gc?.();
+    // The buffers just collected went back to the C allocator; give its free pages to the kernel.
+    setImmediate(releaseFreedMemory);
+  };
   const timer = setInterval(() => {
     const now = live();
     if (gc && peak >= 64 && now < peak / 4) {
-      // Two in a row: the second one finds the young generation empty and lets V8 shrink it.
-      gc();
-      gc();
-      // The buffers just collected went back to the C allocator; give its free pages to the kernel.
-      setImmediate(releaseFreedMemory);
+      reduce();
+      // Connections that closed just before this look may not be garbage yet: look once more next time.
+      again = true;
       peak = now;
-    } else peak = Math.max(peak, now);
+    } else if (again && now < 64) {
+      reduce();
+      again = false;
+    } else {
+      again = false;
+      peak = Math.max(peak, now);
+    }
   }, CHECK_MS);
   timer.unref();
   // The peak between two looks matters too: sample it more often, cheaply.
