@@ -137,6 +137,8 @@ describe("a real destination agent dies or drains", () => {
     expect(await Promise.all(ends)).toEqual(["rst", "rst"]);
     await accessLine(agentA(), "HBONE_CONNECTION_LOST");
     expect(echo.endings).toHaveLength(2);
+    // The destination pods faced the killed agent itself: its kernel reset their connections (SO_LINGER 0), no FIN.
+    expect(await Promise.all(echo.endings)).toEqual(["rst", "rst"]);
     await restartB();
   });
 
@@ -160,9 +162,12 @@ describe("a real destination agent dies or drains", () => {
 describe("the source's agent goes away: the destination pod gets an RST", () => {
   test("SIGKILL of the source agent resets the upstream connection and logs it", async () => {
     const echo = await recordingEcho(`${B}.10`);
-    await openClient(`${B}.10`);
+    const client = await openClient(`${B}.10`);
+    const clientEnd = ending(client);
     const a = mesh.agents[0]!;
     a.proc.kill("SIGKILL");
+    // The client faced the killed agent itself: its kernel reset the connection (SO_LINGER 0), no FIN.
+    expect(await clientEnd).toBe("rst");
     await until("upstream accepted", () => echo.endings.length, (n) => n === 1);
     expect(await echo.endings[0]).toBe("rst");
     await accessLine(mesh.agents[1]!, "HBONE_CONNECTION_LOST");

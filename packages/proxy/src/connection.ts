@@ -20,6 +20,8 @@ export function run(
   const writtenBase = tcp.bytesWritten;
   const handle = { destroy: () => tcp.resetAndDestroy() };
   ctx.live.add(handle);
+  resetIfAgentDies(ctx, tcp);
+  if (!("rstCode" in peer)) resetIfAgentDies(ctx, peer);
   splice(tcp, peer, (outcome) => {
     ctx.live.delete(handle);
     if (counting === "sent-is-upstream-written") {
@@ -40,6 +42,33 @@ export function run(
 
 const RST_NAMES: Readonly<Record<number, string>> = { 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 3: "FLOW_CONTROL_ERROR", 5: "STREAM_CLOSED", 6: "FRAME_SIZE_ERROR", 7: "REFUSED_STREAM", 8: "CANCEL", 9: "COMPRESSION_ERROR", 10: "CONNECT_ERROR", 11: "ENHANCE_YOUR_CALM" };
 const PROTOCOL_RESETS = new Set([1, 3, 5, 6, 9]);
+
+/**
+ * While the connection is open, the agent's death resets it (SO_LINGER 0: the kernel closes
+ * the socket for the dead process). Once both directions ended cleanly the option goes,
+ * before Node closes the socket: a reset would discard what the peer has not acknowledged.
+ */
+function resetIfAgentDies(ctx: ProxyContext, s: net.Socket): void {
+  const set = ctx.lingerReset;
+  if (!set) return;
+  try {
+    set(s, true);
+  } catch {
+    return; // already closed
+  }
+  let ended = false;
+  let finished = false;
+  const settle = (): void => {
+    if (!ended || !finished || s.destroyed) return;
+    try {
+      set(s, false);
+    } catch {
+      // closed meanwhile
+    }
+  };
+  s.once("end", () => ((ended = true), settle()));
+  s.once("finish", () => ((finished = true), settle()));
+}
 
 /**
  * Why an open connection ended abruptly. An error of the HBONE stream that is not ours

@@ -1,3 +1,4 @@
+import type net from "node:net";
 import type { Logger } from "pino";
 import type { CertManager } from "@zt/identity";
 import type { MeshStore } from "@zt/state";
@@ -34,6 +35,12 @@ export interface ProxyContext {
   readonly receiveBudget: ReceiveBudget;
   /** Something threw where nothing could handle it (a housekeeping timer, an event handler): logged and counted; the connection involved, if any, is reset. */
   readonly onFault: (where: string, err: unknown) => void;
+  /**
+   * SO_LINGER {1, 0} on (or off): set while a proxied TCP connection is open, so that if the
+   * agent dies (SIGKILL, OOM) the kernel resets it rather than sending a FIN that would pass
+   * truncated data off as complete; cleared before a graceful close. Absent without the addon.
+   */
+  readonly lingerReset?: (socket: net.Socket, on: boolean) => void;
   /** Live connections, so a drain can wait for them and then cut the rest. */
   readonly live: Set<{ destroy(): void }>;
 }

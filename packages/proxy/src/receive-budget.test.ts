@@ -102,8 +102,9 @@ describe("what a connection can make the agent hold", () => {
   test("data sent before the upstream is connected counts too", async () => {
     const f = await flood({ target: IP, authority: `${IP}:8082`, cert: await evil(), streams: 16, pushBeforeAnswer: true });
     const peak = await settle(f);
+    // Unbudgeted, the 16 pending streams would each fill their 1 MiB window and keep it until the dial timeout.
     expect(peak).toBeGreaterThan(MiB);
-    expect(peak).toBeLessThan(8 * MiB);
+    expect(peak).toBeLessThan(12 * MiB);
     f.close();
   });
 

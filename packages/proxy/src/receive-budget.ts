@@ -117,7 +117,11 @@ export function createReceiveBudget(o: ReceiveBudgetOptions): ReceiveBudget {
     const now = Date.now();
     for (const st of active) {
       apply(st, target(st, fairShare), now);
-      if (st.session.destroyed || (st.idle.size === 0 && st.window === o.streamWindow && !st.pendingSince)) active.delete(st);
+      if (st.session.destroyed || (st.idle.size === 0 && st.window === o.streamWindow && !st.pendingSince)) {
+        active.delete(st);
+        total -= st.held;
+        st.held = 0;
+      }
     }
     if (active.size === 0 && timer) {
       clearInterval(timer);
@@ -140,7 +144,8 @@ export function createReceiveBudget(o: ReceiveBudgetOptions): ReceiveBudget {
       all.add(st);
       session.once("close", () => {
         all.delete(st);
-        active.delete(st);
+        if (active.delete(st)) total -= st.held;
+        st.held = 0;
         st.streams.clear();
         st.idle.clear();
       });

@@ -1,4 +1,4 @@
-// Socket options Node does not expose: IP_TRANSPARENT, SO_MARK, SO_REUSEPORT,
+// Socket options Node does not expose: IP_TRANSPARENT, SO_MARK, SO_REUSEPORT, SO_LINGER,
 // SO_SNDBUF/SO_RCVBUF before connect, an unconnected TCP socket bound to a non-local
 // address, and a listening socket made with options set before bind(); plus malloc_trim.
 // Plain syscalls; nothing is spawned.
@@ -221,6 +221,28 @@ static napi_value ListenTcp(napi_env env, napi_callback_info info) {
   return socket_result(env, fd, op);
 }
 
+// setLingerReset(fd, on): SO_LINGER {1, 0} (on) or off. With it, close() — including the
+// kernel's, when the process dies — resets the connection instead of sending a FIN.
+static napi_value SetLingerReset(napi_env env, napi_callback_info info) {
+  int32_t a[2];
+  if (arg_int(env, info, 2, a) != 0) return NULL;
+  struct linger l = {a[1] != 0 ? 1 : 0, 0};
+  if (setsockopt(a[0], SOL_SOCKET, SO_LINGER, &l, sizeof l) != 0) return fail(env, "setsockopt(SO_LINGER)", errno);
+  return NULL;
+}
+
+// getLingerReset(fd) -> boolean
+static napi_value GetLingerReset(napi_env env, napi_callback_info info) {
+  int32_t a[1];
+  if (arg_int(env, info, 1, a) != 0) return NULL;
+  struct linger l = {0, 0};
+  socklen_t len = sizeof l;
+  if (getsockopt(a[0], SOL_SOCKET, SO_LINGER, &l, &len) != 0) return fail(env, "getsockopt(SO_LINGER)", errno);
+  napi_value out;
+  napi_get_boolean(env, l.l_onoff != 0 && l.l_linger == 0, &out);
+  return out;
+}
+
 // getReusePort(fd) -> boolean
 static napi_value GetReusePort(napi_env env, napi_callback_info info) {
   int32_t a[1];
@@ -283,6 +305,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"releaseFreedMemory", NULL, ReleaseFreedMemory, NULL, NULL, NULL, napi_default, NULL},
     {"listenTcp", NULL, ListenTcp, NULL, NULL, NULL, napi_default, NULL},
     {"getReusePort", NULL, GetReusePort, NULL, NULL, NULL, napi_default, NULL},
+    {"setLingerReset", NULL, SetLingerReset, NULL, NULL, NULL, napi_default, NULL},
+    {"getLingerReset", NULL, GetLingerReset, NULL, NULL, NULL, napi_default, NULL},
     {"closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

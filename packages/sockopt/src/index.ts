@@ -12,6 +12,8 @@ interface Native {
   releaseFreedMemory(): boolean;
   listenTcp(family: 4 | 6, ip: string, port: number, reusePort: boolean, transparent: boolean, backlog: number): number;
   getReusePort(fd: number): boolean;
+  setLingerReset(fd: number, on: 0 | 1): void;
+  getLingerReset(fd: number): boolean;
   closeFd(fd: number): void;
 }
 
@@ -70,6 +72,20 @@ export function buffersOf(s: net.Socket): { snd: number; rcv: number } {
 
 export function isReusePort(s: net.Server | net.Socket): boolean {
   return native().getReusePort(fdOf(s));
+}
+
+/**
+ * SO_LINGER {on, 0}: while set, closing the socket resets the connection instead of
+ * sending a FIN — and so does the kernel when the process dies (SIGKILL, OOM), when it
+ * closes every descriptor itself. Clear it before a graceful close: a reset discards what
+ * the peer has not acknowledged yet.
+ */
+export function setLingerReset(s: net.Socket, on: boolean): void {
+  native().setLingerReset(fdOf(s), on ? 1 : 0);
+}
+
+export function isLingerReset(s: net.Socket): boolean {
+  return native().getLingerReset(fdOf(s));
 }
 
 export interface ListenOptions {

@@ -9,6 +9,7 @@ import { describeConfig } from "./config.js";
 import { createConfigDump } from "./config-dump.js";
 import { startListeners, type Listeners } from "./listeners.js";
 import { createLocalAddresses } from "./local-addresses.js";
+import { setLingerReset, sockopt } from "@zt/sockopt";
 import { createFaults } from "./faults.js";
 import { createMemoryReducer } from "./memory-reducer.js";
 import { planFds } from "./fd-limit.js";
@@ -112,6 +113,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     receiveBudget,
     fds: fdPlan.budget,
     onFault: faults.report,
+    ...(sockopt.available ? { lingerReset: setLingerReset } : {}),
   };
 
   const memoryReducer = createMemoryReducer(() => ctx.live.size);
