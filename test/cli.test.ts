@@ -77,7 +77,7 @@ describe("certificate rotation", () => {
       sock.write(Buffer.alloc(1000));
       await until("echo after rotation", () => got, (n) => n === 2000);
       sock.end();
-      expect(agent.logs.some((l) => l["msg"] === "certificate rotated")).toBe(true);
+      await until("rotation logged", () => agent.logs.some((l) => l["msg"] === "certificate rotated"), (v) => v);
     } finally {
       echo.close();
       await agent.stop();

@@ -8,7 +8,6 @@ export type Fault =
   | "fin" // close the TCP connection with a FIN (TLS close_notify + FIN), no GOAWAY
   | "goaway-fin" // GOAWAY(NO_ERROR, last stream) then FIN
   | "silent" // keep the connection but never answer again (no PING acks, no reads)
-  | "goaway-silent" // GOAWAY(NO_ERROR, last stream), then silent: a draining agent whose node went away
   | "garbage"; // write bytes that are not TLS records under the TLS layer
 
 export interface FaultyPeer {
@@ -53,8 +52,7 @@ export async function startFaultyPeer(ip: string, cert: WorkloadCertificate): Pr
           const last = Math.max(0, ...h.conn.frames.filter((x) => x.type === Frame.HEADERS).map((x) => x.stream));
           h.conn.send(goaway(last, 0));
           h.tls.end();
-        } else if (f === "silent" || f === "goaway-silent") {
-          if (f === "goaway-silent") h.conn.send(goaway(Math.max(0, ...h.conn.frames.filter((x) => x.type === Frame.HEADERS).map((x) => x.stream)), 0));
+        } else if (f === "silent") {
           h.conn.autoAck = false;
           h.conn.removeAllListeners("frame");
           h.tls.pause();

@@ -77,7 +77,8 @@ export async function startAgentProcess(node: string, env: Record<string, string
     }
   });
   proc.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  // 'close', not 'exit': by then stdout has ended, so every log line the agent wrote has been read.
+  const exited = new Promise<number | null>((resolve) => proc.once("close", (code) => resolve(code)));
   const addr = (which: "admin" | "stats" | "readiness"): string => {
     const key = { admin: "ADMIN_ADDR", stats: "STATS_ADDR", readiness: "READINESS_ADDR" }[which];
     const v = env[key];

@@ -175,6 +175,9 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
     unproven,
     accept(raw) {
       raw.on("error", () => {});
+      // The kernel's probes find a client host that vanished while its connection is closing
+      // (after GOAWAY Node sends no more PINGs).
+      raw.setKeepAlive(true, opts.pingIntervalMs ?? 10_000);
       acceptTls(ctx, raw)
         .then((sock) => {
           unproven.done(raw);

@@ -37,8 +37,10 @@ export function createKeepalive(o: KeepaliveOptions): Keepalive {
   let timer: NodeJS.Timeout | undefined;
 
   const check = (s: Http2Session, st: State, now: number): void => {
-    // A closed session (GOAWAY sent or received) still carries its open streams: keep watching it.
-    if (s.destroyed) {
+    // Node cancels PINGs on a closed session (GOAWAY sent or received): its open streams are
+    // left to the peer's drain, and a peer host that vanishes meanwhile to TCP keepalive
+    // (set on every HBONE socket).
+    if (s.closed || s.destroyed) {
       sessions.delete(s);
     } else if (st.sentAt && now - st.sentAt > o.timeoutMs) {
       sessions.delete(s);

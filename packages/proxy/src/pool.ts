@@ -174,6 +174,9 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
         return;
       }
       fds.held(tcp);
+      // The kernel's probes find a peer host that vanished while this connection is closing
+      // (after GOAWAY Node sends no more PINGs).
+      tcp.setKeepAlive(true, pingIntervalMs);
       // HTTP/2 carries half-close in frames; a FIN on the HBONE connection ends it (the TLS
       // socket inherits this flag: left half-open, a peer's FIN would never end the session).
       tcp.allowHalfOpen = false;
