@@ -141,7 +141,9 @@ async function main(): Promise<number> {
     }
     // 3. mesh
     if (ONLY.has("mesh")) try {
-      mesh = await startMesh();
+      // One client identity holds every idle connection here (9,700), above the default cap of
+      // 2,048 streams per peer identity at the destination's agent: raised for this measure.
+      mesh = await startMesh({ env: { HBONE_MAX_STREAMS_PER_IDENTITY: "20000" } });
       const m = mesh;
       const open: Open = () => m.open(server.meshPort);
       try {
