@@ -40,15 +40,20 @@ export interface MeshOptions {
   /** Second octet of the agents' addresses: agent i on 127.<net>.<i+1>.1 (default 250). */
   readonly net?: number;
   readonly workloadsFile?: string;
-  /** Extra environment for both agents. */
+  /** Extra environment for every agent. */
   readonly env?: Record<string, string>;
+  /** Node names, agent i for node i (default node-a, node-b). */
+  readonly nodes?: readonly string[];
 }
 
 export interface Mesh {
-  /** Agent A (node-a, the source side), agent B (node-b, the destination side). */
+  /** Agent A (node-a, the source side), agent B (node-b, the destination side), then any further nodes'. */
   readonly pids: readonly number[];
   readonly procs: readonly ChildProcess[];
-  /** A connection through agent A's SOCKS5, bound to `from` (default CLIENT_IP), to `to` (default SERVER_IP). */
+  /**
+   * A connection bound to `from` (default CLIENT_IP) to `to` (default SERVER_IP), through the
+   * SOCKS5 of the agent on `from`'s node: 127.<net>.<k>.x is on agent k-1's node.
+   */
   open(port: number, from?: string, to?: string): Promise<net.Socket>;
   /** GET /metrics from agent i's stats port (Prometheus text). */
   metrics(i: number): Promise<string>;
@@ -66,7 +71,7 @@ export async function startMesh(o: MeshOptions = {}): Promise<Mesh> {
   if (!existsSync(harnessPath)) throw new Error(`harness not built: ${harnessPath} is missing (did \`tsc -b\` fail?)`);
   const h = (await import(HARNESS.href)) as HarnessApi;
   if (!existsSync(h.ZTUNNEL_BIN)) throw new Error(`agent not built: ${h.ZTUNNEL_BIN} is missing (did \`tsc -b\` fail?)`);
-  const mesh = await h.startLoopbackMesh({ net: o.net ?? MESH_NET, nodes: ["node-a", "node-b"], workloadsFile: o.workloadsFile ?? WORKLOADS_FILE, ...(o.env ? { env: o.env } : {}) });
+  const mesh = await h.startLoopbackMesh({ net: o.net ?? MESH_NET, nodes: o.nodes ?? ["node-a", "node-b"], workloadsFile: o.workloadsFile ?? WORKLOADS_FILE, ...(o.env ? { env: o.env } : {}) });
   // The harness parses every log line into memory, in this process; under load (one access
   // log line per connection) that would cost the load generator CPU and memory. Keep a
   // short tail instead.
@@ -85,11 +90,15 @@ export async function startMesh(o: MeshOptions = {}): Promise<Mesh> {
     a.logs.length = 0;
   }
   const pids = mesh.agents.map((a) => a.proc.pid!);
-  const proxy = { host: mesh.host(0), port: SOCKS.port };
+  const proxyOf = (from: string): { host: string; port: number } => {
+    const i = Number(from.split(".")[2]) - 1;
+    if (!(i >= 0 && i < mesh.agents.length)) throw new Error(`no agent for a client on ${from}: agent i runs on 127.<net>.<i+1>.1`);
+    return { host: mesh.host(i), port: SOCKS.port };
+  };
   return {
     pids,
     procs: mesh.agents.map((a) => a.proc),
-    open: (port, from = CLIENT_IP, to = SERVER_IP) => h.socksConnect({ proxy, localAddress: from, host: to, port }),
+    open: async (port, from = CLIENT_IP, to = SERVER_IP) => h.socksConnect({ proxy: proxyOf(from), localAddress: from, host: to, port }),
     async metrics(i) {
       const r = await mesh.agents[i]!.get("stats", "/metrics");
       if (r.status !== 200) throw new Error(`GET /metrics on ${mesh.agents[i]!.node}: HTTP ${r.status}`);

@@ -339,7 +339,12 @@ export function renderReport(r: Results): { table: string; markdown: string } {
     "  a 1-byte echo), left idle 2 s, then the VmRSS of the proxy processes (and their children) is read from /proc;",
     "  per connection = (after - before) / open connections.",
     ...(P.idle.n < 10_000
-      ? [`  ${P.idle.n} rather than 10,000: the open-file limit here is ${M.nofile} and cannot be raised, and stunnel admits`, "  nofile x 125/256 clients per process (it needs two descriptors per connection)."]
+      ? [
+          `  ${P.idle.n} rather than 10,000: the open-file limit of this run is ${M.nofile};`,
+          "  stunnel admits nofile x 125/256 clients per process (two descriptors per connection), and agent A's SOCKS5",
+          "  listener may hold a quarter of its data path's descriptors (the limit minus a tenth; packages/ztunnel/src/fd-limit.ts),",
+          "  so that local clients cannot take what captured and inbound traffic need. Both paths hold the same number.",
+        ]
       : []),
     "- Before measuring, every path carries 64 MiB and 500 round trips (warm-up).",
     "- Mesh: two `ztunnel run` agents as `startLoopbackMesh` (@zt/harness) starts them, with `bench/workloads.yaml`;",

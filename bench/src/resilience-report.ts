@@ -11,9 +11,13 @@ export interface ProcFigures {
 
 export interface HeldResult {
   readonly target: number;
-  /** Connections asked for: the target, or what agent A's SOCKS5 share of descriptors allows. */
+  /** Connections asked for: the target, or what the source agents' SOCKS5 shares of descriptors allow. */
   readonly n: number;
+  /** What one agent's SOCKS5 listener may hold. */
   readonly socks5Cap: number;
+  /** Source agents (A, C, D) and client identities the connections were spread over. */
+  readonly sources: number;
+  readonly identities: number;
   readonly dataPathCapacity: number;
   readonly opened: number;
   readonly errors: number;
@@ -24,7 +28,7 @@ export interface HeldResult {
   readonly stillOpenAfterClose: number;
   readonly howClosed: Record<string, number>;
   readonly holdWindowSec: number;
-  /** Per agent (A, B): percent of one core with no connection (before opening), and over the hold window. */
+  /** Per agent (A, B, C, D): percent of one core with no connection (before opening), and over the hold window. */
   readonly baselineCpuPct: number[];
   readonly idleCpuPct: number[];
   readonly maxSecondCpuPct: number[];
@@ -115,18 +119,23 @@ const median = (xs: number[]): number => {
 };
 const mib = (kib: number | undefined): string => f(kib === undefined ? undefined : kib / 1024, 0);
 
+/** Column heads of the held-connections table, by agent index (startMesh's order of nodes). */
+const AGENT_NAMES = ["agent A (node-a, source)", "agent B (node-b, destination)", "agent C (node-c, source)", "agent D (node-d, source)"];
+
 function heldSection(h: HeldResult, r: ResilienceResults): string[] {
   const P = r.params.held;
   const m = (name: string, i: number): ProcFigures | undefined => h.marks[name]?.agents[i];
   const last = `close+${P.afterCloseSec}`;
-  const agents = [0, 1];
+  const agents = h.marks["before"]?.agents.map((_, i) => i) ?? [0, 1];
   const row = (label: string, cell: (i: number) => string): string => `| ${label} | ${agents.map(cell).join(" | ")} |`;
   const series = (names: string[], get: (p: ProcFigures) => string) => (i: number) => names.map((n) => { const p = m(n, i); return p ? get(p) : "n/a"; }).join(" / ");
   const before = (i: number) => m("before", i);
   const perConn = (i: number, get: (p: ProcFigures) => number, at = "afterOpen"): string => {
     const a = m(at, i);
     const b = before(i);
-    return a && b && h.opened > 0 ? f((get(a) - get(b)) / h.opened, 2) : "n/a";
+    // Agent B holds every connection; a source about its share (the clients take the sources in turn).
+    const through = i === 1 ? h.opened : h.opened / h.sources;
+    return a && b && through > 0 ? f((get(a) - get(b)) / through, 2) : "n/a";
   };
   const aboveBefore = (i: number, at: string): string => {
     const b = before(i)?.rssKiB;
@@ -140,21 +149,23 @@ function heldSection(h: HeldResult, r: ResilienceResults): string[] {
   const reason =
     h.n < h.target
       ? [
-          `${f(h.n)} connections rather than ${f(h.target)}: the open-file limit here is ${r.machine.nofile} and cannot be raised (no CAP_SYS_RESOURCE),`,
-          `so agent A's data path may hold ${f(h.dataPathCapacity)} descriptors (packages/ztunnel/src/fd-limit.ts: the limit minus a tenth) and its SOCKS5`,
-          `listener a quarter of them, ${f(h.socks5Cap)}; the bench stays ${f(h.socks5Cap - h.n)} below that. Where \`ulimit -n\` reaches about 45,000 it opens 10,000.`,
+          `${f(h.n)} connections rather than ${f(h.target)}: the open-file limit of this run is ${r.machine.nofile}, so an agent's data path may hold`,
+          `${f(h.dataPathCapacity)} descriptors (packages/ztunnel/src/fd-limit.ts: the limit minus a tenth) and its SOCKS5 listener a quarter of them,`,
+          `${f(h.socks5Cap)}; each of the ${h.sources} source agents holds ${f(Math.ceil(h.n / h.sources))}, a little below that.`,
         ]
       : [];
   return [
     `### Held connections: ${f(h.opened)} for ${P.holdMs / 1000} s`,
     "",
-    `Opened through agent A's SOCKS5, spread over 8 client identities (${f(Math.ceil(h.n / 8))} each: one identity may hold`,
-    "HBONE_MAX_STREAMS_PER_IDENTITY = 2048 streams at agent B; the default is kept), each carrying a 1-byte echo, then held idle",
-    `(the clients read, nothing is sent). Both agents sampled every second from /proc: VmRSS, entries of /proc/<pid>/fd, utime+stime.`,
+    `All to the echo server on node-b, so agent B holds every one of them. Opened through the SOCKS5 of ${h.sources} source agents`,
+    `(A, C, D: ${f(Math.ceil(h.n / h.sources))} each; one agent's SOCKS5 listener may hold ${f(h.socks5Cap)}), spread over ${h.identities} client identities`,
+    `(${f(Math.ceil(h.n / h.identities))} each: one identity may hold HBONE_MAX_STREAMS_PER_IDENTITY = 2048 streams at agent B; the default is kept),`,
+    "each carrying a 1-byte echo, then held idle (the clients read, nothing is sent). Every agent sampled every second from /proc:",
+    "VmRSS, entries of /proc/<pid>/fd, utime+stime. Agents C and D do what agent A does.",
     ...reason,
     "",
-    "| | agent A (node-a, source) | agent B (node-b, destination) |",
-    "|---|---:|---:|",
+    `| | ${agents.map((i) => AGENT_NAMES[i] ?? `agent ${i}`).join(" | ")} |`,
+    `|---|${agents.map(() => "---:|").join("")}`,
     row("RSS before / after open / at the end of the hold (MiB)", series(["before", "afterOpen", "atHoldEnd"], (p) => mib(p.rssKiB))),
     row(`RSS after close, ${closeSec.map((s) => `+${s}`).join(" / ")} s (MiB)`, series(closeSec.map((s) => `close+${s}`), (p) => mib(p.rssKiB))),
     row("largest 1 s fall of RSS after close (MiB, at +s)", (i) => {
@@ -181,22 +192,23 @@ function heldSection(h: HeldResult, r: ResilienceResults): string[] {
     row(`/metrics: ztunnel_data_path_descriptors in_use, before / at the end / +${closeSec.at(-1)} s`, (i) => ["before", "atHoldEnd", last].map((n) => met(n, "dataPathFds", i)).join(" / ")),
     row("/metrics at the end: ztunnel_hbone_held_bytes", (i) => met("atHoldEnd", "hboneHeldBytes", i)),
     row(`admin page: live connections, before / at the end / +${P.afterCloseSec} s`, (i) => ["before", "atHoldEnd", last].map((n) => met(n, "live", i)).join(" / ")),
-    row(`admin page: HBONE connections in the pool (agent A's outbound), before / at the end / +${P.afterCloseSec} s`, (i) =>
-      i === 0 ? ["before", "atHoldEnd", last].map((n) => met(n, "poolConnections", i)).join(" / ") : "n/a",
+    row(`admin page: HBONE connections in the pool (the sources' outbound), before / at the end / +${P.afterCloseSec} s`, (i) =>
+      i !== 1 ? ["before", "atHoldEnd", last].map((n) => met(n, "poolConnections", i)).join(" / ") : "n/a",
     ),
     row("/metrics: process_open_fds at the end", (i) => met("atHoldEnd", "openFds", i)),
     "",
     `- Opened ${f(h.opened)} of ${f(h.n)} in ${f(h.openMs / 1000, 1)} s (concurrency ${P.concurrency})${h.errors ? `; **${h.errors} failed**, last error: \`${h.lastError}\`` : ", none failed"}.`,
     `- Ended during the hold: ${h.endedDuringHold}. Closed (the echo server sends FIN first, it comes back through the mesh) in ${f(h.closeMs / 1000, 1)} s: ${how}; still open after: ${h.stillOpenAfterClose}.`,
-    "- The event-loop delay is prom-client's monitor (a timer every 10 ms: figures near 10 ms mean no delay), reset by each scrape,",
-    "  so it covers the hold; its max is the longest the loop was blocked (a garbage collection, when the busiest second shows one).",
+    "- The event-loop delay is prom-client's monitor (eventLoopMonitoringPrecision 100: a timer every 100 ms, so figures near 100 ms",
+    "  mean no delay), reset by each scrape, so it covers the hold; its max is the longest the loop was blocked (a garbage",
+    "  collection, when the busiest second shows one).",
     `- CPU over the hold window (${f(h.holdWindowSec, 0)} s): load generator ${f(h.clientCpuPct, 2)}%, echo server ${f(h.serverCpuPct, 2)}%, rest of machine ${f(h.othersPct, 1)}% of one core.`,
-    "- Descriptors after the close, above those before: the HBONE connections agent A's pool keeps (idle ones are released after",
+    "- Descriptors after the close, above those before: the HBONE connections the sources' pools keep (idle ones are released after",
     "  POOL_UNUSED_RELEASE_TIMEOUT, 5 minutes by default; at most 100 streams each), and agent B's ends of them.",
-    "- Per held connection = (figure - figure before) / held connections. Right after opening, the heap still holds the garbage of",
-    "  the burst; V8 may collect it during the hold (then RSS falls and that second's CPU shows it). After the close the agent collects",
+    "- Per held connection = (figure - figure before) / the connections the agent holds (agent B all of them, a source a third).",
+    "  Right after opening, the heap still holds the garbage of the burst; V8 may collect it during the hold (then RSS falls and that second's CPU shows it). After the close the agent collects",
     "  garbage and calls malloc_trim once its live connections fell below a quarter of the peak (a 10 s timer, so 0-10 s after the",
-    "  close); \"largest 1 s fall\" shows when RSS fell most.",
+    "  close), and once more at the next look; \"largest 1 s fall\" shows when RSS fell most.",
     "",
   ];
 }
@@ -280,10 +292,12 @@ export function renderResilience(r: ResilienceResults): string {
     `- Date: ${r.date}; whole run ${f(r.totalSec)} s`,
     `- Machine: ${M.nproc} CPUs (nproc), ${M.cpu}, ${M.memGiB} GiB RAM, Linux ${M.kernel}; Node ${M.node}; tree: ${M.commit}`,
     `- Open-file limit: ${M.nofile} (the agents inherit it); machine busy before the run: ${f(M.busyAtStartPct)}% of one core (other processes)`,
-    "- Two `ztunnel run` agents started by `startLoopbackMesh` (@zt/harness) on 127.74.x.x with `bench/resilience-workloads.yaml`,",
-    "  default settings: the load generator (this process) binds one of 8 client workload IPs (127.74.1.11-18, one identity each),",
-    "  talks SOCKS5 to agent A (127.74.1.1:15080), HBONE to agent B, which dials the echo server (`bench/src/server.ts`, a child",
-    "  process) on 127.74.2.10. Their logs are read and dropped (a short tail is kept for failure reports).",
+    "- `ztunnel run` agents started by `startLoopbackMesh` (@zt/harness) on 127.74.x.x with `bench/resilience-workloads.yaml`,",
+    "  default settings: the load generator (this process) binds a client workload IP (one identity each) and talks SOCKS5 to",
+    "  that node's agent, which carries the connection over HBONE to agent B (node-b), which dials the echo server",
+    "  (`bench/src/server.ts`, a child process) on 127.74.2.10. Held connections: four agents, sources A (127.74.1.1), C and D",
+    "  (127.74.3.1, 127.74.4.1), clients 127.74.{1,3,4}.11-14. Kill rounds: two agents, A and B, clients 127.74.1.11-18.",
+    "  The agents' logs are read and dropped (a short tail is kept for failure reports).",
     "",
     ...(r.held ? heldSection(r.held, r) : ["### Held connections", "", "**FAILED**:", "", "```", r.heldError ?? "?", "```", ""]),
     ...killSection(r),

@@ -28,8 +28,15 @@ import { errMsg, openFilesLimit, percentile, sleep } from "./util.js";
 const QUICK = process.env["BENCH_QUICK"] === "1";
 /** 127.74.x.x: agents on 127.74.1.1 and 127.74.2.1 (the harness's layout), workloads below. */
 const NET = 74;
-/** The client workloads of resilience-workloads.yaml: one identity each. */
+/** node-a's client workloads of resilience-workloads.yaml: one identity each. */
 const CLIENT_IPS = Array.from({ length: 8 }, (_, i) => `127.74.1.${11 + i}`);
+/**
+ * Held connections come from three source nodes (a, c, d), four client identities each,
+ * in turn, so that each source agent's SOCKS5 listener holds a third of them.
+ */
+const HELD_NODES = ["node-a", "node-b", "node-c", "node-d"];
+const HELD_SOURCES = [1, 3, 4];
+const HELD_CLIENT_IPS = [11, 12, 13, 14].flatMap((h) => HELD_SOURCES.map((k) => `127.74.${k}.${h}`));
 const SERVER_IP = "127.74.2.10";
 const WORKLOADS = fileURLToPath(new URL("../resilience-workloads.yaml", import.meta.url));
 /** packages/ztunnel/src/fd-limit.ts gives the SOCKS5 listener a quarter of the data path's descriptors. */
@@ -46,14 +53,15 @@ export const P = {
 // ---- 1. held connections ----
 
 async function held(serverProc: ChildProcess, port: number): Promise<HeldResult> {
-  const mesh = await startMesh({ net: NET, workloadsFile: WORKLOADS });
+  const mesh = await startMesh({ net: NET, workloadsFile: WORKLOADS, nodes: HELD_NODES });
   try {
-    log(`held: agents A ${mesh.pids[0]}, B ${mesh.pids[1]}`);
-    for (const ip of CLIENT_IPS) await preflight(() => mesh.open(port, ip, SERVER_IP), 1024);
+    log(`held: agents A ${mesh.pids[0]}, B ${mesh.pids[1]}, C ${mesh.pids[2]}, D ${mesh.pids[3]}`);
+    for (const ip of HELD_CLIENT_IPS) await preflight(() => mesh.open(port, ip, SERVER_IP), 1024);
     const capacity = metric(await mesh.metrics(0), "ztunnel_data_path_descriptors", 'state="capacity"');
     const socks5Cap = Math.floor(capacity * SOCKS5_SHARE);
-    const n = Math.min(P.held.target, Math.floor((socks5Cap - SOCKS5_MARGIN) / 100) * 100);
-    if (n < P.held.target) log(`held: ${n} connections, not ${P.held.target}: agent A's SOCKS5 listener may hold ${socks5Cap} (a quarter of ${capacity} data-path descriptors; open-file limit ${openFilesLimit()})`);
+    const sources = HELD_SOURCES.length;
+    const n = Math.min(P.held.target, sources * Math.floor((socks5Cap - SOCKS5_MARGIN) / 100) * 100);
+    if (n < P.held.target) log(`held: ${n} connections, not ${P.held.target}: each source agent's SOCKS5 listener may hold ${socks5Cap} (a quarter of ${capacity} data-path descriptors; open-file limit ${openFilesLimit()})`);
 
     const snap = snapshotter(mesh.pids, serverProc.pid!);
     const samples: Snapshot[] = [];
@@ -73,7 +81,7 @@ async function held(serverProc: ChildProcess, port: number): Promise<HeldResult>
       await sleep(P.held.baselineMs);
       const idleEnd = await mark("before", true);
       log(`held: opening ${n} connections (concurrency ${P.held.concurrency})`);
-      const set = await openHeld(mesh, { port, from: CLIENT_IPS, to: SERVER_IP, n, concurrency: P.held.concurrency, capMs: P.held.capMs });
+      const set = await openHeld(mesh, { port, from: HELD_CLIENT_IPS, to: SERVER_IP, n, concurrency: P.held.concurrency, capMs: P.held.capMs });
       try {
         const opened = set.socks.length;
         const afterOpen = await mark("afterOpen", true);
@@ -114,6 +122,8 @@ async function held(serverProc: ChildProcess, port: number): Promise<HeldResult>
           target: P.held.target,
           n,
           socks5Cap,
+          sources,
+          identities: HELD_CLIENT_IPS.length,
           dataPathCapacity: capacity,
           opened,
           errors: set.errors,
