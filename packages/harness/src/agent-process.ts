@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { fileURLToPath } from "node:url";
 import http from "node:http";
+import { outputWatcher } from "./watch-output.js";
 
 /** The agent's bin, built by `tsc -b` (the README's setup does it). */
 export const ZTUNNEL_BIN = fileURLToPath(new URL("../../ztunnel/dist/cli.js", import.meta.url));
@@ -55,14 +56,11 @@ export async function startAgentProcess(node: string, env: Record<string, string
   const keep = opts.keepLogs ?? true;
   const logs: Record<string, unknown>[] = [];
   let startLine = false;
-  let tail = "";
+  const sawStart = outputWatcher("ztunnel ready to accept");
   let stderr = "";
   let partial = "";
   proc.stdout!.on("data", (chunk: Buffer) => {
-    if (!startLine) {
-      tail = (tail + chunk.toString()).slice(-256);
-      startLine = tail.includes("ztunnel ready to accept");
-    }
+    if (!startLine) startLine = sawStart(chunk.toString());
     if (!keep) return;
     partial += chunk.toString();
     let i: number;
