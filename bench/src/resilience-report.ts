@@ -206,9 +206,10 @@ function heldSection(h: HeldResult, r: ResilienceResults): string[] {
     "- Descriptors after the close, above those before: the HBONE connections the sources' pools keep (idle ones are released after",
     "  POOL_UNUSED_RELEASE_TIMEOUT, 5 minutes by default; at most 100 streams each), and agent B's ends of them.",
     "- Per held connection = (figure - figure before) / the connections the agent holds (agent B all of them, a source a third).",
-    "  Right after opening, the heap still holds the garbage of the burst; V8 may collect it during the hold (then RSS falls and that second's CPU shows it). After the close the agent collects",
-    "  garbage and calls malloc_trim once its live connections fell below a quarter of the peak (a 10 s timer, so 0-10 s after the",
-    "  close), and once more at the next look; \"largest 1 s fall\" shows when RSS fell most.",
+    "  Right after opening, the heap still holds the garbage of the burst; V8 may collect it during the hold (then RSS falls and",
+    "  that second's CPU shows it). After the close the agent collects garbage and calls malloc_trim once its live connections",
+    "  fell below a quarter of the peak (a 10 s timer, so 0-10 s after the close), and once more at the next look; \"largest 1 s",
+    "  fall\" shows when RSS fell most.",
     "",
   ];
 }
@@ -249,8 +250,9 @@ function killSection(r: ResilienceResults): string[] {
       return `| ${killed} | ${at} | ${rs.length} x ${f(P.conns)} = ${f(sum(rs, (k) => k.conns))} | ${f(sum(rs, (k) => far(k).resets))} | ${f(sum(rs, (k) => far(k).fins))} | ${f(sum(rs, (k) => far(k).other))}${codes(s)} | ${f(sum(rs, (k) => far(k).stillOpen))} | ${f(median(s.map((x) => x.p50Ms)), 1)} | ${f(median(s.map((x) => x.p99Ms)), 1)} | ${f(median(s.map((x) => x.maxMs)), 1)} |`;
     }),
     "",
-    "The other end of the same connections, the one that faced the killed process (its kernel closed those sockets as the",
-    "process died: a FIN unless unread data was waiting, then a reset; no agent code ran there):",
+    "The other end of the same connections, the one that faced the killed process. No agent code runs there: its kernel closes",
+    "those sockets as the process dies, and since the agent holds SO_LINGER 0 on every open proxied socket (cleared only before",
+    "a graceful close), the kernel resets them rather than sending a FIN:",
     "",
     "| Killed | measured at | reset | clean FIN | other | still open |",
     "|---|---|---:|---:|---:|---:|",
