@@ -53,8 +53,11 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
-/** Load connections that came through the mesh: each has its one inbound access log line, with the client's identity. */
-async function throughMesh(conns: readonly LoadConnection[], target: string): Promise<void> {
+/**
+ * Load connections that came through the mesh: each has its one inbound access log line, with the client's identity.
+ * Only lines written since `since` (epoch ms) count: a source port of this load may have served an earlier test's too.
+ */
+async function throughMesh(conns: readonly LoadConnection[], target: string, since: number): Promise<void> {
   const node = nodeOfPod(target);
   const identity = c.pod("sleep-a").identity;
   // A source port can come back in a later connection: one line per connection from each address.
@@ -63,7 +66,7 @@ async function throughMesh(conns: readonly LoadConnection[], target: string): Pr
   for (const [local, n] of byLocal) {
     const lines = await until(
       `inbound access log on ${node} for ${local}`,
-      () => agentsOf(node).flatMap((a) => a.accessLogs().filter((l) => l["direction"] === "inbound" && l["src.addr"] === local)),
+      () => agentsOf(node).flatMap((a) => a.accessLogs().filter((l) => l["direction"] === "inbound" && l["src.addr"] === local && Date.parse(String(l["time"])) >= since)),
       (l) => l.length >= n,
     );
     expect(lines).toEqual(Array.from({ length: n }, () => expect.objectContaining({ "src.identity": identity, "dst.workload": target })));
@@ -73,7 +76,8 @@ async function throughMesh(conns: readonly LoadConnection[], target: string): Pr
 }
 
 /** Replace `node`'s agent by a new process while `load` runs and `held` is open on the old one. */
-async function replace(node: string, loadTargets: string[]): Promise<{ old: AgentProcess; successor: AgentProcess; conns: LoadConnection[] }> {
+async function replace(node: string, loadTargets: string[]): Promise<{ old: AgentProcess; successor: AgentProcess; conns: LoadConnection[]; since: number }> {
+  const since = Date.now();
   const old = remember(c.agent(node));
   const rules = await nodeRules(c, node);
   const load = await startLoad(c.lab, c.pod("sleep-a").ns, loadTargets.map((t) => ({ host: ip(t), port: 8080 })), { concurrency: 2 });
@@ -105,29 +109,29 @@ async function replace(node: string, loadTargets: string[]): Promise<{ old: Agen
   const afterExit = load.connections.length;
   await until("load after the old agent exited", () => load.connections.length, (n) => n >= afterExit + 40, 20_000);
   const conns = await load.stop();
-  return { old, successor, conns };
+  return { old, successor, conns, since };
 }
 
 describe("an agent replaced by a new process under load", () => {
   test("on the source node: no plaintext, no refused connection, the old agent's connection ends with its drain", async () => {
-    const { old, successor, conns } = await replace("node-a", ["echo-b", "echo-a"]);
+    const { old, successor, conns, since } = await replace("node-a", ["echo-b", "echo-a"]);
     expect(failures(conns)).toEqual([]);
     // Both agents carried part of the load: the old one before and during the overlap, the new one from it on.
     const outbound = (a: AgentProcess): number => a.accessLogs().filter((l) => l["direction"] === "outbound" && conns.some((x) => x.local === l["src.addr"])).length;
     expect(outbound(old)).toBeGreaterThan(0);
     expect(outbound(successor)).toBeGreaterThan(0);
-    await throughMesh(conns, "echo-b");
-    await throughMesh(conns, "echo-a");
+    await throughMesh(conns, "echo-b", since);
+    await throughMesh(conns, "echo-a", since);
     expect((await successor.get("readiness", "/healthz/ready")).status).toBe(200);
   }, 90_000);
 
   test("on the destination node: the same, with the inbound HBONE listener handed over", async () => {
-    const { old, successor, conns } = await replace("node-b", ["echo-b"]);
+    const { old, successor, conns, since } = await replace("node-b", ["echo-b"]);
     expect(failures(conns)).toEqual([]);
     const inbound = (a: AgentProcess): number => a.accessLogs().filter((l) => l["direction"] === "inbound" && conns.some((x) => x.local === l["src.addr"])).length;
     expect(inbound(old)).toBeGreaterThan(0);
     expect(inbound(successor)).toBeGreaterThan(0);
-    await throughMesh(conns, "echo-b");
+    await throughMesh(conns, "echo-b", since);
   }, 90_000);
 
   test("the old agent finishes a connection it accepted but had not connected yet", async () => {
