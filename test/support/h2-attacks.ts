@@ -13,6 +13,10 @@ const MAX_FRAME = 16_384;
 export class FlowPusher {
   private conn = 65_535;
   private initial = 65_535;
+  /** The stream window the agent offers now (its last SETTINGS_INITIAL_WINDOW_SIZE). */
+  get initialWindow(): number {
+    return this.initial;
+  }
   private readonly windows = new Map<number, number>();
   private readonly chunk = Buffer.alloc(MAX_FRAME, 0x61);
   sent = 0;

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import net from "node:net";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { flood, type Flood } from "../../../test/support/h2-attacks.js";
 import { createInboundServer, type InboundServer } from "./inbound.js";
 import { createProxyListener } from "./listener.js";
@@ -70,18 +70,28 @@ async function settle(f: Flood): Promise<number> {
   }
   return peak;
 }
+/** Floods of the running test, closed after it even when it fails (what they hold would count in the next test). */
+const open: Flood[] = [];
+const track = (f: Flood): Flood => (open.push(f), f);
+afterEach(() => {
+  for (const f of open.splice(0)) f.close();
+  for (const s of sinkSockets) s.destroy();
+});
 const evil = (): ReturnType<typeof ctx.certs.fetch> => ctx.certs.fetch("spiffe://cluster.local/ns/default/sa/evil");
 
 describe("what a connection can make the agent hold", () => {
-  test("streams towards a destination that does not read: about one connection budget, not streams × stream window; it all flows again after", async () => {
+  test("streams towards a destination that does not read: less than streams × stream window, the stream window lowered; it all flows again after", async () => {
     sinkSockets = [];
-    const f = await flood({ target: IP, authority: `${IP}:8080`, cert: await evil(), streams: 16 });
+    const f = track(await flood({ target: IP, authority: `${IP}:8080`, cert: await evil(), streams: 16 }));
     await until("16 streams open", () => f.opened() === 16 && sinkSockets.length === 16);
     const peak = await settle(f);
     expect(budget.stats().throttled).toBe(1);
-    // 16 × 1 MiB windows would be 16 MiB (plus the kernel's buffers); the budget is 4 MiB.
+    expect(f.pusher.initialWindow).toBeLessThan(MiB);
+    // 16 × 1 MiB windows would be 16 MiB (plus the kernel's buffers); the budget is 4 MiB. Until
+    // the first re-count, and while its SETTINGS is in flight, each stream can fill the window it
+    // was offered: on a busy machine the peak is up to about twice the budget.
     expect(peak).toBeGreaterThan(MiB);
-    expect(peak).toBeLessThan(8 * MiB);
+    expect(peak).toBeLessThan(12 * MiB);
     // The sink reads: what was held arrives, the normal window comes back, and new bytes keep flowing.
     const got = sinkSockets.map((s) => {
       const h = createHash("sha256");
@@ -100,7 +110,7 @@ describe("what a connection can make the agent hold", () => {
   });
 
   test("data sent before the upstream is connected counts too", async () => {
-    const f = await flood({ target: IP, authority: `${IP}:8082`, cert: await evil(), streams: 16, pushBeforeAnswer: true });
+    const f = track(await flood({ target: IP, authority: `${IP}:8082`, cert: await evil(), streams: 16, pushBeforeAnswer: true }));
     const peak = await settle(f);
     // Unbudgeted, the 16 pending streams would each fill their 1 MiB window and keep it until the dial timeout.
     expect(peak).toBeGreaterThan(MiB);
@@ -110,10 +120,10 @@ describe("what a connection can make the agent hold", () => {
 
   test("one peer over the total does not freeze another's flowing connection", async () => {
     sinkSockets = [];
-    const floods = await Promise.all([0, 1, 2, 3].map(async () => flood({ target: IP, authority: `${IP}:8080`, cert: await evil(), streams: 16 })));
+    const floods = await Promise.all([0, 1, 2, 3].map(async () => track(await flood({ target: IP, authority: `${IP}:8080`, cert: await evil(), streams: 16 }))));
     await until("held over the total", () => budget.stats().heldBytes > 12 * MiB, 20_000);
     // Meanwhile an echo on a fresh connection keeps moving.
-    const echo = await flood({ target: IP, authority: `${IP}:8081`, cert: await ctx.certs.fetch("spiffe://cluster.local/ns/default/sa/sleep"), streams: 1 });
+    const echo = track(await flood({ target: IP, authority: `${IP}:8081`, cert: await ctx.certs.fetch("spiffe://cluster.local/ns/default/sa/sleep"), streams: 1 }));
     await until("echo flows", () => echo.received() > 4 * MiB, 20_000);
     for (const f of [...floods, echo]) f.close();
     for (const s of sinkSockets) s.destroy();
