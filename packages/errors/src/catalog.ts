@@ -41,7 +41,7 @@ export interface ErrorSpec {
   readonly flag: ResponseFlag | null;
   /** HTTP status the HBONE inbound side answers a stream refused with this code; null when it has no stream to answer. */
   readonly hbone: number | null;
-  /** SOCKS5 reply for a SOCKS5 client refused with this code; null when no SOCKS5 client can meet it. */
+  /** SOCKS5 reply for a SOCKS5 client refused with this code after its greeting; null when no reply is sent. */
   readonly socks: number | null;
   readonly level: ErrorLevel;
 }

@@ -69,8 +69,16 @@ describe("readSocksRequest", () => {
     expect(r.received).toEqual([5, 0xff]);
   });
 
-  test("not SOCKS5 at all", async () => {
-    expect((await exchange([[...Buffer.from("GET / HTTP/1.1\r\n")]])).error?.code).toBe("SOCKS_MALFORMED");
+  test("not SOCKS5 at all: no SOCKS reply (there is none before a greeting)", async () => {
+    const r = await exchange([[...Buffer.from("GET / HTTP/1.1\r\n")]]);
+    expect(r.error?.code).toBe("SOCKS_MALFORMED");
+    expect(r.received).toEqual([]);
+  });
+
+  test("a first read over the handshake limit: no SOCKS reply", async () => {
+    const r = await exchange([[5, 1, 0, ...Array<number>(700).fill(1)]]);
+    expect(r.error?.code).toBe("SOCKS_MALFORMED");
+    expect(r.received).toEqual([]);
   });
 
   test("BIND is not supported: reply 07", async () => {
@@ -88,6 +96,7 @@ describe("readSocksRequest", () => {
   test("data sent before the reply is refused", async () => {
     const r = await exchange([[5, 1, 0], [5, 1, 0, 1, 1, 2, 3, 4, 0, 80, 0x41]]);
     expect(r.error?.code).toBe("SOCKS_MALFORMED");
+    expect(r.received.slice(0, 4)).toEqual([5, 0, 5, 1]);
   });
 
   test("a client that stops mid-handshake times out", async () => {

@@ -28,7 +28,8 @@ export function readSocksRequest(socket: net.Socket, timeoutMs = 10_000): Promis
       socket.pause();
       if (err) {
         const reply = err.spec.socks;
-        if (reply !== null && !socket.destroyed) {
+        // RFC 1928 has replies for a request only: a client that never greeted gets none.
+        if (reply !== null && greeted && !socket.destroyed) {
           socket.write(replyBytes(reply));
           socket.destroySoon();
         } else socket.destroy();
