@@ -153,6 +153,8 @@ describe("a real destination agent dies or drains", () => {
     expect(createHash("sha256").update(await back).digest("hex")).toBe(createHash("sha256").update(probe).digest("hex"));
     expect(await end).toBe("rst");
     expect(await b.exited).toBe(0);
+    // The line says the drain cut it, not that the other side reset it.
+    expect(b.accessLogs().filter((l) => l["direction"] === "inbound" && String(l["error"] ?? "").startsWith("DRAINING:"))).toHaveLength(1);
     await restartB();
   });
 });

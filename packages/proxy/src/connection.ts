@@ -18,7 +18,14 @@ export function run(
   // Bytes the socket carried before the relay (a SOCKS5 handshake) are not the connection's payload.
   const readBase = tcp.bytesRead;
   const writtenBase = tcp.bytesWritten;
-  const handle = { destroy: () => tcp.resetAndDestroy() };
+  // The agent cuts what is still open when its drain window ends: that is why, not a reset by the other side.
+  let cut: ProxyError | undefined;
+  const handle = {
+    destroy: (): void => {
+      cut = new ProxyError("DRAINING", "the agent's drain window (DRAIN_TIMEOUT) ended with the connection still open: reset");
+      tcp.resetAndDestroy();
+    },
+  };
   ctx.live.add(handle);
   resetIfAgentDies(ctx, tcp);
   if (!("rstCode" in peer)) resetIfAgentDies(ctx, peer);
@@ -32,7 +39,7 @@ export function run(
       rec.bytesRecv = tcp.bytesWritten - writtenBase;
     }
     if (outcome.reset) {
-      const err = endError(outcome, peer);
+      const err = cut ?? endError(outcome, peer);
       rec.flag = rec.flag === "-" ? err.flag : rec.flag;
       rec.error = { code: err.code, message: err.message };
     }

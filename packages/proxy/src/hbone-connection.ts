@@ -56,7 +56,8 @@ export function watchHboneConnection(
     },
     kill(reason) {
       c.reason ??= reason;
-      endStreams();
+      // Every stream: nghttp2 destroys the completed ones too, and their lines should say why.
+      endStreams(true);
       if (!session.destroyed) session.destroy();
       if (!socket.destroyed) socket.destroy();
     },
@@ -67,16 +68,23 @@ export function watchHboneConnection(
     },
     broken(err) {
       if (c.reason) return c.kill(c.reason);
-      onBroken(err);
+      c.reason = err;
+      report(err);
       c.kill(err);
     },
   };
-  const endStreams = (): void => {
+  let reported = false;
+  const report = (err: ProxyError): void => {
+    if (reported) return;
+    reported = true;
+    onBroken(err);
+  };
+  const endStreams = (all = false): void => {
     const reason = c.reason ?? new ProxyError("HBONE_CONNECTION_LOST", `the HBONE connection with ${peer} closed while the stream was open`);
     // A stream the peer completed (END_STREAM both ways) may still hold data for a slow
     // client: it is whole, so it drains and ends normally.
     for (const s of [...c.streams]) {
-      if (s.destroyed || (s.closed && s.rstCode === 0)) continue;
+      if (s.destroyed || (!all && s.closed && s.rstCode === 0)) continue;
       // RST_STREAM(CANCEL) first, then the reason: a destroy with an error alone resets with
       // INTERNAL_ERROR, which on a session whose peer's GOAWAY refused queued streams makes
       // Node 20's nghttp2 spin (seen while agents were replaced under load).
@@ -84,27 +92,37 @@ export function watchHboneConnection(
       s.destroy(reason);
     }
   };
+  // Node destroys the socket with the session's error (and emits the session's own 'error'
+  // only after the socket closed): ours (a ProxyError, e.g. from the receive budget), the
+  // HTTP/2 layer giving up on the peer's input, or the network or TLS failing.
   socket.once("error", (err: Error) => {
-    c.reason ??= new ProxyError("HBONE_CONNECTION_LOST", `the HBONE connection with ${peer} failed: ${toProxyError(err).message}`, { cause: err });
+    if (!c.reason) {
+      const why = toProxyError(err);
+      if (err instanceof ProxyError) c.reason = err;
+      else if (why.code === "HBONE_PROTOCOL_ERROR") c.reason = new ProxyError("HBONE_PROTOCOL_ERROR", `the HTTP/2 layer ended the HBONE connection with ${peer}: ${why.message}`, { cause: err });
+      else c.reason = new ProxyError("HBONE_CONNECTION_LOST", `the HBONE connection with ${peer} failed: ${why.message}`, { cause: err });
+      if (c.reason.code === "HBONE_PROTOCOL_ERROR") report(c.reason);
+    }
     endStreams();
   });
   socket.once("end", () => {
     c.reason ??= new ProxyError("HBONE_CONNECTION_LOST", `${peer} closed the HBONE connection (TCP FIN) while the stream was open`);
     endStreams();
   });
-  socket.once("close", endStreams);
+  socket.once("close", () => endStreams());
   session.once("goaway", (code: number) => {
     if (code !== 0) c.reason ??= new ProxyError("HBONE_GOAWAY", `${peer} ended the HBONE connection with GOAWAY (HTTP/2 error ${code})`);
   });
   // Node destroys a session whose input nghttp2 refused as fatal (e.g. data past the
-  // connection window: GOAWAY INTERNAL_ERROR, where FLOW_CONTROL_ERROR would be due).
+  // connection window: GOAWAY INTERNAL_ERROR, where FLOW_CONTROL_ERROR would be due); when
+  // its socket was gone already, the socket's 'error' above did not see it.
   session.on("error", (err: Error) => {
-    if (!c.reason && !socket.destroyed) {
+    if (!c.reason) {
       c.reason = err instanceof ProxyError ? err : new ProxyError("HBONE_PROTOCOL_ERROR", `the HTTP/2 layer ended the HBONE connection with ${peer}: ${err.message} (${String((err as NodeJS.ErrnoException).code)})`, { cause: err });
-      onBroken(c.reason);
+      report(c.reason);
     }
     endStreams();
   });
-  session.once("close", endStreams);
+  session.once("close", () => endStreams());
   return c;
 }

@@ -163,7 +163,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
       }
       stream.once("close", () => limits.closeStream(id));
       handleStream(ctx, peer, stream, headers).catch((err: unknown) => {
-        log.error({ err }, "HBONE stream handler failed");
+        ctx.onFault("inbound HBONE stream", err);
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       });
     });

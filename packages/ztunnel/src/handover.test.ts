@@ -111,6 +111,21 @@ describe("handover between the agents of a node", () => {
     expect(oldPorts.log).toEqual(["release"]);
   });
 
+  it("a successor that gave up waiting for a starting agent gets nothing once that agent has its control ports", async () => {
+    const d = dir();
+    const old = await agent(d);
+    const oldPorts = control();
+    // The announcement times out while the old agent is still starting; the successor goes on without it.
+    const hasty = await startHandover({ dir: d, nodeName: "node-a", logger, announceTimeoutMs: 200, statusTimeoutMs: 500 });
+    cleanup.push(() => hasty.close());
+    expect(hasty.predecessors).toBe(0);
+    await new Promise((r) => setTimeout(r, 100));
+    old.attach(oldPorts);
+    await new Promise((r) => setTimeout(r, 200));
+    // The old agent keeps its ports: nobody would ever give them back.
+    expect(oldPorts.log).toEqual([]);
+  });
+
   it("stale sockets of crashed agents are removed and count as nobody; another node's agent is refused", async () => {
     const d = dir();
     // A socket file nobody listens on any more: its process was killed (SIGKILL) while listening.

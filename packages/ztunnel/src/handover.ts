@@ -103,7 +103,8 @@ export async function startHandover(opts: HandoverOptions): Promise<Handover> {
         });
         const answer = (): void => {
           void serially(async () => {
-            if (!control) return;
+            // Queued while this agent started: a successor gone meanwhile gets nothing (its close found nothing to retake).
+            if (!control || !successors.has(sock)) return;
             // Every time (closing what is closed is a no-op): a retake may have bound some of them again.
             const first = !released;
             released = true;
@@ -137,8 +138,9 @@ export async function startHandover(opts: HandoverOptions): Promise<Handover> {
 
   let predecessors = 0;
   for (const peer of peers(opts.dir, own, log)) {
+    let sock: net.Socket | undefined;
     try {
-      const sock = await connectUnix(peer, opts.announceTimeoutMs ?? 10_000);
+      sock = await connectUnix(peer, opts.announceTimeoutMs ?? 10_000);
       sock.write(line({ op: "announce", id, node: opts.nodeName }));
       const reply = await firstMessage(sock, opts.announceTimeoutMs ?? 10_000);
       if (!reply.ok) {
@@ -147,12 +149,15 @@ export async function startHandover(opts: HandoverOptions): Promise<Handover> {
         continue;
       }
       predecessors++;
-      predecessorLinks.add(sock);
-      sock.once("close", () => predecessorLinks.delete(sock));
+      const link = sock;
+      predecessorLinks.add(link);
+      link.once("close", () => predecessorLinks.delete(link));
       // Keep reading (nothing more is sent) so that the predecessor's exit is noticed.
       sock.resume();
       log.info({ predecessor: reply.id, state: reply.state }, "announced to a running agent of this node; it released the control ports");
     } catch (err) {
+      // A peer that took the announcement but did not answer must not count this agent as its successor.
+      sock?.destroy();
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ECONNREFUSED") {
         unlinkQuiet(peer);
