@@ -8,7 +8,7 @@ import { createReceiveBudget } from "./receive-budget.js";
 
 // The rule for an HBONE connection's end, on a real HTTP/2 connection over loopback TCP (TLS
 // changes nothing here: the watcher sees the socket's events either way). The server on
-// 127.0.0.1 answers every CONNECT 200 and, for ":authority" done:1, sends 64 KiB and ends.
+// 127.0.0.1 answers every CONNECT 200 and, for ":authority" done:1, sends 32 KiB and ends.
 let server: http2.Http2Server;
 let port = 0;
 const budget = createReceiveBudget({ streamWindow: 1 << 20, sessionBytes: 4 << 20, totalBytes: 16 << 20 });
@@ -18,7 +18,7 @@ beforeAll(async () => {
   server.on("stream", (s, headers) => {
     s.on("error", () => {});
     s.respond({ ":status": 200 });
-    if (headers[":authority"] === "done:1") s.end(Buffer.alloc(64 * 1024, 0x61));
+    if (headers[":authority"] === "done:1") s.end(Buffer.alloc(32 * 1024, 0x61));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   port = (server.address() as net.AddressInfo).port;
@@ -73,9 +73,10 @@ describe("an HBONE connection's end", () => {
     const done = await stream(c, "done:1");
     done.s.pause();
     done.s.end();
-    // Both sides ended; the 64 KiB stay unread in the stream.
+    // Both sides ended; the 32 KiB stay unread in the stream.
     await new Promise((r) => setTimeout(r, 50));
     expect(done.s.destroyed).toBe(false);
+    expect(done.s.closed).toBe(true);
     c.kill(new ProxyError("HBONE_KEEPALIVE_TIMEOUT", "the HBONE peer did not answer PINGs"));
     expect(await done.ended).toBe("HBONE_KEEPALIVE_TIMEOUT");
     expect(broken).toEqual([]);
