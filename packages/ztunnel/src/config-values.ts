@@ -2,6 +2,7 @@
  * Parsers for single configuration values. Each returns the typed value or throws
  * `Invalid` whose message is the operator-facing reason; config.ts collects them all.
  */
+import path from "node:path";
 import { normalizeIp } from "@zt/state";
 import { parseLogLevel, type LogLevel } from "./logging.js";
 
@@ -76,10 +77,11 @@ export function parseNonEmpty(raw: string): string {
 /** Unix sockets are named `<dir>/<8 hex>.sock`, and a socket path holds at most 107 bytes. */
 const MAX_SOCKET_DIR = 90;
 
-/** A directory for the agents' unix sockets (the path is resolved later; relative paths are fine). */
+/** A directory for the agents' unix sockets; a relative path is resolved against the working directory, then measured. */
 export function parseSocketDir(raw: string): string {
-  if (Buffer.byteLength(raw) > MAX_SOCKET_DIR) throw new Invalid(`too long for unix socket paths: at most ${MAX_SOCKET_DIR} bytes`);
-  return raw;
+  const dir = path.resolve(raw);
+  if (Buffer.byteLength(dir) > MAX_SOCKET_DIR) throw new Invalid(`too long for unix socket paths: at most ${MAX_SOCKET_DIR} bytes${dir === raw ? "" : ` (resolved: ${dir})`}`);
+  return dir;
 }
 
 /** SPIFFE trust domain: lower-case letters, digits, ".", "-", "_"; DNS-like labels. */

@@ -155,6 +155,11 @@ describe("loadConfig", () => {
     expect(c.caCertsDir).toBe(path.resolve("certs"));
   });
 
+  it("measures a relative HANDOVER_DIR once resolved (a socket path holds at most 107 bytes)", () => {
+    const relative = "h".repeat(85);
+    expect(() => loadConfig({ HANDOVER_DIR: relative })).toThrow(/HANDOVER_DIR: too long for unix socket paths: at most 90 bytes \(resolved: /);
+  });
+
   it("formats bind addresses", () => {
     expect(formatBindAddr({ ip: "10.0.0.1", port: 1 })).toBe("10.0.0.1:1");
     expect(formatBindAddr({ kind: "addr", ip: "fd00::1", port: 2 })).toBe("[fd00::1]:2");
