@@ -27,9 +27,19 @@ vi.mock(import("node:fs"), async (importOriginal) => {
 
 /** Every read of the file (a worker job), by mode. */
 const jobs = vi.hoisted(() => [] as ParseJob["mode"][]);
+/** While set, a parse job fails as a parser that crashed would (no hash: the file's bytes never came back). */
+const parser = vi.hoisted(() => ({ crashes: false }));
 vi.mock(import("./local-file-job.js"), async (importOriginal) => {
   const m = await importOriginal();
-  return { ...m, runParseJob: (job: ParseJob) => (jobs.push(job.mode), m.runParseJob(job)) };
+  const { ZtError: Err } = await import("@zt/errors");
+  const crashed = { kind: "failed", hash: undefined, error: new Err("CONFIG_PARSE_FAILED", "parsing the file needed more than 256 MB of memory; the file is too complex") } as const;
+  return {
+    ...m,
+    runParseJob: (job: ParseJob) => {
+      jobs.push(job.mode);
+      return parser.crashes && job.mode === "parse" ? { result: Promise.resolve(crashed), cancel: () => undefined } : m.runParseJob(job);
+    },
+  };
 });
 
 const D = { trustDomain: "cluster.local", clusterId: "c1" };
@@ -149,6 +159,25 @@ describe("watchLocalConfig", () => {
     await atomicWrite(path, wl("b", "10.0.0.2"));
     await vi.waitFor(() => expect(snaps).toHaveLength(1), { timeout: 5000, interval: 10 });
     expect(jobs.length).toBe(before + 1);
+  });
+
+  it("a parser that crashed on a file is not started again for it at every poll, only once the file changes", async () => {
+    const path = join(dir, "config.yaml");
+    await writeFile(path, wl("a", "10.0.0.1"));
+    const { snaps, errors, w } = watchCollect(path, { debounceMs: 60_000, pollMs: 20 });
+    await w.reload();
+    parser.crashes = true;
+    try {
+      const before = jobs.length;
+      await atomicWrite(path, wl("b", "10.0.0.2"));
+      await vi.waitFor(() => expect(errors.map((e) => e.code)).toEqual(["CONFIG_PARSE_FAILED"]), { timeout: 5000, interval: 10 });
+      await new Promise((r) => setTimeout(r, 300)); // many polls
+      expect(jobs.slice(before)).toEqual(["parse"]);
+    } finally {
+      parser.crashes = false;
+    }
+    await atomicWrite(path, wl("c", "10.0.0.3"));
+    await vi.waitFor(() => expect(names(snaps.at(-1))).toEqual(["c"]), { timeout: 5000, interval: 10 });
   });
 
   it("tells the caller when a rejected edit is undone (the file is back to the state it holds)", async () => {

@@ -168,7 +168,9 @@ function watch(path: string, defaults: LocalConfigDefaults, handlers: LocalConfi
     const r = await job("parse");
     if (closed) return;
     if (r.kind === "failed") {
-      if (r.hash === undefined) lastStamp = undefined; // not read: try again at the next check
+      // Not read: try again at the next check. A parser that crashed or ran out of memory on
+      // this file would only do so again (each try a worker and its heap): wait for a change.
+      if (r.hash === undefined && r.error.code !== "CONFIG_PARSE_FAILED") lastStamp = undefined;
       return fail(r.error, r.hash ?? `\0${r.error.message}`);
     }
     if (r.kind !== "parsed") {
