@@ -121,10 +121,11 @@ describe("ztunnel --help", () => {
 });
 
 describe("npm run ztunnel", () => {
-  test("passes SIGTERM on to the agent, which drains and exits (no orphan)", async () => {
+  test("passes SIGTERM on to the agent, which drains and exits (no orphan); STARTED_FILE is there while it runs", async () => {
     const root = fileURLToPath(new URL("..", import.meta.url));
     const host = "127.52.1.1";
-    const env = { ...process.env, ...loopbackEnv(host, `${files.dir}/ca52`), NODE_NAME: "node-a", LOCAL_XDS_PATH: files.write("npm.yaml", meshYaml(52)), LOG_FORMAT: "json" };
+    const started = path.join(files.dir, "started-52");
+    const env = { ...process.env, ...loopbackEnv(host, `${files.dir}/ca52`), NODE_NAME: "node-a", LOCAL_XDS_PATH: files.write("npm.yaml", meshYaml(52)), LOG_FORMAT: "json", STARTED_FILE: started };
     const npm = spawn("npm", ["run", "--silent", "ztunnel", "--", "run"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     npm.stdout.on("data", (c: Buffer) => (out += c.toString()));
@@ -135,8 +136,11 @@ describe("npm run ztunnel", () => {
       // The node process itself (without exec, a shell running the same command line sits in between).
       agentPid = descendants(npm.pid!).find((p) => readFileSync(`/proc/${p}/comm`, "utf8").trim() === "node" && readFileSync(`/proc/${p}/cmdline`, "utf8").includes("ztunnel/dist/cli.js"));
       expect(agentPid).toBeDefined();
+      await until("STARTED_FILE written", () => existsSync(started), (e) => e);
+      expect(readFileSync(started, "utf8")).toBe(`${agentPid}\n`);
       npm.kill("SIGTERM");
       await until("agent gone", () => alive(agentPid!), (a) => !a, 15_000);
+      expect(existsSync(started)).toBe(false);
       expect(out).toContain('"msg":"draining"');
       expect(out).toContain('"reason":"SIGTERM"');
     } finally {

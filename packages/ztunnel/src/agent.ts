@@ -1,3 +1,4 @@
+import { rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
@@ -149,6 +150,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     shutdown(reason) {
       shuttingDown ??= (async () => {
         logger.info({ reason, drainTimeoutMs: config.drainTimeoutMs, live: ctx.live.size }, "draining");
+        if (config.startedFile) rmSync(config.startedFile, { force: true });
         listeners.markDraining();
         redirect.markDraining();
         await listeners.stopAccepting();
@@ -181,7 +183,17 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   faults.install();
   await redirect.start();
   logger.info({ addresses: listeners.addresses() }, "ztunnel ready to accept");
+  if (config.startedFile) writeStartedFile(config.startedFile, logger);
   return agent;
+}
+
+/** The started marker (STARTED_FILE). Failing to write it is logged: the startup probe then keeps the pod unready. */
+function writeStartedFile(file: string, logger: Logger): void {
+  try {
+    writeFileSync(file, `${process.pid}\n`);
+  } catch (err) {
+    logger.error({ err, file }, `cannot write STARTED_FILE ${file}: ${(err as Error).message}`);
+  }
 }
 
 function ownPorts(c: Config): Set<number> {

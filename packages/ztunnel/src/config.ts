@@ -59,6 +59,11 @@ export interface Config {
   readonly redirectMode: RedirectMode;
   /** tproxy: absolute path of the directory (shared by the node's agents) where each one announces itself. */
   readonly handoverDir: string;
+  /**
+   * Written once this agent serves its own control ports (after "ready to accept"), removed
+   * when it stops: for a startup probe that must not take the node's other agent's answer.
+   */
+  readonly startedFile: string | undefined;
   readonly drainTimeoutMs: number;
   readonly adminAddr: BindAddr;
   readonly statsAddr: BindAddr;
@@ -129,6 +134,7 @@ const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
   caCertsDir: text("CA_CERTS_DIR", () => "./.ztunnel/cacerts"),
   redirectMode: oneOf("REDIRECT_MODE", ["none", "tproxy"], "none"),
   handoverDir: { env: "HANDOVER_DIR", default: () => "/var/run/ztunnel/handover", parse: parseSocketDir },
+  startedFile: { env: "STARTED_FILE", default: () => undefined, parse: (raw) => path.resolve(raw), shown: "(none)" },
   drainTimeoutMs: duration("DRAIN_TIMEOUT", "5s", 0),
   adminAddr: bind("ADMIN_ADDR", "127.0.0.1:15000"),
   statsAddr: bind("STATS_ADDR", "0.0.0.0:15020"),
@@ -241,6 +247,7 @@ export function describeConfig(c: Config): Record<string, string | number | null
     caCertsDir: c.caCertsDir,
     redirectMode: c.redirectMode,
     handoverDir: c.handoverDir,
+    startedFile: c.startedFile ?? null,
     drainTimeoutMs: c.drainTimeoutMs,
     adminAddr: formatBindAddr(c.adminAddr),
     statsAddr: formatBindAddr(c.statsAddr),
