@@ -92,9 +92,13 @@ export async function startLoad(lab: Lab, ns: string, targets: readonly { host: 
   const connections: LoadConnection[] = [];
   const events = lines(child);
   let done!: () => void;
-  const finished = new Promise<void>((r) => (done = r));
+  let failed!: (err: Error) => void;
+  const finished = new Promise<void>((resolve, reject) => ((done = resolve), (failed = reject)));
+  finished.catch(() => undefined);
   await new Promise<void>((resolve, reject) => {
     child.once("exit", (code) => reject(new Error(`load client in ${ns} exited (${String(code)}) before starting`)));
+    // Once its output is all read: without "done" by then, stop() would wait for ever.
+    child.once("close", (code) => failed(new Error(`load client in ${ns} exited (${String(code)}) before it was done`)));
     events((m) => {
       if (m["event"] === "started") resolve();
       else if (m["event"] === "conn") connections.push(m as unknown as LoadConnection);

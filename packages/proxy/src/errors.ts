@@ -1,7 +1,8 @@
 /**
  * The data path's errors, and the one edge where Node's and OpenSSL's errors become
  * catalog codes: errno values, TLS alerts (`ERR_SSL_*`), certificate verify results and
- * HTTP/2 errors. Nothing else on the data path looks at a foreign `err.code`.
+ * HTTP/2 errors. Nothing else on the data path looks at a foreign `err.code`, except
+ * connection.ts telling a received RST_STREAM (ERR_HTTP2_STREAM_ERROR) from other ends.
  */
 import { CATALOG, isConnectionCode, ZtError, type ConnectionCode, type ResponseFlag } from "@zt/errors";
 
