@@ -151,7 +151,8 @@ export function createMeshStore(initial?: MeshSnapshot): MeshStore {
       const hit = cache.get(workload);
       if (hit) return hit;
       const candidates = ix.policiesByNs.get(workload.namespace) ?? ix.globalPolicies;
-      const result = candidates.filter((p) => p.scope !== "WorkloadSelector" || selectorMatches(p.selector, workload.labels));
+      // A Global policy may carry a selector too (Istio: a root-namespace policy with a selector applies mesh-wide to the workloads it selects).
+      const result = candidates.filter((p) => (p.scope !== "WorkloadSelector" && p.selector.size === 0) || selectorMatches(p.selector, workload.labels));
       cache.set(workload, result);
       return result;
     },

@@ -1,0 +1,5 @@
+export * from "./objects.js";
+export { DATAPLANE_MODE, enrollment, owner, podIps, podWorkload } from "./pods.js";
+export { kubeService, selects, SERVICE_NAME_LABEL } from "./services.js";
+export { translatePolicies, translatePolicy } from "./policies.js";
+export { translate, type Translation } from "./translate.js";

@@ -1,0 +1,207 @@
+/**
+ * AuthorizationPolicy (security.istio.io/v1) as Istio's control plane translates it for
+ * ztunnel (istio/istio pilot/pkg/serviceregistry/ambient/authorization.go), so that an
+ * ALLOW never allows more, and a DENY never denies less, than Istio would:
+ * - scope: no selector -> Namespace (Global in the root namespace); a selector ->
+ *   WorkloadSelector (in the root namespace: Global with that selector, every namespace);
+ *   targetRef(s) -> a waypoint's, not ztunnel's: skipped;
+ * - ALLOW and DENY; AUDIT and CUSTOM are not ztunnel's: skipped and reported;
+ * - one rule -> one group of clauses: all `to` entries (OR), all `from` entries (OR), then
+ *   one clause per `when` condition;
+ * - HTTP attributes: a rule of an ALLOW that has any is dropped (more restrictive); a DENY
+ *   keeps the rule without them (broader), and an entry left empty matches nothing.
+ */
+import { normalizeIp, parseCidr, type Policy, type PolicyMatch } from "@zt/state";
+import type { AuthorizationPolicy, AuthorizationRule, ClusterNames, TranslationProblem } from "./objects.js";
+
+type MutableMatch = { -readonly [K in keyof PolicyMatch]: string[] | number[] };
+
+const SOURCE_L4 = new Set(["principals", "notPrincipals", "namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts", "ipBlocks", "notIpBlocks"]);
+const SOURCE_HTTP = new Set(["requestPrincipals", "notRequestPrincipals", "remoteIpBlocks", "notRemoteIpBlocks"]);
+const OPERATION_L4 = new Set(["ports", "notPorts"]);
+const OPERATION_HTTP = new Set(["hosts", "notHosts", "methods", "notMethods", "paths", "notPaths"]);
+/** `when` keys ztunnel enforces, and the match field each fills. */
+const WHEN_L4: Readonly<Record<string, "sourceIps" | "namespaces" | "principals" | "destinationIps" | "destinationPorts">> = {
+  "source.ip": "sourceIps",
+  "source.namespace": "namespaces",
+  "source.principal": "principals",
+  "destination.ip": "destinationIps",
+  "destination.port": "destinationPorts",
+};
+const NOT: Readonly<Record<string, keyof PolicyMatch>> = {
+  sourceIps: "notSourceIps",
+  namespaces: "notNamespaces",
+  principals: "notPrincipals",
+  destinationIps: "notDestinationIps",
+  destinationPorts: "notDestinationPorts",
+};
+
+/** Go's strconv.ParseBool, which Istio applies to the dry-run annotation. */
+function parseBool(v: string): boolean | undefined {
+  if (["1", "t", "T", "TRUE", "true", "True"].includes(v)) return true;
+  if (["0", "f", "F", "FALSE", "false", "False"].includes(v)) return false;
+  return undefined;
+}
+
+export function translatePolicies(objects: ReadonlyMap<string, AuthorizationPolicy>, names: ClusterNames, problems: TranslationProblem[]): Policy[] {
+  const out: Policy[] = [];
+  for (const ap of objects.values()) {
+    const p = translatePolicy(ap, names, (reason) => problems.push({ kind: "AuthorizationPolicy", namespace: ap.metadata?.namespace ?? "default", name: ap.metadata?.name ?? "", reason }));
+    if (p) out.push(p);
+  }
+  return out.sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+}
+
+export function translatePolicy(ap: AuthorizationPolicy, names: ClusterNames, report: (reason: string) => void): Policy | undefined {
+  const name = ap.metadata?.name ?? "";
+  const namespace = ap.metadata?.namespace ?? "default";
+  const spec = ap.spec ?? {};
+  const dryRunRaw = ap.metadata?.annotations?.["istio.io/dry-run"];
+  let dryRun = false;
+  if (dryRunRaw !== undefined) {
+    const b = parseBool(dryRunRaw);
+    if (b === undefined) report(`annotation istio.io/dry-run: ${JSON.stringify(dryRunRaw)} is not a boolean; the policy is enforced`);
+    dryRun = b ?? false;
+  }
+  if (spec.targetRef !== undefined || (spec.targetRefs?.length ?? 0) > 0) {
+    report("it has targetRef(s): a waypoint enforces it, not ztunnel; skipped");
+    return undefined;
+  }
+  const action = spec.action ?? "ALLOW";
+  if (action !== "ALLOW" && action !== "DENY") {
+    report(`ztunnel does not support the ${action} action; skipped`);
+    return undefined;
+  }
+  const root = namespace === names.rootNamespace;
+  let selector = new Map<string, string>();
+  if (spec.selector !== undefined) {
+    selector = new Map(Object.entries(spec.selector.matchLabels ?? {}));
+    if (selector.size === 0) {
+      report("its selector has no matchLabels: it selects no workload; skipped");
+      return undefined;
+    }
+  }
+  const http = new Set<string>();
+  const rules: PolicyMatch[][][] = [];
+  for (const rule of spec.rules ?? []) {
+    const g = translateRule(rule ?? {}, namespace, action, http, report);
+    if (g) rules.push(g);
+  }
+  if (http.size > 0) {
+    const found = `ztunnel does not support HTTP attributes (found: ${[...http].sort().join(", ")}); a waypoint enforces those.`;
+    report(action === "ALLOW" ? `${found} Within an ALLOW policy, rules matching HTTP attributes are omitted: more restrictive than written.` : `${found} The DENY policy is enforced without the HTTP conditions: more restrictive than written.`);
+  }
+  return {
+    name,
+    namespace,
+    scope: selector.size > 0 ? (root ? "Global" : "WorkloadSelector") : root ? "Global" : "Namespace",
+    action: action === "ALLOW" ? "Allow" : "Deny",
+    dryRun,
+    selector,
+    rules,
+  };
+}
+
+/** One rule as a group of clauses; undefined when an ALLOW rule has HTTP attributes (it is dropped). */
+function translateRule(rule: AuthorizationRule, policyNs: string, action: string, http: Set<string>, report: (reason: string) => void): PolicyMatch[][] | undefined {
+  const httpHere: string[] = [];
+  const clauses: PolicyMatch[][] = [];
+  if (rule.to?.length) {
+    const clause: PolicyMatch[] = [];
+    for (const t of rule.to) {
+      const m: Partial<MutableMatch> = {};
+      for (const [k, v] of Object.entries(t?.operation ?? {})) {
+        if (OPERATION_HTTP.has(k)) httpHere.push(`to.operation.${k}`);
+        else if (OPERATION_L4.has(k)) setPorts(m, k === "ports" ? "destinationPorts" : "notDestinationPorts", v, report);
+        else report(`to.operation.${k} is not a field of AuthorizationPolicy; ignored`);
+      }
+      if (Object.keys(m).length > 0) clause.push(m as PolicyMatch);
+    }
+    clauses.push(clause);
+  }
+  if (rule.from?.length) {
+    const clause: PolicyMatch[] = [];
+    for (const f of rule.from) {
+      const m: Partial<MutableMatch> = {};
+      for (const [k, v] of Object.entries(f?.source ?? {})) {
+        if (SOURCE_HTTP.has(k)) httpHere.push(`from.source.${k}`);
+        else if (SOURCE_L4.has(k)) setSource(m, k, v, policyNs, report);
+        else report(`from.source.${k} is not a field of AuthorizationPolicy; ignored`);
+      }
+      if (Object.keys(m).length > 0) clause.push(m as PolicyMatch);
+    }
+    clauses.push(clause);
+  }
+  for (const w of rule.when ?? []) {
+    const key = w?.key ?? "";
+    const field = WHEN_L4[key];
+    const m: Partial<MutableMatch> = {};
+    if (!field) httpHere.push(`when ${key}`);
+    else {
+      for (const [list, target] of [[w.values, field], [w.notValues, NOT[field]!]] as const) {
+        if (!list?.length) continue;
+        if (field === "destinationPorts") setPorts(m, target, list, report);
+        else if (field === "sourceIps" || field === "destinationIps") setIps(m, target, list, report);
+        else setStrings(m, target, list, report);
+      }
+    }
+    clauses.push(Object.keys(m).length > 0 ? [m as PolicyMatch] : []);
+  }
+  for (const h of httpHere) http.add(h);
+  if (httpHere.length > 0 && action === "ALLOW") return undefined;
+  return clauses;
+}
+
+function list(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+}
+
+function setSource(m: Partial<MutableMatch>, k: string, v: unknown, policyNs: string, report: (reason: string) => void): void {
+  const values = list(v);
+  if (values.length === 0) return;
+  switch (k) {
+    case "ipBlocks":
+    case "notIpBlocks":
+      return setIps(m, k === "ipBlocks" ? "sourceIps" : "notSourceIps", values, report);
+    case "serviceAccounts":
+    case "notServiceAccounts":
+      // A bare service account is one of the policy's namespace.
+      (m as Record<string, string[]>)[k] = values.map((sa) => (sa.includes("/") ? sa : `${policyNs}/${sa}`));
+      return;
+    default:
+      return setStrings(m, k as keyof PolicyMatch, values, report);
+  }
+}
+
+/** Principals and namespaces as written (exact, `x*`, `*x`, `*`). A `spiffe://` principal never matches in Istio: kept so. */
+function setStrings(m: Partial<MutableMatch>, k: keyof PolicyMatch, values: readonly string[], report: (reason: string) => void): void {
+  const out: string[] = [];
+  for (const v of values) {
+    if ((k === "principals" || k === "notPrincipals") && v.startsWith("spiffe://")) {
+      report(`principal ${JSON.stringify(v)} is written with spiffe://, which Istio never matches (write trust-domain/ns/…/sa/…)`);
+      out.push(`\u0000${v}`);
+    } else out.push(v);
+  }
+  (m as Record<string, string[]>)[k] = [...((m as Record<string, string[]>)[k] ?? []), ...out];
+}
+
+function setIps(m: Partial<MutableMatch>, k: keyof PolicyMatch, values: readonly string[], report: (reason: string) => void): void {
+  const out: string[] = [];
+  for (const v of values) {
+    const ip = normalizeIp(v);
+    if (ip) out.push(ip.includes(":") ? `${ip}/128` : `${ip}/32`);
+    else if (parseCidr(v)) out.push(v);
+    else report(`${JSON.stringify(v)} is not an IP or CIDR; left out (as Istio does)`);
+  }
+  if (out.length > 0) (m as Record<string, string[]>)[k] = [...((m as Record<string, string[]>)[k] ?? []), ...out];
+}
+
+function setPorts(m: Partial<MutableMatch>, k: keyof PolicyMatch, v: unknown, report: (reason: string) => void): void {
+  const out: number[] = [];
+  for (const raw of Array.isArray(v) ? v : []) {
+    const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (n >= 0 && n <= 65535) out.push(n);
+    else report(`port ${JSON.stringify(raw)} is not a number from 0 to 65535; left out (as Istio does)`);
+  }
+  if (out.length > 0) (m as Record<string, number[]>)[k] = [...((m as Record<string, number[]>)[k] ?? []), ...out];
+}

@@ -1,0 +1,124 @@
+/**
+ * The Kubernetes objects discovery holds, as the mesh model: exactly what the local file
+ * produces, so nothing downstream knows where it came from. Pure; the same objects give
+ * the same snapshot (sorted, so /config_dump does not reorder).
+ */
+import type { MeshSnapshot, PortMap, Service, Workload } from "@zt/state";
+import type { ClusterNames, KubeObjects, KubeService, Pod, TranslationProblem } from "./objects.js";
+import { enrollment, podWorkload } from "./pods.js";
+import { translatePolicies } from "./policies.js";
+import { kubeService, members, selects, type Member } from "./services.js";
+
+export interface Translation {
+  readonly snapshot: MeshSnapshot;
+  readonly problems: readonly TranslationProblem[];
+}
+
+export function translate(objects: KubeObjects, names: ClusterNames): Translation {
+  const problems: TranslationProblem[] = [];
+  const services = new Map<string, { kube: KubeService; model: Service }>();
+  for (const [key, kube] of objects.services) {
+    const model = kubeService(kube, names);
+    if (model) services.set(key, { kube, model });
+  }
+
+  // Membership from the slices: per pod, and per bare address (no pod behind it, or one on the host's network).
+  const byPod = new Map<string, Map<string, PortMap>>();
+  const byAddress = new Map<string, Member[]>();
+  for (const m of members(services, objects.endpointSlices, objects.pods)) {
+    const pod = m.pod ? objects.pods.get(m.pod) : undefined;
+    if (pod && !pod.spec?.hostNetwork) addMembership(byPod, m.pod!, m);
+    else if (!pod) byAddress.set(`${m.service.namespace}/${m.address}`, [...(byAddress.get(`${m.service.namespace}/${m.address}`) ?? []), m]);
+    else byAddress.set(`${m.service.namespace}/${m.address}`, [...(byAddress.get(`${m.service.namespace}/${m.address}`) ?? []), m]);
+  }
+
+  const workloads: Workload[] = [];
+  for (const [key, pod] of objects.pods) {
+    const e = enrollment(pod, objects.namespaces.get(pod.metadata?.namespace ?? "default"));
+    if (e.kind === "never") continue;
+    const membership = byPod.get(key) ?? new Map<string, PortMap>();
+    if (e.kind === "outside" && membership.size === 0 && !selectedByAny(objects.services, pod)) continue;
+    workloads.push(podWorkload(pod, e.kind === "ambient" ? "HBONE" : "TCP", names, membership));
+  }
+  for (const [key, ms] of byAddress) workloads.push(addressWorkload(key, ms, names));
+
+  return {
+    snapshot: {
+      workloads: uniqueIps(workloads, objects.pods, problems).sort((a, b) => cmp(a.uid, b.uid)),
+      services: [...services.values()].map((s) => s.model).sort((a, b) => cmp(`${a.namespace}/${a.hostname}`, `${b.namespace}/${b.hostname}`)),
+      policies: translatePolicies(objects.authorizationPolicies, names, problems),
+    },
+    problems,
+  };
+}
+
+function addMembership(byPod: Map<string, Map<string, PortMap>>, pod: string, m: Member): void {
+  const svcs = byPod.get(pod) ?? new Map<string, PortMap>();
+  byPod.set(pod, svcs);
+  svcs.set(m.serviceKey, new Map([...(svcs.get(m.serviceKey) ?? []), ...m.ports]));
+}
+
+function selectedByAny(services: ReadonlyMap<string, KubeService>, pod: Pod): boolean {
+  for (const s of services.values()) if (s.spec?.type !== "ExternalName" && selects(s, pod)) return true;
+  return false;
+}
+
+/** An endpoint that is no pod of the mesh (the API server's address, a hand-written slice, a host-network pod): plain TCP. */
+function addressWorkload(key: string, ms: readonly Member[], names: ClusterNames): Workload {
+  const [namespace, address] = [key.slice(0, key.indexOf("/")), key.slice(key.indexOf("/") + 1)];
+  const services = new Map<string, PortMap>();
+  for (const m of ms) services.set(m.serviceKey, new Map([...(services.get(m.serviceKey) ?? []), ...m.ports]));
+  const first = ms[0]!;
+  const name = first.targetName ?? address;
+  return {
+    uid: `${names.clusterId}//Endpoint/${namespace}/${address}`,
+    name,
+    namespace,
+    serviceAccount: "",
+    workloadIps: [address],
+    protocol: "TCP",
+    node: first.nodeName ?? "",
+    trustDomain: names.trustDomain,
+    clusterId: names.clusterId,
+    canonicalName: first.service.name,
+    canonicalRevision: "latest",
+    workloadType: "endpoint",
+    workloadName: name,
+    status: "Healthy",
+    labels: new Map(),
+    capacity: 1,
+    services,
+  };
+}
+
+/**
+ * One workload per IP. A pod IP can briefly belong to two pods (a finished one and its
+ * successor); the mesh pod wins over a plain one, a pod over a bare address, then the newer pod.
+ */
+function uniqueIps(workloads: Workload[], pods: ReadonlyMap<string, Pod>, problems: TranslationProblem[]): Workload[] {
+  const rank = (w: Workload): [number, number] => {
+    const pod = pods.get(`${w.namespace}/${w.name}`);
+    const created = pod?.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp).getTime() : 0;
+    return [w.protocol === "HBONE" ? 2 : w.workloadType === "endpoint" ? 0 : 1, created];
+  };
+  const owner = new Map<string, Workload>();
+  const ordered = [...workloads].sort((a, b) => {
+    const [ra, rb] = [rank(a), rank(b)];
+    return rb[0] - ra[0] || rb[1] - ra[1] || cmp(a.uid, b.uid);
+  });
+  const kept: Workload[] = [];
+  for (const w of ordered) {
+    const taken = w.workloadIps.find((ip) => owner.has(ip));
+    if (taken) {
+      problems.push({ kind: w.workloadType === "endpoint" ? "EndpointSlice" : "Pod", namespace: w.namespace, name: w.name, reason: `its IP ${taken} is already ${owner.get(taken)!.uid}'s; left out` });
+      continue;
+    }
+    for (const ip of w.workloadIps) owner.set(ip, w);
+    kept.push(w);
+  }
+  return kept;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
