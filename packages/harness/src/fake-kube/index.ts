@@ -1,0 +1,3 @@
+export { startFakeKubeApi, type FakeKubeApi, type FakeKubeApiOptions, type FakeKubeToken } from "./server.js";
+export { FakeStore, RESOURCES, type KubeObject, type Resource } from "./store.js";
+export { fakeKubeconfig } from "./kubeconfig.js";

@@ -1,0 +1,157 @@
+import { spawn } from "node:child_process";
+import type http from "node:http";
+import https from "node:https";
+import { createInterface } from "node:readline";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { fakeKubeconfig } from "./kubeconfig.js";
+import { startFakeKubeApi, type FakeKubeApi } from "./server.js";
+
+// The FAKE API server speaks Kubernetes HTTP: proven with kubectl (an independent client)
+// and with raw requests for what the agent relies on (pages, resumed watches, 410, bookmarks, auth).
+const TOKEN = "reader-token";
+let api: FakeKubeApi;
+let dir: string;
+
+beforeAll(async () => {
+  api = await startFakeKubeApi({
+    tokens: {
+      [TOKEN]: { user: "system:serviceaccount:istio-system:ztunnel" },
+      "no-policies": { user: "system:serviceaccount:default:limited", allow: (_verb, resource) => resource !== "authorizationpolicies" },
+    },
+    bookmarkMs: 100,
+  });
+  dir = mkdtempSync(path.join(tmpdir(), "zt-fake-kube-"));
+});
+afterAll(async () => {
+  await api.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const pod = (name: string, namespace = "default", labels: Record<string, string> = {}): Record<string, unknown> => ({ metadata: { name, namespace, labels }, spec: { nodeName: "node-a" }, status: { phase: "Running", podIP: "10.244.1.5" } });
+
+/** A GET over HTTPS trusting the fake's own CA; resolves with the response once its headers are in. */
+function request(p: string, token: string): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(`${api.url}${p}`, { ca: api.ca, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      res.on("error", () => {}); // a dropped watch
+      resolve(res);
+    });
+    req.on("error", reject);
+  });
+}
+
+async function get(p: string, token = TOKEN): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await request(p, token);
+  let data = "";
+  for await (const c of res) data += String(c);
+  return { status: res.statusCode ?? 0, body: JSON.parse(data) as Record<string, unknown> };
+}
+
+/** A watch stream's events, as they arrive. */
+async function watch(p: string): Promise<{ events: { type: string; object: Record<string, any> }[]; stop: () => void }> {
+  const res = await request(p, TOKEN);
+  expect(res.statusCode).toBe(200);
+  const events: { type: string; object: Record<string, any> }[] = [];
+  res.on("error", () => {});
+  const lines = createInterface({ input: res });
+  lines.on("error", () => {}); // readline passes on the input's error: a dropped watch
+  lines.on("line", (l) => events.push(JSON.parse(l) as { type: string; object: Record<string, any> }));
+  return { events, stop: () => res.destroy() };
+}
+
+async function until<T>(what: string, f: () => T, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (ok(v)) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("the fake Kubernetes API server", () => {
+  test("kubectl get pods -A -w lists and then follows changes", async () => {
+    const kubeconfig = path.join(dir, "kubeconfig");
+    writeFileSync(kubeconfig, fakeKubeconfig(api.url, TOKEN, api.ca));
+    api.store.apply("Pod", pod("before-watch", "ns-a"));
+    const kubectl = spawn("kubectl", ["--kubeconfig", kubeconfig, "get", "pods", "-A", "-w", "--request-timeout=0"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    kubectl.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    kubectl.stderr.on("data", (c: Buffer) => (out += c.toString()));
+    try {
+      await until("the listed pod", () => out, (s) => /ns-a\s+before-watch/.test(s));
+      await until("kubectl watching", () => api.watches(), (n) => n > 0);
+      api.store.apply("Pod", pod("during-watch", "ns-b"));
+      await until("the watched pod", () => out, (s) => /ns-b\s+during-watch/.test(s));
+    } finally {
+      kubectl.kill();
+    }
+    expect(out).not.toMatch(/error/i);
+  });
+
+  test("list pages share one snapshot; a page of a compacted snapshot is 410 Gone", async () => {
+    for (let i = 0; i < 5; i++) api.store.apply("Pod", pod(`paged-${i}`, "paging"));
+    const first = await get("/api/v1/namespaces/paging/pods?limit=2");
+    const meta = first.body["metadata"] as { resourceVersion: string; continue: string; remainingItemCount: number };
+    expect((first.body["items"] as unknown[]).length).toBe(2);
+    expect(meta.remainingItemCount).toBe(3);
+    api.store.apply("Pod", pod("paged-late", "paging"));
+    const second = await get(`/api/v1/namespaces/paging/pods?limit=10&continue=${meta.continue}`);
+    expect((second.body["items"] as { metadata: { name: string } }[]).map((p) => p.metadata.name)).toEqual(["paged-2", "paged-3", "paged-4"]);
+    expect((second.body["metadata"] as { resourceVersion: string }).resourceVersion).toBe(meta.resourceVersion);
+    const again = await get("/api/v1/namespaces/paging/pods?limit=2");
+    api.store.compact();
+    api.store.apply("Pod", pod("after-compaction", "paging"));
+    const gone = await get(`/api/v1/namespaces/paging/pods?limit=2&continue=${(again.body["metadata"] as { continue: string }).continue}`);
+    expect(gone).toMatchObject({ status: 410, body: { kind: "Status", code: 410, reason: "Expired" } });
+  });
+
+  test("a watch resumes after a resourceVersion, gets bookmarks, and 410 Gone (an ERROR event) for one compacted away", async () => {
+    const listed = await get("/api/v1/pods");
+    const rv = (listed.body["metadata"] as { resourceVersion: string }).resourceVersion;
+    api.store.apply("Pod", pod("missed-while-away", "resume"));
+    const w = await watch(`/api/v1/pods?watch=true&resourceVersion=${rv}&allowWatchBookmarks=true`);
+    api.store.remove("Pod", "resume", "missed-while-away");
+    const events = await until("the change, its deletion and a bookmark", () => w.events, (e) => e.some((x) => x.type === "BOOKMARK") && e.some((x) => x.type === "DELETED"));
+    expect(events.filter((e) => e.type !== "BOOKMARK").map((e) => [e.type, e.object["metadata"].name])).toEqual([
+      ["ADDED", "missed-while-away"],
+      ["DELETED", "missed-while-away"],
+    ]);
+    expect(Number(events.find((e) => e.type === "BOOKMARK")!.object["metadata"].resourceVersion)).toBeGreaterThan(Number(rv));
+    w.stop();
+    api.store.compact();
+    const old = await watch(`/api/v1/pods?watch=true&resourceVersion=${rv}`);
+    const [err] = await until("the 410", () => old.events, (e) => e.length > 0);
+    expect(err).toMatchObject({ type: "ERROR", object: { kind: "Status", code: 410, reason: "Expired" } });
+    old.stop();
+  });
+
+  test("label and field selectors; a namespaced path sees its namespace only", async () => {
+    api.store.apply("Pod", pod("sel-a", "sel", { app: "a", tier: "web" }));
+    api.store.apply("Pod", { ...pod("sel-b", "sel", { app: "b" }), spec: { nodeName: "node-b" } });
+    const names = async (q: string): Promise<string[]> => ((await get(`/api/v1/namespaces/sel/pods?${q}`)).body["items"] as { metadata: { name: string } }[]).map((p) => p.metadata.name);
+    expect(await names("labelSelector=app%3Da")).toEqual(["sel-a"]);
+    expect(await names("labelSelector=app%20in%20(a,b),!tier")).toEqual(["sel-b"]);
+    expect(await names("fieldSelector=spec.nodeName%3Dnode-b")).toEqual(["sel-b"]);
+    expect((await get("/api/v1/namespaces/sel/pods?labelSelector=a%20b")).status).toBe(400);
+  });
+
+  test("bearer tokens: none or unknown is 401; a token without the right is 403 naming user, verb and resource", async () => {
+    expect((await get("/api/v1/pods", "wrong")).status).toBe(401);
+    const forbidden = await get("/apis/security.istio.io/v1/authorizationpolicies", "no-policies");
+    expect(forbidden).toMatchObject({ status: 403, body: { reason: "Forbidden", code: 403 } });
+    expect(forbidden.body["message"]).toBe('authorizationpolicies is forbidden: User "system:serviceaccount:default:limited" cannot list resource "authorizationpolicies" in API group "security.istio.io" at the cluster scope');
+    expect((await get("/api/v1/pods", "no-policies")).status).toBe(200);
+  });
+
+  test("dropping connections resets open watches", async () => {
+    const w = await watch("/api/v1/pods?watch=true");
+    await until("the watch open", () => api.watches(), (n) => n > 0);
+    api.dropConnections();
+    await until("no watch open", () => api.watches(), (n) => n === 0);
+    w.stop();
+  });
+});
