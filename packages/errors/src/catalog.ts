@@ -157,6 +157,11 @@ export const CATALOG = {
   CAPTURE_COMMAND_FAILED: agent("error"),
   CAPTURE_REMOVE_FAILED: agent("error"),
   HANDOVER_UNAVAILABLE: agent("error"),
+  // Kubernetes discovery: why a list or watch of a resource failed.
+  KUBE_UNREACHABLE: agent("warn"),
+  KUBE_UNAUTHORIZED: agent("error"),
+  KUBE_FORBIDDEN: agent("error"),
+  KUBE_REQUEST_FAILED: agent("warn"),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof CATALOG;

@@ -14,7 +14,7 @@ import https from "node:https";
 import type net from "node:net";
 import { apiVersionOf, FakeStore, RESOURCES, type Change, type KubeObject, type Resource } from "./store.js";
 import { fieldSelector, labelSelector, SelectorError, type Selector } from "./selectors.js";
-import { selfSignedServingCert } from "./tls.js";
+import { selfSignedServingCert, type ServingCert } from "./tls.js";
 
 export interface FakeKubeToken {
   /** The user the API server names in a 403 (e.g. system:serviceaccount:istio-system:ztunnel). */
@@ -32,6 +32,8 @@ export interface FakeKubeApiOptions {
   readonly bookmarkMs?: number;
   /** Serve HTTPS with a self-signed certificate (`ca`), as a cluster does; default true. Clients send tokens only over TLS. */
   readonly tls?: boolean;
+  /** The serving certificate to use (a test that needs its CA before the server is up); default: a new one. */
+  readonly serving?: ServingCert;
 }
 
 export interface FakeKubeApi {
@@ -64,7 +66,7 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
   let snapshotId = 0;
   const requests: string[] = [];
   const bookmarkMs = o.bookmarkMs ?? 1000;
-  const serving = o.tls === false ? undefined : selfSignedServingCert([o.host ?? "127.0.0.1"]);
+  const serving = o.tls === false ? undefined : (o.serving ?? selfSignedServingCert([o.host ?? "127.0.0.1"]));
   const api: FakeKubeApi = {
     url: "",
     ca: serving?.cert,

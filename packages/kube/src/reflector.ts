@@ -1,0 +1,208 @@
+/**
+ * One resource kept in step with the API server, as client-go's reflector does: a list
+ * (in pages), then a watch from its resourceVersion with bookmarks; a watch that ends is
+ * resumed from the last resourceVersion seen; 410 Gone (expired) relists; failures retry
+ * with capped, jittered backoff. Built on @kubernetes/client-node's KubeConfig (auth,
+ * TLS) and Watch (the event stream): its informer neither asks for bookmarks nor pages
+ * its list, and stops for good on an error.
+ */
+import type { KubeConfig } from "@kubernetes/client-node";
+import { Watch } from "@kubernetes/client-node";
+import fetch from "node-fetch";
+import { ZtError } from "@zt/errors";
+
+export interface KubeObjectLike {
+  readonly metadata?: { readonly name?: string; readonly namespace?: string; readonly resourceVersion?: string };
+}
+
+export interface ResourceRef {
+  /** e.g. "pods"; in messages. */
+  readonly plural: string;
+  /** API group ("" for core). */
+  readonly group: string;
+  /** The collection path, e.g. /api/v1/pods or /apis/discovery.k8s.io/v1/endpointslices. */
+  readonly path: string;
+}
+
+export interface SyncStatus {
+  readonly resource: string;
+  /** "listing" | "watching" | "retrying" | "stopped" */
+  readonly state: "listing" | "watching" | "retrying" | "stopped";
+  /** A full list has been received (since start). */
+  readonly synced: boolean;
+  readonly resourceVersion: string;
+  readonly objects: number;
+  readonly relists: number;
+  readonly reconnects: number;
+  readonly lastError: { readonly code: string; readonly message: string; readonly at: string } | null;
+}
+
+export interface ReflectorHandlers<T> {
+  /** The full set after a (re)list. */
+  replace(items: readonly T[]): void;
+  /** One change seen by the watch. */
+  event(type: "ADDED" | "MODIFIED" | "DELETED", obj: T): void;
+  /** State changes (and each error). */
+  status?(s: SyncStatus): void;
+}
+
+export interface ReflectorOptions {
+  readonly pageSize?: number;
+  readonly backoffInitialMs?: number;
+  readonly backoffMaxMs?: number;
+  /** How long one watch request may last before it is renewed (default 5-10 min, as client-go). */
+  readonly watchTimeoutSeconds?: number;
+  /** How long a list or a watch may take to answer (default 30 s). */
+  readonly requestTimeoutMs?: number;
+  readonly random?: () => number;
+}
+
+export interface Reflector {
+  status(): SyncStatus;
+  stop(): void;
+}
+
+export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: ResourceRef, h: ReflectorHandlers<T>, o: ReflectorOptions = {}): Reflector {
+  const random = o.random ?? Math.random;
+  const initial = o.backoffInitialMs ?? 500;
+  const max = o.backoffMaxMs ?? 30_000;
+  let st: { -readonly [K in keyof SyncStatus]: SyncStatus[K] } = { resource: ref.plural, state: "listing", synced: false, resourceVersion: "", objects: 0, relists: 0, reconnects: 0, lastError: null };
+  let failures = 0;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let abort: AbortController | undefined;
+  const known = new Set<string>();
+  const keyOf = (obj: T): string => `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
+  const set = (patch: Partial<SyncStatus>): void => {
+    st = { ...st, ...patch };
+    h.status?.(st);
+  };
+
+  const fail = (err: ZtError, then: () => void): void => {
+    if (stopped) return;
+    failures++;
+    const base = Math.min(max, initial * 2 ** Math.min(failures - 1, 20));
+    const delay = Math.round(base * (0.5 + random() / 2));
+    set({ state: "retrying", lastError: { code: err.code, message: `${err.message}; retrying in ${delay} ms`, at: new Date().toISOString() } });
+    timer = setTimeout(then, delay);
+  };
+
+  async function list(): Promise<void> {
+    if (stopped) return;
+    set({ state: "listing" });
+    const items: T[] = [];
+    let cont: string | undefined;
+    let rv = "";
+    try {
+      do {
+        const q = new URLSearchParams({ limit: String(o.pageSize ?? 500), ...(cont ? { continue: cont } : {}) });
+        const page = (await request(`${ref.path}?${q}`)) as { metadata?: { resourceVersion?: string; continue?: string }; items?: T[] };
+        items.push(...(page.items ?? []));
+        rv = page.metadata?.resourceVersion ?? "";
+        cont = page.metadata?.continue || undefined;
+      } while (cont);
+    } catch (err) {
+      if (err instanceof Gone) {
+        // The pages' snapshot expired between two pages: start over.
+        set({ relists: st.relists + 1 });
+        return void list();
+      }
+      return fail(toZtError(err, `list ${ref.plural}`), () => void list());
+    }
+    if (stopped) return;
+    failures = 0;
+    known.clear();
+    for (const i of items) known.add(keyOf(i));
+    h.replace(items);
+    set({ synced: true, resourceVersion: rv, objects: known.size, lastError: null });
+    watch();
+  }
+
+  function watch(): void {
+    if (stopped) return;
+    set({ state: "watching" });
+    let expired = false;
+    let sawEvent = false;
+    const began = Date.now();
+    const timeoutSeconds = o.watchTimeoutSeconds ?? Math.round(300 * (1 + random()));
+    const params = { resourceVersion: st.resourceVersion, allowWatchBookmarks: true, timeoutSeconds };
+    const onEvent = (type: string, obj: T & { code?: number }): void => {
+      if (stopped) return;
+      if (type === "ERROR") {
+        if (obj.code === 410) expired = true;
+        return;
+      }
+      sawEvent = true;
+      failures = 0;
+      if (type === "ADDED" || type === "MODIFIED" || type === "DELETED") {
+        if (type === "DELETED") known.delete(keyOf(obj));
+        else known.add(keyOf(obj));
+        h.event(type, obj);
+      }
+      st = { ...st, resourceVersion: obj.metadata?.resourceVersion ?? st.resourceVersion, objects: known.size };
+    };
+    const onDone = (err: unknown): void => {
+      abort = undefined;
+      if (stopped) return;
+      const status = (err as { statusCode?: number } | null)?.statusCode;
+      if (expired || status === 410) {
+        set({ relists: st.relists + 1 });
+        return void list();
+      }
+      set({ reconnects: st.reconnects + 1 });
+      if (err && !sawEvent) return fail(toZtError(err, `watch ${ref.plural}`), watch);
+      // A server that closes watches at once, saying nothing, is not asked again in a tight loop.
+      if (!sawEvent && Date.now() - began < 1000) return fail(new ZtError("KUBE_REQUEST_FAILED", `watch ${ref.plural}: the API server ended the watch at once`), watch);
+      // Ended on its own (timeoutSeconds) or after events: resume at once from the last resourceVersion.
+      if (err) failures = 0;
+      watch();
+    };
+    new Watch(kc)
+      .watch(ref.path, params, onEvent as (type: string, obj: unknown) => void, onDone)
+      .then((c) => {
+        if (stopped) c.abort();
+        else abort = c;
+      })
+      .catch((err: unknown) => onDone(err));
+  }
+
+  async function request(path: string): Promise<unknown> {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new ZtError("KUBE_UNREACHABLE", "the kubeconfig has no current cluster");
+    const init = (await kc.applyToFetchOptions({})) as Parameters<typeof fetch>[1] & { headers?: Record<string, string> };
+    const ac = new AbortController();
+    const t = setTimeout(() => ac.abort(), o.requestTimeoutMs ?? 30_000);
+    try {
+      const res = await fetch(`${cluster.server}${path}`, { ...init, method: "GET", signal: ac.signal as never });
+      const body = (await res.json().catch(() => undefined)) as { message?: string } | undefined;
+      if (res.status === 410) throw new Gone();
+      if (!res.ok) throw Object.assign(new Error(body?.message ?? res.statusText), { statusCode: res.status });
+      return body;
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  void list();
+  return {
+    status: () => st,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      abort?.abort();
+      set({ state: "stopped" });
+    },
+  };
+}
+
+class Gone extends Error {}
+
+/** 401 and 403 name the verb and resource (and the API server's own words); anything else is the server being unreachable or failing. */
+function toZtError(err: unknown, what: string): ZtError {
+  const e = err as { statusCode?: number; message?: string; code?: string };
+  const msg = e.message ?? String(err);
+  if (e.statusCode === 401) return new ZtError("KUBE_UNAUTHORIZED", `${what}: 401 Unauthorized: the API server refused the credentials (expired or wrong token?)`);
+  if (e.statusCode === 403) return new ZtError("KUBE_FORBIDDEN", `${what}: 403 Forbidden: ${msg} (check the ClusterRole bound to this agent's service account)`);
+  if (e.statusCode !== undefined) return new ZtError("KUBE_REQUEST_FAILED", `${what}: HTTP ${e.statusCode}: ${msg}`);
+  return new ZtError("KUBE_UNREACHABLE", `${what}: the API server is unreachable: ${msg}${e.code ? ` (${e.code})` : ""}`);
+}

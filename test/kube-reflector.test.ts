@@ -1,0 +1,160 @@
+import net from "node:net";
+import { afterEach, describe, expect, test } from "vitest";
+import { fakeKubeconfig, selfSignedServingCert, startFakeKubeApi, type FakeKubeApi, type ServingCert } from "@zt/harness";
+import { KubeConfig, startReflector, type Reflector, type SyncStatus } from "@zt/kube";
+
+// The reflector (list + watch) with @kubernetes/client-node against the FAKE API server,
+// over HTTPS with a bearer token, as an agent in a cluster talks to its API server.
+const TOKEN = "ztunnel-token";
+const PODS = { plural: "pods", group: "", path: "/api/v1/pods" };
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function fake(port?: number, serving?: ServingCert): Promise<FakeKubeApi> {
+  const api = await startFakeKubeApi({
+    ...(port ? { port } : {}),
+    ...(serving ? { serving } : {}),
+    bookmarkMs: 100,
+    tokens: {
+      [TOKEN]: { user: "system:serviceaccount:istio-system:ztunnel" },
+      "no-policies": { user: "system:serviceaccount:istio-system:ztunnel", allow: (_v, resource) => resource !== "authorizationpolicies" },
+    },
+  });
+  cleanup.push(() => api.close());
+  return api;
+}
+function config(server: string, ca: string | undefined, token = TOKEN): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromString(fakeKubeconfig(server, token, ca));
+  return kc;
+}
+const pod = (name: string, ns = "default", phase = "Running"): Record<string, unknown> => ({ metadata: { name, namespace: ns }, status: { phase } });
+
+/** A reflector whose handlers keep the current objects by "ns/name". */
+function follow(kc: KubeConfig, ref = PODS, opts = {}): { objects: Map<string, { status?: { phase?: string } }>; replaces: number; events: string[]; statuses: SyncStatus[]; r: Reflector } {
+  const out = { objects: new Map<string, { status?: { phase?: string } }>(), replaces: 0, events: [] as string[], statuses: [] as SyncStatus[], r: undefined as unknown as Reflector };
+  type O = { metadata?: { name?: string; namespace?: string }; status?: { phase?: string } };
+  const key = (o: O): string => `${o.metadata?.namespace}/${o.metadata?.name}`;
+  out.r = startReflector<O>(
+    kc,
+    ref,
+    {
+      replace: (items) => {
+        out.replaces++;
+        out.objects = new Map(items.map((i) => [key(i), i]));
+      },
+      event: (type, o) => {
+        out.events.push(`${type} ${key(o)}`);
+        if (type === "DELETED") out.objects.delete(key(o));
+        else out.objects.set(key(o), o);
+      },
+      status: (s) => out.statuses.push(s),
+    },
+    { backoffInitialMs: 50, backoffMaxMs: 400, pageSize: 2, ...opts },
+  );
+  cleanup.push(() => out.r.stop());
+  return out;
+}
+
+async function until<T>(what: string, f: () => T, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (ok(v)) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("a resource followed from the API server", () => {
+  test("lists in pages, then watches with bookmarks from the list's resourceVersion: every change arrives", async () => {
+    const api = await fake();
+    for (let i = 0; i < 5; i++) api.store.apply("Pod", pod(`p${i}`));
+    const f = follow(config(api.url, api.ca));
+    await until("synced", () => f.r.status(), (s) => s.synced && s.state === "watching");
+    expect([...f.objects.keys()].sort()).toEqual(["default/p0", "default/p1", "default/p2", "default/p3", "default/p4"]);
+    expect(api.requests.filter((r) => r.includes("limit=2"))).toHaveLength(3);
+    api.store.apply("Pod", pod("p5"));
+    api.store.apply("Pod", pod("p0", "default", "Failed"));
+    api.store.remove("Pod", "default", "p1");
+    await until("the changes", () => f.events, (e) => e.length === 3);
+    expect(f.events).toEqual(["ADDED default/p5", "MODIFIED default/p0", "DELETED default/p1"]);
+    expect(api.requests.some((r) => r.includes("watch=true") && r.includes("allowWatchBookmarks=true"))).toBe(true);
+    // Bookmarks move the resourceVersion on with no change to pods.
+    const rv = Number(f.r.status().resourceVersion);
+    api.store.apply("Service", { metadata: { name: "unrelated" } });
+    await until("a bookmark past the service change", () => Number(f.r.status().resourceVersion), (v) => v > rv + 0);
+  });
+
+  test("a dropped watch reconnects from its resourceVersion: changes made meanwhile arrive, with no relist", async () => {
+    const api = await fake();
+    api.store.apply("Pod", pod("a"));
+    const f = follow(config(api.url, api.ca));
+    await until("watching", () => api.watches(), (n) => n === 1);
+    api.latencyMs = 200;
+    api.dropConnections();
+    api.store.apply("Pod", pod("while-away"));
+    api.store.remove("Pod", "default", "a");
+    api.latencyMs = 0;
+    await until("the missed changes", () => f.events, (e) => e.length === 2);
+    expect(f.events).toEqual(["ADDED default/while-away", "DELETED default/a"]);
+    expect(f.replaces).toBe(1);
+    expect(f.r.status()).toMatchObject({ relists: 0, state: "watching" });
+    expect(f.r.status().reconnects).toBeGreaterThanOrEqual(1);
+  });
+
+  test("410 Gone (the history was compacted while away): a relist, which drops what was deleted meanwhile", async () => {
+    const api = await fake();
+    api.store.apply("Pod", pod("stays"));
+    api.store.apply("Pod", pod("goes"));
+    const f = follow(config(api.url, api.ca));
+    await until("watching", () => api.watches(), (n) => n === 1);
+    api.latencyMs = 200;
+    api.dropConnections();
+    api.store.remove("Pod", "default", "goes");
+    api.store.apply("Pod", pod("new"));
+    api.store.compact();
+    api.latencyMs = 0;
+    await until("relisted", () => f.r.status(), (s) => s.relists === 1 && s.state === "watching");
+    expect([...f.objects.keys()].sort()).toEqual(["default/new", "default/stays"]);
+    expect(f.replaces).toBe(2);
+  });
+
+  test("an API server down at start: retried with backoff, saying why; synced once it answers", async () => {
+    const port = await freePort();
+    const serving = selfSignedServingCert();
+    const f = follow(config(`https://127.0.0.1:${port}`, serving.cert));
+    await until("a retry", () => f.r.status(), (s) => s.state === "retrying");
+    expect(f.r.status().synced).toBe(false);
+    expect(f.r.status().lastError).toMatchObject({ code: "KUBE_UNREACHABLE" });
+    expect(f.r.status().lastError!.message).toMatch(/^list pods: the API server is unreachable: .*ECONNREFUSED.*; retrying in \d+ ms$/);
+    const api = await fake(port, serving);
+    api.store.apply("Pod", pod("late"));
+    await until("synced", () => f.r.status(), (s) => s.synced && s.state === "watching");
+    expect([...f.objects.keys()]).toEqual(["default/late"]);
+    expect(f.r.status().lastError).toBeNull();
+  });
+
+  test("credentials: a wrong token is KUBE_UNAUTHORIZED; a missing right is KUBE_FORBIDDEN by verb and resource", async () => {
+    const api = await fake();
+    const wrong = follow(config(api.url, api.ca, "stale-token"));
+    await until("refused", () => wrong.r.status().lastError, (e) => e !== null);
+    expect(wrong.r.status().lastError).toMatchObject({ code: "KUBE_UNAUTHORIZED" });
+    expect(wrong.r.status().lastError!.message).toMatch(/^list pods: 401 Unauthorized/);
+    const limited = follow(config(api.url, api.ca, "no-policies"), { plural: "authorizationpolicies", group: "security.istio.io", path: "/apis/security.istio.io/v1/authorizationpolicies" });
+    await until("forbidden", () => limited.r.status().lastError, (e) => e !== null);
+    expect(limited.r.status().lastError).toMatchObject({ code: "KUBE_FORBIDDEN" });
+    expect(limited.r.status().lastError!.message).toMatch(/^list authorizationpolicies: 403 Forbidden: authorizationpolicies is forbidden: User "system:serviceaccount:istio-system:ztunnel" cannot list resource "authorizationpolicies" in API group "security.istio.io" at the cluster scope/);
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
