@@ -15,6 +15,8 @@ export interface LoopbackMeshOptions {
   readonly env?: Record<string, string>;
   /** Built-in CA directory shared by the agents; default: a fresh temp dir (removed on stop). */
   readonly caDir?: string;
+  /** "answering": return once each agent answers readiness, ready or not (e.g. before its API server is up). */
+  readonly waitFor?: "ready" | "answering";
 }
 
 export interface LoopbackMesh {
@@ -57,7 +59,7 @@ export async function startLoopbackMesh(o: LoopbackMeshOptions): Promise<Loopbac
     for (const [i, node] of o.nodes.entries()) {
       const file = o.workloadsFiles?.[i] ?? o.workloadsFile;
       const env = { ...loopbackEnv(host(i), caDir), ...(file ? { LOCAL_XDS_PATH: file } : {}), ...o.env };
-      agents.push(await startAgentProcess(node, env));
+      agents.push(await startAgentProcess(node, env, o.waitFor ? { waitFor: o.waitFor } : {}));
     }
   } catch (err) {
     await stop();

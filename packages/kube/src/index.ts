@@ -5,3 +5,4 @@ export { translatePolicies, translatePolicy } from "./policies.js";
 export { translate, type Translation } from "./translate.js";
 export { startReflector, type Reflector, type ReflectorHandlers, type ReflectorOptions, type ResourceRef, type SyncStatus } from "./reflector.js";
 export { KubeConfig } from "@kubernetes/client-node";
+export { RESOURCES as KUBE_RESOURCES, startKubeDiscovery, type KubeDiscovery, type KubeDiscoveryOptions } from "./discovery.js";

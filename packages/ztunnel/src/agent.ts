@@ -16,6 +16,7 @@ import { createMemoryReducer } from "./memory-reducer.js";
 import { planFds } from "./fd-limit.js";
 import { createRedirect, type Redirect } from "./redirect.js";
 import { createTelemetry } from "./telemetry.js";
+import { openKubeSource } from "./kube-source.js";
 import { openWorkloadSource } from "./workload-source.js";
 
 /** The embedded default workload file, used when LOCAL_XDS_PATH is not set. */
@@ -44,7 +45,8 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   // process_* and nodejs_* (resident memory, heap, open fds, event-loop delay): what an operator checks first under load.
   // The event-loop monitor samples every 100 ms, not prom-client's 10 ms: an idle agent stays idle.
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
-  const source = await openWorkloadSource(config, config.localXdsPath ?? EMBEDDED_WORKLOADS, logger, registry);
+  const source =
+    config.discovery === "kubernetes" ? await openKubeSource(config, logger, registry) : await openWorkloadSource(config, config.localXdsPath ?? EMBEDDED_WORKLOADS, logger, registry);
   const store = source.store;
   const faults = createFaults(logger, registry);
   const localAddresses = createLocalAddresses(faults.report);
@@ -135,6 +137,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
     configDump,
     redirect,
     shutdown: () => void agent.shutdown("admin /quitquitquit"),
+    ...(source.pending ? { discoveryPending: () => source.pending!() } : {}),
   });
   redirect.attachControl({ release: () => listeners.closeAdmin(), retake: () => listeners.retakeAdmin() });
 

@@ -34,6 +34,13 @@ export interface Config {
   readonly trustDomain: string;
   /** Local workload file; undefined means the agent's embedded default file. */
   readonly localXdsPath: string | undefined;
+  /**
+   * Where the mesh comes from (DISCOVERY, resolved at load): "file" (LOCAL_XDS_PATH, else the
+   * embedded example) or "kubernetes" (the API server: in a cluster, or KUBECONFIG). "auto"
+   * is the file when LOCAL_XDS_PATH is set, else Kubernetes inside a cluster
+   * (KUBERNETES_SERVICE_HOST), else the embedded file.
+   */
+  readonly discovery: "file" | "kubernetes";
   /** A workload file larger than this is refused unread (the last good state is kept). */
   readonly localXdsMaxBytes: number;
   readonly outboundTrafficPolicy: OutboundTrafficPolicy;
@@ -116,6 +123,7 @@ const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
   clusterId: text("CLUSTER_ID", () => "Kubernetes"),
   trustDomain: { env: "TRUST_DOMAIN", default: () => "cluster.local", parse: parseTrustDomain },
   localXdsPath: { env: "LOCAL_XDS_PATH", default: () => undefined, parse: (raw) => raw, shown: "(the embedded example file)" },
+  discovery: oneOf("DISCOVERY", ["auto", "file", "kubernetes"], "auto") as unknown as Var<Config["discovery"]>,
   localXdsMaxBytes: int("LOCAL_XDS_MAX_BYTES", DEFAULT_LOCAL_CONFIG_MAX_BYTES, 1024, 1024 * MiB),
   outboundTrafficPolicy: oneOf("OUTBOUND_TRAFFIC_POLICY", ["ALLOW_ANY", "REGISTRY_ONLY"], "ALLOW_ANY"),
   logFormat: oneOf("LOG_FORMAT", ["json", "text"], "json"),
@@ -197,8 +205,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     });
   }
   if (problems.length === 0 && config.redirectMode === "tproxy") problems.push(...captureProblems(config));
+  const chosen = config.discovery as string;
+  if (chosen === "kubernetes" && config.localXdsPath !== undefined) {
+    problems.push({ source: "env", entry: "DISCOVERY", field: "", value: "kubernetes", reason: "LOCAL_XDS_PATH is set too: the workload file and the Kubernetes API cannot both be the source; unset one" });
+  }
+  const discovery = chosen === "auto" ? (config.localXdsPath === undefined && env["KUBERNETES_SERVICE_HOST"] ? "kubernetes" : "file") : (chosen as Config["discovery"]);
   if (problems.length > 0) throw new ConfigError(problems);
-  return { ...config, caCertsDir: path.resolve(config.caCertsDir), handoverDir: path.resolve(config.handoverDir) };
+  return { ...config, discovery, caCertsDir: path.resolve(config.caCertsDir), handoverDir: path.resolve(config.handoverDir) };
 }
 
 /**
@@ -229,6 +242,7 @@ export function describeConfig(c: Config): Record<string, string | number | null
     clusterId: c.clusterId,
     trustDomain: c.trustDomain,
     localXdsPath: c.localXdsPath ?? null,
+    discovery: c.discovery,
     localXdsMaxBytes: c.localXdsMaxBytes,
     outboundTrafficPolicy: c.outboundTrafficPolicy,
     logFormat: c.logFormat,

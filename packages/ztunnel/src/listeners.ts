@@ -53,6 +53,8 @@ export interface ListenerDeps {
   readonly configDump: () => unknown;
   readonly redirect: Redirect;
   readonly shutdown: () => void;
+  /** What discovery still waits for (the first sync from the Kubernetes API). */
+  readonly discoveryPending?: () => string[];
 }
 
 /** Bind every listener the config names; a failed bind rejects naming the address and variable. */
@@ -145,6 +147,7 @@ export async function startListeners(d: ListenerDeps): Promise<Listeners> {
     if (!allBound) p.push("listeners");
     p.push(...(perWorkload?.pending() ?? []));
     p.push(...d.redirect.pending());
+    p.push(...(d.discoveryPending?.() ?? []));
     if (draining) p.push("draining");
     const fds = ctx.fds.stats();
     if (fds.inUse >= fds.capacity * FD_PRESSURE) p.push(`descriptor pressure: the data path holds ${fds.inUse} of the ${fds.capacity} descriptors it may use; new connections are being refused`);

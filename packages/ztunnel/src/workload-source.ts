@@ -12,6 +12,7 @@ import { closestMatch, createMeshStore, formatBytes, openLocalConfig, type MeshS
 import type { Config } from "./config.js";
 
 export interface WorkloadSourceDump {
+  readonly kind: "file";
   readonly path: string;
   readonly maxBytes: number;
   /** "current": serving the file's content; "stale": its latest content was refused, serving the last good one. */
@@ -23,7 +24,10 @@ export interface WorkloadSourceDump {
 
 export interface WorkloadSource {
   readonly store: MeshStore;
-  dump(): WorkloadSourceDump;
+  /** For /config_dump `source`: what it reads and how that is going. */
+  dump(): object;
+  /** What readiness still waits for (none for the file: it is loaded before the agent starts). */
+  pending?(): string[];
   /** Things that are probably a mistake (e.g. no workload on NODE_NAME), for /config_dump. */
   warnings(): string[];
   close(): void;
@@ -92,7 +96,7 @@ export async function openWorkloadSource(config: Config, path: string, logger: L
 
   return {
     store,
-    dump: () => ({ path, maxBytes, state: isStale ? "stale" : "current", lastGood, lastError, reloads: { ...counts } }),
+    dump: (): WorkloadSourceDump => ({ kind: "file", path, maxBytes, state: isStale ? "stale" : "current", lastGood, lastError, reloads: { ...counts } }),
     warnings: () => [...warnings],
     close: () => watcher.close(),
   };

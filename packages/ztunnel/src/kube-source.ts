@@ -1,0 +1,78 @@
+/**
+ * The agent's mesh from the Kubernetes API (DISCOVERY=kubernetes): @zt/kube's discovery
+ * into the store, with what an operator needs to see: the log (the source chosen, each
+ * resource's first sync, errors once per distinct message, objects that could not be
+ * used), readiness (waiting for the first full sync, saying for what and why) and
+ * `/config_dump` (per resource: sync state, resourceVersion, last error).
+ * @zt/kube (and @kubernetes/client-node under it) is loaded only when this source is used.
+ */
+import type { Logger } from "pino";
+import { Counter, type Registry } from "prom-client";
+import { createMeshStore, EMPTY_SNAPSHOT } from "@zt/state";
+import type { Config } from "./config.js";
+import type { WorkloadSource } from "./workload-source.js";
+
+export async function openKubeSource(config: Config, logger: Logger, registry: Registry): Promise<WorkloadSource> {
+  const { KubeConfig, startKubeDiscovery } = await import("@zt/kube");
+  const log = logger.child({ component: "kubernetes" });
+  const kc = new KubeConfig();
+  // In a pod: the service account's token and CA; elsewhere KUBECONFIG or ~/.kube/config.
+  kc.loadFromDefault();
+  const server = kc.getCurrentCluster()?.server ?? "(none)";
+  log.info({ server, user: kc.getCurrentUser()?.name ?? "(none)" }, `workloads, services and policies come from the Kubernetes API at ${server}`);
+  const store = createMeshStore(EMPTY_SNAPSHOT);
+  const rebuilds = new Counter({ name: "ztunnel_kube_rebuilds_total", help: "Mesh state rebuilds from the Kubernetes API (one per batch of changes)", registers: [registry] });
+  let problems: readonly { kind: string; namespace: string; name: string; reason: string }[] = [];
+  let lastRebuild: { at: string; workloads: number; services: number; policies: number } | null = null;
+  const said = new Map<string, string>();
+  const syncedOnce = new Set<string>();
+
+  const discovery = startKubeDiscovery({
+    kc,
+    names: { clusterId: config.clusterId, trustDomain: config.trustDomain, domainSuffix: "cluster.local", rootNamespace: "istio-system" },
+    onSnapshot: (snapshot, found) => {
+      const first = lastRebuild === null;
+      store.replace(snapshot);
+      rebuilds.inc();
+      lastRebuild = { at: new Date().toISOString(), workloads: snapshot.workloads.length, services: snapshot.services.length, policies: snapshot.policies.length };
+      const known = new Set(problems.map(problemKey));
+      for (const p of found) if (!known.has(problemKey(p))) log.warn({ kind: p.kind, namespace: p.namespace, name: p.name }, `${p.kind} ${p.namespace}/${p.name}: ${p.reason}`);
+      problems = found;
+      if (first) log.info({ ...lastRebuild, onThisNode: store.workloadsOnNode(config.nodeName).length }, "mesh state synced from the Kubernetes API");
+      else log.debug({ version: store.version, ...lastRebuild }, "mesh state rebuilt from the Kubernetes API");
+    },
+    onStatus: (s) => {
+      if (s.synced && !syncedOnce.has(s.resource)) {
+        syncedOnce.add(s.resource);
+        log.info({ resource: s.resource, objects: s.objects, resourceVersion: s.resourceVersion }, `Kubernetes ${s.resource}: listed, watching`);
+      }
+      const message = s.lastError?.message.replace(/; retrying in \d+ ms$/, "");
+      if (s.lastError && said.get(s.resource) !== message) {
+        said.set(s.resource, message!);
+        const level = s.lastError.code === "KUBE_FORBIDDEN" || s.lastError.code === "KUBE_UNAUTHORIZED" ? "error" : "warn";
+        log[level]({ code: s.lastError.code, resource: s.resource, synced: s.synced }, `${s.lastError.message}${s.synced ? "; serving the last good state meanwhile" : ""}`);
+      } else if (!s.lastError && said.has(s.resource)) {
+        said.delete(s.resource);
+        log.info({ resource: s.resource }, `Kubernetes ${s.resource}: reachable again`);
+      }
+    },
+  });
+
+  return {
+    store,
+    pending: () => discovery.pending(),
+    dump: () => ({
+      kind: "kubernetes",
+      server,
+      synced: discovery.synced(),
+      resources: discovery.status(),
+      lastRebuild,
+      rebuilds: discovery.stats().rebuilds,
+      problems: [...problems],
+    }),
+    warnings: () => (problems.length > 0 ? [`${problems.length} Kubernetes object(s) could not be used as written; see source.problems`] : []),
+    close: () => discovery.close(),
+  };
+}
+
+const problemKey = (p: { kind: string; namespace: string; name: string; reason: string }): string => `${p.kind}/${p.namespace}/${p.name}: ${p.reason}`;

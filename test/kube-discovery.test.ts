@@ -1,0 +1,89 @@
+import net from "node:net";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { echoFlow, fakeKubeconfig, httpGet, selfSignedServingCert, startEcho, startFakeKubeApi, startLoopbackMesh, type FakeKubeApi, type LoopbackMesh } from "@zt/harness";
+import { workloadDir } from "./support/mesh-file.js";
+import { until } from "./support/metrics.js";
+
+// Two agents (`ztunnel run`, DISCOVERY=kubernetes) follow a FAKE API server over HTTPS with a
+// kubeconfig and token, as they would a cluster's; pods on loopback addresses carry real
+// traffic (SOCKS5 on node-a, HBONE to node-b). The API server is down when they start.
+const NET = 77;
+const SLEEP = `127.${NET}.1.10`;
+const ECHO = `127.${NET}.2.10`;
+const TOKEN = "ztunnel-sa-token";
+const files = workloadDir();
+let api: FakeKubeApi | undefined;
+let mesh: LoopbackMesh;
+let echo: net.Server;
+const serving = selfSignedServingCert();
+let port = 0;
+
+const pod = (name: string, ip: string, node: string, sa: string, labels: Record<string, string> = {}): Record<string, unknown> => ({
+  metadata: { name, namespace: "default", labels },
+  spec: { nodeName: node, serviceAccountName: sa, containers: [{ name: "app" }] },
+  status: { phase: "Running", podIP: ip, podIPs: [{ ip }], conditions: [{ type: "Ready", status: "True" }] },
+});
+const ready = (i: number): Promise<{ status: number; body: string }> => httpGet(`${mesh.host(i)}:15021`, "/healthz/ready");
+const dump = async (i: number): Promise<any> => JSON.parse((await httpGet(`${mesh.host(i)}:15000`, "/config_dump")).body);
+
+beforeAll(async () => {
+  port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const kubeconfig = files.write("kubeconfig", fakeKubeconfig(`https://127.0.0.1:${port}`, TOKEN, serving.cert));
+  echo = await startEcho(ECHO, 8080);
+  mesh = await startLoopbackMesh({ net: NET, nodes: ["node-a", "node-b"], env: { DISCOVERY: "kubernetes", KUBECONFIG: kubeconfig }, waitFor: "answering" });
+}, 60_000);
+afterAll(async () => {
+  await mesh?.stop();
+  echo?.close();
+  await api?.close();
+});
+
+describe("discovery from the Kubernetes API, through real agents", () => {
+  test("an unreachable API server keeps the agents not ready, saying why; they sync once it answers", async () => {
+    const r = await until("not ready, naming the API server", () => ready(0), (x) => x.status === 503 && /Kubernetes pods: first list not done \(KUBE_UNREACHABLE/.test(x.body));
+    expect(r.body).toMatch(/the API server is unreachable/);
+    expect(mesh.agents[0]!.logs.some((l) => String(l["msg"]).startsWith("workloads, services and policies come from the Kubernetes API at https://127.0.0.1:"))).toBe(true);
+    api = await startFakeKubeApi({ port, serving, tokens: { [TOKEN]: { user: "system:serviceaccount:istio-system:ztunnel" } } });
+    api.store.apply("Namespace", { metadata: { name: "default", labels: { "istio.io/dataplane-mode": "ambient" } } });
+    api.store.apply("Pod", pod("sleep", SLEEP, "node-a", "sleep"));
+    api.store.apply("Pod", pod("echo", ECHO, "node-b", "echo", { app: "echo" }));
+    for (const i of [0, 1]) await until(`node ${i} ready`, () => ready(i), (x) => x.status === 200, 30_000);
+    const d = await dump(0);
+    expect(d.source).toMatchObject({ kind: "kubernetes", synced: true });
+    expect(d.source.resources.map((s: { resource: string; state: string; synced: boolean }) => [s.resource, s.state, s.synced])).toEqual([
+      ["namespaces", "watching", true],
+      ["pods", "watching", true],
+      ["services", "watching", true],
+      ["endpointslices", "watching", true],
+      ["authorizationpolicies", "watching", true],
+    ]);
+    expect(d.config.discovery).toBe("kubernetes");
+  }, 60_000);
+
+  test("a pod of the API carries traffic over HBONE with its identity on both sides", async () => {
+    await until("echo's inbound listener", () => dump(1), (d) => d.workloads.some((w: { name: string }) => w.name === "echo"));
+    const flow = await until("a flow", () => echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, ECHO, 8080), (f) => f.ok, 15_000);
+    expect(flow).toMatchObject({ ok: true });
+    const line = await until("node-b's line", () => mesh.agents[1]!.accessLogs().find((l) => l["src.addr"] === flow.srcAddr), (l) => l !== undefined);
+    expect(line).toMatchObject({ direction: "inbound", "src.identity": "spiffe://cluster.local/ns/default/sa/sleep", "dst.workload": "echo", "dst.identity": "spiffe://cluster.local/ns/default/sa/echo" });
+  }, 30_000);
+
+  test("an AuthorizationPolicy object is enforced once the agents see it; deleting it lifts it", async () => {
+    api!.store.apply("AuthorizationPolicy", { metadata: { name: "deny-8080", namespace: "default" }, spec: { action: "DENY", rules: [{ to: [{ operation: { ports: ["8080"] } }] }] } });
+    await until("the policy on node-b", () => dump(1), (d) => d.policies.some((p: { name: string }) => p.name === "deny-8080"));
+    expect((await echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, ECHO, 8080)).ok).toBe(false);
+    api!.store.remove("AuthorizationPolicy", "default", "deny-8080");
+    await until("the policy gone", () => dump(1), (d) => d.policies.length === 0);
+    expect((await echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, ECHO, 8080)).ok).toBe(true);
+  }, 30_000);
+
+  test("a deleted pod is forgotten by every agent", async () => {
+    api!.store.remove("Pod", "default", "echo");
+    for (const i of [0, 1]) await until(`node ${i} forgets echo`, () => dump(i), (d) => !d.workloads.some((w: { name: string }) => w.name === "echo"));
+  }, 30_000);
+});
