@@ -137,6 +137,20 @@ describe("a resource followed from the API server", () => {
     expect(f.r.status().lastError).toBeNull();
   });
 
+  test("a CRD the API server does not serve is an empty synced list, asked for again; its objects come once it is there", async () => {
+    const api = await fake();
+    api.notServed.add("authorizationpolicies");
+    const ref = { plural: "authorizationpolicies", group: "security.istio.io", path: "/apis/security.istio.io/v1/authorizationpolicies", optional: true };
+    const f = follow(config(api.url, api.ca), ref, { backoffMaxMs: 200 });
+    await until("synced, empty", () => f.r.status(), (s) => s.synced);
+    expect(f.objects.size).toBe(0);
+    expect(f.r.status().lastError!.message).toMatch(/does not serve it \(is its CustomResourceDefinition installed\?\)/);
+    api.store.apply("AuthorizationPolicy", { metadata: { name: "p", namespace: "default" }, spec: {} });
+    api.notServed.delete("authorizationpolicies");
+    await until("the policy", () => f.objects.size, (n) => n === 1);
+    await until("watching", () => f.r.status(), (s) => s.state === "watching" && s.lastError === null);
+  });
+
   test("credentials: a wrong token is KUBE_UNAUTHORIZED; a missing right is KUBE_FORBIDDEN by verb and resource", async () => {
     const api = await fake();
     const wrong = follow(config(api.url, api.ca, "stale-token"));

@@ -18,7 +18,8 @@ export const RESOURCES = {
   pods: { plural: "pods", group: "", path: "/api/v1/pods" },
   services: { plural: "services", group: "", path: "/api/v1/services" },
   endpointSlices: { plural: "endpointslices", group: "discovery.k8s.io", path: "/apis/discovery.k8s.io/v1/endpointslices" },
-  authorizationPolicies: { plural: "authorizationpolicies", group: "security.istio.io", path: "/apis/security.istio.io/v1/authorizationpolicies" },
+  // Istio's CRD: a cluster without it has no policies (and is asked again now and then).
+  authorizationPolicies: { plural: "authorizationpolicies", group: "security.istio.io", path: "/apis/security.istio.io/v1/authorizationpolicies", optional: true },
 } as const satisfies Record<keyof KubeObjects, ResourceRef>;
 
 export interface KubeDiscoveryOptions {

@@ -22,6 +22,11 @@ export interface ResourceRef {
   readonly group: string;
   /** The collection path, e.g. /api/v1/pods or /apis/discovery.k8s.io/v1/endpointslices. */
   readonly path: string;
+  /**
+   * A resource the API server may not serve at all (a CRD not installed): a 404 counts as
+   * an empty, synced list, and the list is tried again (with the backoff's longest delay).
+   */
+  readonly optional?: boolean;
 }
 
 export interface SyncStatus {
@@ -106,6 +111,14 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
         // The pages' snapshot expired between two pages: start over.
         set({ relists: st.relists + 1 });
         return void list();
+      }
+      if (ref.optional && (err as { statusCode?: number }).statusCode === 404) {
+        known.clear();
+        h.replace([]);
+        const message = `list ${ref.plural}: the API server does not serve it (is its CustomResourceDefinition installed?); none until it does; asking again in ${max} ms`;
+        set({ synced: true, state: "retrying", objects: 0, lastError: { code: "KUBE_REQUEST_FAILED", message, at: new Date().toISOString() } });
+        timer = setTimeout(() => void list(), max);
+        return;
       }
       return fail(toZtError(err, `list ${ref.plural}`), () => void list());
     }

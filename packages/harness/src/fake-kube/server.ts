@@ -43,6 +43,8 @@ export interface FakeKubeApi {
   readonly store: FakeStore;
   /** Delay before every answer (ms); 0 by default. */
   latencyMs: number;
+  /** Resources (plural) answered 404, as for a CRD that is not installed. */
+  readonly notServed: Set<string>;
   /** Reset every open connection, watches included (RST). */
   dropConnections(): void;
   /** Requests served so far, as "VERB path?query" (most recent last). */
@@ -72,6 +74,7 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
     ca: serving?.cert,
     store,
     latencyMs: 0,
+    notServed: new Set(),
     requests,
     dropConnections: () => {
       for (const s of sockets) s.resetAndDestroy();
@@ -119,6 +122,7 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
     if (!route) return status(res, 404, "NotFound", "the server could not find the requested resource");
     if (route.kind === "resources") return json(res, 200, resourceList(route.group, route.version));
     const r = route.resource;
+    if (api.notServed.has(r.plural)) return status(res, 404, "NotFound", "the server could not find the requested resource");
     const watch = url.searchParams.get("watch") === "true" || url.searchParams.get("watch") === "1";
     const verb = route.name !== undefined ? "get" : watch ? "watch" : "list";
     if (who.allow && !who.allow(verb, r.plural, route.namespace)) {
