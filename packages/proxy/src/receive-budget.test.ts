@@ -28,7 +28,8 @@ beforeAll(async () => {
   // Port 8082: a destination whose dial never completes (until the connect timeout).
   const dialer = (ip: string, port: number): net.Socket => (port === 8082 ? new net.Socket() : plainDialer(ip, port));
   ctx = await testContext(YAML, { receiveBudget: budget, streamWindowSize: MiB, connectionWindowSize: 4 * MiB, dialer });
-  inbound = createInboundServer(ctx);
+  // A short keepalive, as the agent has one: a client gone without the server seeing its FIN is cut within seconds, not 30 s.
+  inbound = createInboundServer(ctx, { pingIntervalMs: 500, pingTimeoutMs: 2000 });
   listener = createProxyListener(ctx, "hbone", (s) => inbound.accept(s));
   await new Promise<void>((r) => listener.listen(15008, IP, () => r()));
   const sink = net.createServer({ pauseOnConnect: true }, (s) => {
