@@ -10,6 +10,9 @@ import { until } from "./support/metrics.js";
 const NET = 77;
 const SLEEP = `127.${NET}.1.10`;
 const ECHO = `127.${NET}.2.10`;
+const NAMED = `127.${NET}.2.11`;
+const PLAIN = `127.${NET}.2.12`;
+const VIP = "10.96.77.20";
 const TOKEN = "ztunnel-sa-token";
 const files = workloadDir();
 let api: FakeKubeApi | undefined;
@@ -80,6 +83,43 @@ describe("discovery from the Kubernetes API, through real agents", () => {
     api!.store.remove("AuthorizationPolicy", "default", "deny-8080");
     await until("the policy gone", () => dump(1), (d) => d.policies.length === 0);
     expect((await echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, ECHO, 8080)).ok).toBe(true);
+  }, 30_000);
+
+  test("a Service VIP reaches its EndpointSlice's pod on the named target port of that pod", async () => {
+    const server = await startEcho(NAMED, 9090);
+    try {
+      api!.store.apply("Pod", { ...pod("named", NAMED, "node-b", "echo", { app: "named" }), spec: { nodeName: "node-b", serviceAccountName: "echo", containers: [{ name: "app", ports: [{ name: "tcp-echo", containerPort: 9090 }] }] } });
+      api!.store.apply("Service", { metadata: { name: "named", namespace: "default" }, spec: { clusterIP: VIP, clusterIPs: [VIP], selector: { app: "named" }, ports: [{ name: "tcp", port: 80, targetPort: "tcp-echo", protocol: "TCP" }] } });
+      api!.store.apply("EndpointSlice", {
+        metadata: { name: "named-1", namespace: "default", labels: { "kubernetes.io/service-name": "named" } },
+        addressType: "IPv4",
+        endpoints: [{ addresses: [NAMED], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: "Pod", name: "named", namespace: "default" }, nodeName: "node-b" }],
+        ports: [{ name: "tcp", port: 9090, protocol: "TCP" }],
+      });
+      await until("the service on node-a", () => dump(0), (d) => d.services.some((x: { name: string }) => x.name === "named") && d.workloads.some((w: { name: string }) => w.name === "named"));
+      const flow = await until("a flow to the VIP", () => echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, VIP, 80), (f) => f.ok, 15_000);
+      const line = await until("node-b's line", () => mesh.agents[1]!.accessLogs().find((l) => l["src.addr"] === flow.srcAddr), (l) => l !== undefined);
+      expect(line).toMatchObject({ "dst.addr": `${NAMED}:9090`, "dst.workload": "named", "src.identity": "spiffe://cluster.local/ns/default/sa/sleep" });
+    } finally {
+      server.close();
+    }
+  }, 30_000);
+
+  test("a pod labelled istio.io/dataplane-mode=none that a service selects is plain TCP: reached without HBONE", async () => {
+    const server = await startEcho(PLAIN, 8080);
+    try {
+      api!.store.apply("Pod", pod("plain", PLAIN, "node-b", "plain", { app: "plain", "istio.io/dataplane-mode": "none" }));
+      api!.store.apply("Service", { metadata: { name: "plain", namespace: "default" }, spec: { clusterIP: "None", selector: { app: "plain" }, ports: [{ port: 8080, protocol: "TCP" }] } });
+      await until("plain as TCP on node-a", () => dump(0), (d) => d.workloads.some((w: { name: string; protocol: string }) => w.name === "plain" && w.protocol === "TCP"));
+      const flow = await echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, PLAIN, 8080);
+      expect(flow.ok).toBe(true);
+      const out = await until("node-a's line", () => mesh.agents[0]!.accessLogs().find((l) => l["src.addr"] === flow.srcAddr), (l) => l !== undefined);
+      expect(out).toMatchObject({ direction: "outbound", "dst.workload": "plain" });
+      expect(out!["dst.hbone_addr"]).toBeUndefined();
+      expect(mesh.agents[1]!.accessLogs().some((l) => l["src.addr"] === flow.srcAddr)).toBe(false);
+    } finally {
+      server.close();
+    }
   }, 30_000);
 
   test("a deleted pod is forgotten by every agent", async () => {
