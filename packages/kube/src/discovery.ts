@@ -11,7 +11,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { MeshSnapshot } from "@zt/state";
 import type { ClusterNames, KubeObjects, TranslationProblem } from "./objects.js";
 import { startReflector, type Reflector, type ReflectorOptions, type ResourceRef, type SyncStatus } from "./reflector.js";
-import { translate } from "./translate.js";
+import { createTranslator } from "./translate.js";
 
 export const RESOURCES = {
   namespaces: { plural: "namespaces", group: "", path: "/api/v1/namespaces" },
@@ -26,11 +26,18 @@ export interface KubeDiscoveryOptions {
   readonly kc: KubeConfig;
   readonly names: ClusterNames;
   /** A new snapshot (after the first full sync, then after each batch of changes), with what could not be used. */
-  readonly onSnapshot: (snapshot: MeshSnapshot, problems: readonly TranslationProblem[]) => void;
+  readonly onSnapshot: (snapshot: MeshSnapshot, problems: readonly TranslationProblem[], meta: SnapshotMeta) => void;
   /** A resource's sync state changed (and each error it met). */
   readonly onStatus?: (s: SyncStatus) => void;
   readonly batchMs?: number;
   readonly reflector?: ReflectorOptions;
+}
+
+export interface SnapshotMeta {
+  /** The newest resourceVersion seen across the resources: every change up to it is in the snapshot. */
+  readonly resourceVersion: string;
+  /** How long the translation took (ms). */
+  readonly buildMs: number;
 }
 
 export interface KubeDiscovery {
@@ -53,6 +60,7 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
   let rebuilds = 0;
   let closed = false;
   const reflectors = new Map<Kind, Reflector>();
+  const translate = createTranslator(o.names);
   const keyOf = (k: Kind, obj: { metadata?: { name?: string; namespace?: string } }): string => (k === "namespaces" ? (obj.metadata?.name ?? "") : `${obj.metadata?.namespace ?? "default"}/${obj.metadata?.name ?? ""}`);
 
   const synced = (): boolean => reflectors.size === Object.keys(RESOURCES).length && [...reflectors.values()].every((r) => r.status().synced);
@@ -60,8 +68,11 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
     timer = undefined;
     if (closed || !synced()) return;
     rebuilds++;
-    const t = translate(objects as unknown as KubeObjects, o.names);
-    o.onSnapshot(t.snapshot, t.problems);
+    let rv = 0;
+    for (const r of reflectors.values()) rv = Math.max(rv, Number(r.status().resourceVersion) || 0);
+    const began = performance.now();
+    const t = translate(objects as unknown as KubeObjects);
+    o.onSnapshot(t.snapshot, t.problems, { resourceVersion: String(rv), buildMs: performance.now() - began });
   };
   const changed = (): void => {
     if (!timer && !closed) timer = setTimeout(rebuild, batchMs);

@@ -65,11 +65,14 @@ export function members(
 ): Member[] {
   const ready: Member[] = [];
   const fallback: Member[] = [];
+  const noPorts: PortMap = new Map();
   for (const [sliceKey, slice] of slices) {
     const namespace = slice.metadata?.namespace ?? "default";
     const svcName = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
     const svc = svcName ? services.get(`${namespace}/${svcName}`) : undefined;
     if (!svc) continue;
+    const named = tcpPorts(svc.kube).some((p) => typeof p.targetPort === "string");
+    const key = serviceKey(svc.model);
     for (const ep of slice.endpoints ?? []) {
       const isReady = ep.conditions?.ready ?? true;
       const serving = ep.conditions?.serving ?? isReady;
@@ -84,13 +87,13 @@ export function members(
         if (!address) continue;
         const m: Member = {
           service: svc.model,
-          serviceKey: serviceKey(svc.model),
+          serviceKey: key,
           ...(podKey ? { pod: podKey } : {}),
           address,
           slice: sliceKey,
           nodeName: ep.nodeName,
           targetName: ref?.name,
-          ports: namedPorts(svc.kube, slice, pod),
+          ports: named ? namedPorts(svc.kube, slice, pod) : noPorts,
         };
         (isReady ? ready : fallback).push(m);
       }

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { createMeshStore, pickEndpoint, type Workload } from "@zt/state";
 import type { ClusterNames, EndpointSlice, KubeObjects, KubeService, Namespace, Pod } from "./objects.js";
-import { translate } from "./translate.js";
+import { createTranslator, translate } from "./translate.js";
 
 // Kubernetes objects as the API serves them, in; the mesh model the local file would give, out.
 const NAMES: ClusterNames = { clusterId: "Kubernetes", trustDomain: "cluster.local", domainSuffix: "cluster.local", rootNamespace: "istio-system" };
@@ -260,5 +260,49 @@ describe("services and their endpoints", () => {
     const two = translate(objects({ pods: [...pods].reverse(), services: [svc("x", [{ port: 1 }], { ips: ["10.96.0.3"] }), svc("y", [{ port: 1 }], { ips: ["10.96.0.2"] })] }), NAMES).snapshot;
     expect(two).toEqual(one);
     expect(one.workloads.map((w) => w.name)).toEqual(["a", "b"]);
+  });
+});
+
+describe("a translator that remembers", () => {
+  test("gives what a fresh translation gives after every kind of change, keeping the workloads that did not change", () => {
+    const o = objects({
+      namespaces: [ns("default", { "istio.io/dataplane-mode": "ambient" }), ns("plain")],
+      pods: [pod("a", { ips: ["10.244.1.5"], labels: { app: "echo" } }), pod("b", { ips: ["10.244.1.6"] }), pod("out", { ns: "plain", ips: ["10.244.1.7"], labels: { app: "legacy" } })],
+      services: [svc("echo", [{ port: 80, targetPort: 8080 }])],
+      slices: [slice("s", "echo", [{ ip: "10.244.1.5", pod: "a" }])],
+    });
+    const pods = o.pods as Map<string, Pod>;
+    const namespaces = o.namespaces as Map<string, Namespace>;
+    const services = o.services as Map<string, KubeService>;
+    const slices = o.endpointSlices as Map<string, EndpointSlice>;
+    const tr = createTranslator(NAMES);
+    const first = tr(o).snapshot;
+    expect(first).toEqual(translate(o, NAMES).snapshot);
+    const steps: (() => void)[] = [
+      () => pods.set("default/b", pod("b", { ips: ["10.244.1.6"], labels: { v: "2" } })),
+      () => services.set("plain/legacy", svc("legacy", [{ port: 80 }], { ns: "plain", ips: ["10.96.0.30"] })),
+      () => slices.set("default/s", slice("s", "echo", [{ ip: "10.244.1.5", pod: "a" }, { ip: "10.244.1.6", pod: "b" }])),
+      () => namespaces.set("default", ns("default")),
+      () => namespaces.set("plain", ns("plain", { "istio.io/dataplane-mode": "ambient" })),
+      () => services.delete("plain/legacy"),
+      () => pods.delete("default/a"),
+    ];
+    let previous = first;
+    for (const step of steps) {
+      step();
+      const got = tr(o).snapshot;
+      expect(got).toEqual(translate(o, NAMES).snapshot);
+      previous = got;
+    }
+    expect(previous.workloads.map((w) => [w.name, w.protocol])).toEqual([
+      ["b", "TCP"],
+      ["out", "HBONE"],
+    ]);
+    // Unchanged pods keep their workload objects.
+    const again = createTranslator(NAMES);
+    const one = again(o).snapshot;
+    pods.set("plain/extra", pod("extra", { ns: "plain", ips: ["10.244.1.9"] }));
+    const two = again(o).snapshot;
+    expect(two.workloads.find((w) => w.name === "out")).toBe(one.workloads.find((w) => w.name === "out"));
   });
 });

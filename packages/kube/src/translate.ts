@@ -1,10 +1,12 @@
 /**
  * The Kubernetes objects discovery holds, as the mesh model: exactly what the local file
- * produces, so nothing downstream knows where it came from. Pure; the same objects give
- * the same snapshot (sorted, so /config_dump does not reorder).
+ * produces, so nothing downstream knows where it came from. The same objects give the same
+ * snapshot (sorted, so /config_dump does not reorder). A translator remembers each pod's
+ * workload: a pod whose object, namespace and service membership did not change keeps its
+ * workload object, so a rebuild after a few changes allocates for those few.
  */
 import type { MeshSnapshot, PortMap, Service, Workload } from "@zt/state";
-import type { ClusterNames, KubeObjects, KubeService, Pod, TranslationProblem } from "./objects.js";
+import type { ClusterNames, KubeObjects, KubeService, Namespace, Pod, TranslationProblem } from "./objects.js";
 import { enrollment, podWorkload } from "./pods.js";
 import { translatePolicies } from "./policies.js";
 import { kubeService, members, selects, type Member } from "./services.js";
@@ -14,7 +16,50 @@ export interface Translation {
   readonly problems: readonly TranslationProblem[];
 }
 
+export type Translator = (objects: KubeObjects) => Translation;
+
+interface Cached {
+  readonly pod: Pod;
+  readonly ns: Namespace | undefined;
+  readonly membership: string;
+  readonly workload: Workload | undefined;
+}
+
+/** One translation, with nothing remembered. */
 export function translate(objects: KubeObjects, names: ClusterNames): Translation {
+  return createTranslator(names)(objects);
+}
+
+export function createTranslator(names: ClusterNames): Translator {
+  let cache = new Map<string, Cached>();
+  return (objects) => {
+    const next = new Map<string, Cached>();
+    const t = translateWith(objects, names, (key, pod, ns, selected, membership, build) => {
+      const sig = `${selected}|${signature(membership)}`;
+      const hit = cache.get(key);
+      const c = hit && hit.pod === pod && hit.ns === ns && hit.membership === sig ? hit : { pod, ns, membership: sig, workload: build() };
+      next.set(key, c);
+      return c.workload;
+    });
+    cache = next;
+    return t;
+  };
+}
+
+/** The workload of one pod; `selected` and `membership` are what it depends on besides the pod and its namespace. */
+type PodWorkloadOf = (key: string, pod: Pod, ns: Namespace | undefined, selected: boolean, membership: ReadonlyMap<string, PortMap>, build: () => Workload | undefined) => Workload | undefined;
+
+function signature(m: ReadonlyMap<string, PortMap>): string {
+  let s = "";
+  for (const [k, ports] of m) {
+    s += `${k}:`;
+    for (const [a, b] of ports) s += `${a}=${b},`;
+    s += ";";
+  }
+  return s;
+}
+
+function translateWith(objects: KubeObjects, names: ClusterNames, workloadOf: PodWorkloadOf): Translation {
   const problems: TranslationProblem[] = [];
   const services = new Map<string, { kube: KubeService; model: Service }>();
   for (const [key, kube] of objects.services) {
@@ -28,17 +73,27 @@ export function translate(objects: KubeObjects, names: ClusterNames): Translatio
   for (const m of members(services, objects.endpointSlices, objects.pods)) {
     const pod = m.pod ? objects.pods.get(m.pod) : undefined;
     if (pod && !pod.spec?.hostNetwork) addMembership(byPod, m.pod!, m);
-    else if (!pod) byAddress.set(`${m.service.namespace}/${m.address}`, [...(byAddress.get(`${m.service.namespace}/${m.address}`) ?? []), m]);
-    else byAddress.set(`${m.service.namespace}/${m.address}`, [...(byAddress.get(`${m.service.namespace}/${m.address}`) ?? []), m]);
+    else {
+      const key = `${m.service.namespace}/${m.address}`;
+      const list = byAddress.get(key);
+      if (list) list.push(m);
+      else byAddress.set(key, [m]);
+    }
   }
 
   const workloads: Workload[] = [];
+  const none = new Map<string, PortMap>();
   for (const [key, pod] of objects.pods) {
-    const e = enrollment(pod, objects.namespaces.get(pod.metadata?.namespace ?? "default"));
-    if (e.kind === "never") continue;
-    const membership = byPod.get(key) ?? new Map<string, PortMap>();
-    if (e.kind === "outside" && membership.size === 0 && !selectedByAny(objects.services, pod)) continue;
-    workloads.push(podWorkload(pod, e.kind === "ambient" ? "HBONE" : "TCP", names, membership));
+    const ns = objects.namespaces.get(pod.metadata?.namespace ?? "default");
+    const membership = byPod.get(key) ?? none;
+    const e = enrollment(pod, ns);
+    // A pod outside the mesh is a workload only while some service selects it.
+    const selected = e.kind === "outside" && membership.size === 0 ? selectedByAny(objects.services, pod) : true;
+    const w = workloadOf(key, pod, ns, selected, membership, () => {
+      if (e.kind === "never" || !selected) return undefined;
+      return podWorkload(pod, e.kind === "ambient" ? "HBONE" : "TCP", names, membership === none ? new Map() : membership);
+    });
+    if (w) workloads.push(w);
   }
   for (const [key, ms] of byAddress) workloads.push(addressWorkload(key, ms, names));
 
@@ -55,7 +110,8 @@ export function translate(objects: KubeObjects, names: ClusterNames): Translatio
 function addMembership(byPod: Map<string, Map<string, PortMap>>, pod: string, m: Member): void {
   const svcs = byPod.get(pod) ?? new Map<string, PortMap>();
   byPod.set(pod, svcs);
-  svcs.set(m.serviceKey, new Map([...(svcs.get(m.serviceKey) ?? []), ...m.ports]));
+  const had = svcs.get(m.serviceKey);
+  svcs.set(m.serviceKey, had && had.size > 0 ? new Map([...had, ...m.ports]) : m.ports);
 }
 
 function selectedByAny(services: ReadonlyMap<string, KubeService>, pod: Pod): boolean {
@@ -96,17 +152,24 @@ function addressWorkload(key: string, ms: readonly Member[], names: ClusterNames
  * successor); the mesh pod wins over a plain one, a pod over a bare address, then the newer pod.
  */
 function uniqueIps(workloads: Workload[], pods: ReadonlyMap<string, Pod>, problems: TranslationProblem[]): Workload[] {
-  const rank = (w: Workload): [number, number] => {
+  // Almost always every IP has one owner: only a contested IP needs the ranking.
+  const claims = new Map<string, number>();
+  for (const w of workloads) for (const ip of w.workloadIps) claims.set(ip, (claims.get(ip) ?? 0) + 1);
+  const contested = workloads.filter((w) => w.workloadIps.some((ip) => claims.get(ip)! > 1));
+  if (contested.length === 0) return workloads;
+  const rank = new Map<Workload, [number, number]>();
+  for (const w of contested) {
     const pod = pods.get(`${w.namespace}/${w.name}`);
     const created = pod?.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp).getTime() : 0;
-    return [w.protocol === "HBONE" ? 2 : w.workloadType === "endpoint" ? 0 : 1, created];
-  };
+    rank.set(w, [w.protocol === "HBONE" ? 2 : w.workloadType === "endpoint" ? 0 : 1, created]);
+  }
   const owner = new Map<string, Workload>();
-  const ordered = [...workloads].sort((a, b) => {
-    const [ra, rb] = [rank(a), rank(b)];
+  const ordered = [...contested].sort((a, b) => {
+    const [ra, rb] = [rank.get(a)!, rank.get(b)!];
     return rb[0] - ra[0] || rb[1] - ra[1] || cmp(a.uid, b.uid);
   });
-  const kept: Workload[] = [];
+  const kept: Workload[] = workloads.filter((w) => !rank.has(w));
+  for (const w of kept) for (const ip of w.workloadIps) owner.set(ip, w);
   for (const w of ordered) {
     const taken = w.workloadIps.find((ip) => owner.has(ip));
     if (taken) {

@@ -18,6 +18,9 @@ function parseAddr(s: string): Addr | undefined {
   }
 }
 
+/** Dotted IPv4 without leading zeros, each part 0-255. */
+const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
 function formatAddr(a: Addr): string {
   return a.kind() === "ipv4" ? a.toString() : (a as ipaddr.IPv6).toRFC5952String();
 }
@@ -27,6 +30,8 @@ function formatAddr(a: Addr): string {
  * IPv4-mapped IPv6 ("::ffff:1.2.3.4") as plain IPv4. Undefined when not an IP.
  */
 export function normalizeIp(s: string): string | undefined {
+  // Already normalized (the common case: the API server and the file write them so): no parse.
+  if (CANONICAL_V4.test(s)) return s;
   const a = parseAddr(s);
   return a ? formatAddr(a) : undefined;
 }

@@ -30,7 +30,7 @@ export async function openKubeSource(config: Config, logger: Logger, registry: R
   const discovery = startKubeDiscovery({
     kc,
     names: { clusterId: config.clusterId, trustDomain: config.trustDomain, domainSuffix: "cluster.local", rootNamespace: "istio-system" },
-    onSnapshot: (snapshot, found) => {
+    onSnapshot: (snapshot, found, meta) => {
       const first = lastRebuild === null;
       store.replace(snapshot);
       rebuilds.inc();
@@ -38,8 +38,8 @@ export async function openKubeSource(config: Config, logger: Logger, registry: R
       const known = new Set(problems.map(problemKey));
       for (const p of found) if (!known.has(problemKey(p))) log.warn({ kind: p.kind, namespace: p.namespace, name: p.name }, `${p.kind} ${p.namespace}/${p.name}: ${p.reason}`);
       problems = found;
-      if (first) log.info({ ...lastRebuild, onThisNode: store.workloadsOnNode(config.nodeName).length }, "mesh state synced from the Kubernetes API");
-      else log.debug({ version: store.version, ...lastRebuild }, "mesh state rebuilt from the Kubernetes API");
+      if (first) log.info({ ...lastRebuild, onThisNode: store.workloadsOnNode(config.nodeName).length, resourceVersion: meta.resourceVersion, buildMs: Math.round(meta.buildMs) }, "mesh state synced from the Kubernetes API");
+      else log.debug({ version: store.version, resourceVersion: meta.resourceVersion, buildMs: Math.round(meta.buildMs * 10) / 10, ...lastRebuild }, "mesh state rebuilt from the Kubernetes API");
     },
     onStatus: (s) => {
       if (s.synced && !syncedOnce.has(s.resource)) {
