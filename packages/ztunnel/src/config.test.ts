@@ -155,6 +155,16 @@ describe("loadConfig", () => {
     expect(c.caCertsDir).toBe(path.resolve("certs"));
   });
 
+  it("chooses the discovery source: the file when LOCAL_XDS_PATH is set, else the API server inside a cluster, else the embedded file", () => {
+    expect(loadConfig({}).discovery).toBe("file");
+    expect(loadConfig({ KUBERNETES_SERVICE_HOST: "10.96.0.1" }).discovery).toBe("kubernetes");
+    expect(loadConfig({ KUBERNETES_SERVICE_HOST: "10.96.0.1", LOCAL_XDS_PATH: "w.yaml" }).discovery).toBe("file");
+    expect(loadConfig({ DISCOVERY: "kubernetes" }).discovery).toBe("kubernetes");
+    expect(loadConfig({ DISCOVERY: "file", KUBERNETES_SERVICE_HOST: "10.96.0.1" }).discovery).toBe("file");
+    expect(() => loadConfig({ DISCOVERY: "kubernetes", LOCAL_XDS_PATH: "w.yaml" })).toThrow(/DISCOVERY: LOCAL_XDS_PATH is set too: the workload file and the Kubernetes API cannot both be the source; unset one/);
+    expect(() => loadConfig({ DISCOVERY: "xds" })).toThrow(/DISCOVERY: .*auto, file, kubernetes/);
+  });
+
   it("measures a relative HANDOVER_DIR once resolved (a socket path holds at most 107 bytes)", () => {
     const relative = "h".repeat(85);
     expect(() => loadConfig({ HANDOVER_DIR: relative })).toThrow(/HANDOVER_DIR: too long for unix socket paths: at most 90 bytes \(resolved: /);
