@@ -5,13 +5,15 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { startCluster, type ClusterPodSpec } from "./cluster.js";
 
-const USAGE = `usage: zt-cluster up [--nodes N] [--pods M] [--plain K] [--logs DIR]
+const USAGE = `usage: zt-cluster up [--nodes N] [--pods M] [--plain K] [--logs DIR] [--discovery file|kubernetes]
   Build N emulated nodes (network namespaces shaped like kind nodes), each with M pods in the
   mesh and K pods outside it, an echo server on :8080 in every pod, a service "echo" at
   198.18.128.10:80, and one agent per node with REDIRECT_MODE=tproxy. Prints the topology,
   keeps it until SIGINT/SIGTERM, then stops the agents (they remove their rules) and deletes
   every namespace. Each agent's log goes to DIR/<node>.log (default: a new zt-cluster-logs-*
-  directory under the temp dir), which is kept after the teardown. Needs root.
+  directory under the temp dir), which is kept after the teardown. --discovery kubernetes: the
+  pods, the service and its EndpointSlice are objects in a FAKE API server that the agents follow
+  (DISCOVERY=kubernetes) instead of a workload file. Needs root.
 `;
 
 function count(v: string | undefined, fallback: number, name: string, min: number): number {
@@ -22,7 +24,9 @@ function count(v: string | undefined, fallback: number, name: string, min: numbe
 }
 
 async function up(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { nodes: { type: "string" }, pods: { type: "string" }, plain: { type: "string" }, logs: { type: "string" } } });
+  const { values } = parseArgs({ args, options: { nodes: { type: "string" }, pods: { type: "string" }, plain: { type: "string" }, logs: { type: "string" }, discovery: { type: "string" } } });
+  const discovery = values.discovery ?? "file";
+  if (discovery !== "file" && discovery !== "kubernetes") throw new Error(`--discovery wants file or kubernetes, got ${discovery}`);
   if (process.getuid?.() !== 0) throw new Error("zt-cluster needs root (network namespaces, iptables)");
   const nodes = count(values.nodes, 2, "nodes", 1);
   const pods = count(values.pods, 2, "pods", 1);
@@ -43,8 +47,11 @@ async function up(args: string[]): Promise<void> {
   const logDir = values.logs !== undefined ? path.resolve(values.logs) : mkdtempSync(path.join(tmpdir(), "zt-cluster-logs-"));
   mkdirSync(logDir, { recursive: true });
   process.stdout.write(`agent logs: ${logDir}/<node>.log\n`);
-  const c = await startCluster({ nodes: spec, services: [{ name: "echo", vip: "198.18.128.10", port: 80, targetPort: 8080, pods: meshPods }], logDir });
-  const out: string[] = [`cluster ${c.lab.prefix} is up (workload file ${c.workloadsFile})`, ""];
+  const c = await startCluster({ nodes: spec, services: [{ name: "echo", vip: "198.18.128.10", port: 80, targetPort: 8080, pods: meshPods }], logDir, discovery });
+  const source = c.kube
+    ? `a FAKE Kubernetes API server the agents follow: ip netns exec ${c.lab.nodes[0]!.ns} kubectl --kubeconfig ${c.kube.env["KUBECONFIG"]} get pods -A`
+    : `workload file ${c.workloadsFile}`;
+  const out: string[] = [`cluster ${c.lab.prefix} is up (${source})`, ""];
   for (const n of c.lab.nodes) {
     out.push(`${n.name}  netns ${n.ns}  uplink ${n.uplinkIp}  pods ${n.podCidr}  agent pid ${c.agent(n.name).proc.pid ?? "?"}  log ${path.join(logDir, `${n.name}.log`)}`);
     for (const p of c.pods.filter((x) => x.node === n.name)) out.push(`  ${p.name.padEnd(12)} ${p.ip.padEnd(14)} netns ${p.ns.padEnd(16)} ${p.enrolled ? p.identity : "outside the mesh"}`);

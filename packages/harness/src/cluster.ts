@@ -4,6 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createLab, defaultPodIp, startEchoServer, tcpRoundTrip, type EchoConnection, type EchoServer, type Lab, type LabPod } from "@zt/lab";
 import { startAgentProcess, type AgentProcess } from "./agent-process.js";
+import { startClusterKube, type ClusterKube } from "./cluster-kube.js";
 
 // The built probe (from src/ under vitest as from dist/): it runs under plain node inside namespaces.
 const TOOL = fileURLToPath(new URL("../dist/tool-cli.js", import.meta.url));
@@ -12,6 +13,8 @@ export interface ClusterPodSpec {
   readonly name: string;
   /** In the mesh (protocol HBONE, captured); default true. */
   readonly enrolled?: boolean;
+  /** Kubernetes mode: in the API from the start (default true); else only after `kube.announce`. */
+  readonly announced?: boolean;
   readonly namespace?: string;
   readonly serviceAccount?: string;
 }
@@ -43,6 +46,13 @@ export interface ClusterSpec {
    * sets it): a closing agent's queued connections move to its successor instead of being reset.
    */
   readonly tcpMigrateReq?: boolean;
+  /**
+   * "kubernetes": the pods, services and `authorizationPolicies` are objects in a FAKE API
+   * server that the agents follow (DISCOVERY=kubernetes), not a workload file.
+   */
+  readonly discovery?: "file" | "kubernetes";
+  /** Kubernetes mode: AuthorizationPolicy objects (security.istio.io/v1) in the API. */
+  readonly authorizationPolicies?: readonly Record<string, unknown>[];
 }
 
 export interface ClusterPod extends LabPod {
@@ -65,6 +75,8 @@ export interface FlowOutcome {
 
 export interface Cluster {
   readonly lab: Lab;
+  /** Kubernetes mode: the API the agents follow (add and delete pods there). */
+  readonly kube: ClusterKube | undefined;
   readonly dir: string;
   readonly workloadsFile: string;
   /** The current agent of each node (the last one started there). */
@@ -115,8 +127,10 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
   const everyAgent = new Set<AgentProcess>();
   const echoes: EchoServer[] = [];
   const echoesOf = new Map<string, EchoServer[]>();
+  let kube: ClusterKube | undefined;
   const stop = async (): Promise<void> => {
     await Promise.all([...everyAgent].map((a) => a.stop()));
+    await kube?.stop();
     await Promise.all(echoes.map((e) => e.stop()));
     await lab.destroy();
     rmSync(dir, { recursive: true, force: true });
@@ -130,6 +144,10 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
     });
     const workloadsFile = path.join(dir, "workloads.yaml");
     writeFileSync(workloadsFile, workloadYaml(pods, spec));
+    if (spec.discovery === "kubernetes") {
+      kube = await startClusterKube(lab, dir, TOOL, pods.map((p) => ({ name: p.name, namespace: p.namespace, serviceAccount: p.serviceAccount, ip: p.ip, node: p.node, enrolled: p.enrolled })), spec.services ?? [], spec.authorizationPolicies ?? [], (name) => podSpecs.get(name)?.announced ?? true);
+    }
+    const source: Record<string, string> = kube ? kube.env : { LOCAL_XDS_PATH: workloadsFile };
     const find = <T extends { name: string }>(list: readonly T[], name: string, what: string): T => {
       const hit = list.find((x) => x.name === name);
       if (!hit) throw new Error(`cluster has no ${what} ${name}`);
@@ -142,7 +160,7 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
       const agent = await startAgentProcess(
         node,
         {
-          LOCAL_XDS_PATH: workloadsFile,
+          ...source,
           CA_CERTS_DIR: path.join(dir, "cacerts"),
           REDIRECT_MODE: "tproxy",
           // The node's hostPath shared by its agents (one directory per emulated node).
@@ -180,6 +198,7 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
     for (const n of lab.nodes) await startAgent(n.name);
     return {
       lab,
+      kube,
       dir,
       workloadsFile,
       agents,

@@ -4,5 +4,6 @@ export { httpGet, startAgentProcess, ZTUNNEL_BIN, type AgentProcess } from "./ag
 export { startLoopbackMesh, loopbackEnv, type LoopbackMesh, type LoopbackMeshOptions } from "./loopback-mesh.js";
 export { echoFlow, type FlowResult } from "./flows.js";
 export { startCluster, type Cluster, type ClusterPod, type ClusterSpec, type ClusterPodSpec, type ClusterServiceSpec, type FlowOutcome } from "./cluster.js";
+export type { ClusterKube } from "./cluster-kube.js";
 export { startLoad, holdConnection, type Load, type LoadConnection, type HeldConnection } from "./traffic.js";
 export * from "./fake-kube/index.js";

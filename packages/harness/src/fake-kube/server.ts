@@ -26,6 +26,9 @@ export interface FakeKubeToken {
 export interface FakeKubeApiOptions {
   readonly host?: string;
   readonly port?: number;
+  /** Listen on this unix socket instead (clients reach it through a forwarder); `url` is then `advertise`. */
+  readonly socketPath?: string;
+  readonly advertise?: string;
   /** Bearer token -> who it is. A request without a known token gets 401. */
   readonly tokens: Readonly<Record<string, FakeKubeToken>>;
   /** How often a watch with allowWatchBookmarks gets a BOOKMARK (default 1 s; the real one is about a minute). */
@@ -77,7 +80,11 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
     notServed: new Set(),
     requests,
     dropConnections: () => {
-      for (const s of sockets) s.resetAndDestroy();
+      for (const s of sockets) {
+        // A TCP socket is reset; a unix one (socketPath) can only be closed.
+        if (o.socketPath) s.destroy();
+        else s.resetAndDestroy();
+      }
     },
     watches: () => openWatches.size,
     close: () =>
@@ -237,10 +244,15 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(o.port ?? 0, o.host ?? "127.0.0.1", () => resolve());
+    if (o.socketPath) server.listen(o.socketPath, () => resolve());
+    else server.listen(o.port ?? 0, o.host ?? "127.0.0.1", () => resolve());
   });
-  const addr = server.address() as net.AddressInfo;
-  (api as { url: string }).url = `${serving ? "https" : "http"}://${addr.address.includes(":") ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  if (o.socketPath) {
+    (api as { url: string }).url = o.advertise ?? `${serving ? "https" : "http"}://127.0.0.1:6443`;
+  } else {
+    const addr = server.address() as net.AddressInfo;
+    (api as { url: string }).url = `${serving ? "https" : "http"}://${addr.address.includes(":") ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  }
   return api;
 }
 

@@ -1,0 +1,136 @@
+/**
+ * The emulated cluster's Kubernetes mode: its pods, services, EndpointSlices and policies
+ * are objects in the FAKE API server, which the agents follow (DISCOVERY=kubernetes, a
+ * kubeconfig with a service-account token) as they would a real one. The harness plays
+ * kubelet and EndpointSlice controller: it writes each pod's IP, node and Ready condition,
+ * and keeps one slice per service in step with the pods it selects. The API server runs in
+ * this process on a unix socket; in each node's namespace a forwarder serves it on
+ * 127.0.0.1:6443 (a path is the same in every namespace, an address is not).
+ */
+import { once } from "node:events";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import type { ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import type { Lab } from "@zt/lab";
+import { fakeKubeconfig, startFakeKubeApi, type FakeKubeApi } from "./fake-kube/index.js";
+
+export interface KubePodSpec {
+  readonly name: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly ip: string;
+  readonly node: string;
+  readonly enrolled: boolean;
+}
+
+export interface KubeServiceSpec {
+  readonly name: string;
+  readonly namespace?: string;
+  readonly vip: string;
+  readonly port: number;
+  readonly targetPort: number;
+  readonly pods: readonly string[];
+}
+
+export interface ClusterKube {
+  readonly api: FakeKubeApi;
+  /** The agents' environment: DISCOVERY=kubernetes and the kubeconfig. */
+  readonly env: Record<string, string>;
+  /** Put a pod into the API (as the kubelet reports it running and ready), with the slices of the services that select it. */
+  announce(pod: string): void;
+  /** Delete a pod from the API, and from its services' slices. */
+  withdraw(pod: string): void;
+  stop(): Promise<void>;
+}
+
+const TOKEN = "zt-cluster-ztunnel-token";
+const SVC_LABEL = (svc: string): string => `svc.zt-cluster/${svc}`;
+
+export async function startClusterKube(
+  lab: Lab,
+  dir: string,
+  tool: string,
+  pods: readonly KubePodSpec[],
+  services: readonly KubeServiceSpec[],
+  policies: readonly Record<string, unknown>[],
+  announced: (pod: string) => boolean,
+): Promise<ClusterKube> {
+  const socketPath = path.join(dir, "kube-api.sock");
+  const api = await startFakeKubeApi({ socketPath, advertise: "https://127.0.0.1:6443", tokens: { [TOKEN]: { user: "system:serviceaccount:istio-system:ztunnel" } } });
+  const kubeconfig = path.join(dir, "kubeconfig");
+  writeFileSync(kubeconfig, fakeKubeconfig(api.url, TOKEN, api.ca));
+  const forwarders: ChildProcess[] = [];
+  const stop = async (): Promise<void> => {
+    for (const f of forwarders) f.kill();
+    await api.close();
+  };
+  try {
+    for (const n of lab.nodes) {
+      const f = lab.spawn(n.ns, [process.execPath, tool, "forward", "127.0.0.1", "6443", socketPath], { stdio: ["ignore", "pipe", "inherit"] });
+      forwarders.push(f);
+      const [line] = (await once(createInterface({ input: f.stdout! }), "line")) as [string];
+      if (!line.includes("listening")) throw new Error(`the API forwarder in ${n.ns} did not start: ${line}`);
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+
+  const live = new Set<string>();
+  const byName = new Map(pods.map((p) => [p.name, p]));
+  const namespaces = new Set([...pods.map((p) => p.namespace), ...services.map((s) => s.namespace ?? "default")]);
+  for (const ns of namespaces) api.store.apply("Namespace", { metadata: { name: ns, labels: { "istio.io/dataplane-mode": "ambient" } } });
+  for (const s of services) {
+    const namespace = s.namespace ?? "default";
+    api.store.apply("Service", { metadata: { name: s.name, namespace }, spec: { clusterIP: s.vip, clusterIPs: [s.vip], selector: { [SVC_LABEL(s.name)]: "true" }, ports: [{ name: "tcp", port: s.port, targetPort: s.targetPort, protocol: "TCP" }] } });
+  }
+  const podObject = (p: KubePodSpec): Record<string, unknown> => {
+    const labels: Record<string, string> = { app: p.name.replace(/-\d+$/, "") };
+    if (!p.enrolled) labels["istio.io/dataplane-mode"] = "none";
+    for (const s of services) if (s.pods.includes(p.name)) labels[SVC_LABEL(s.name)] = "true";
+    return {
+      metadata: { name: p.name, namespace: p.namespace, labels },
+      spec: { nodeName: p.node, serviceAccountName: p.serviceAccount, containers: [{ name: "app" }] },
+      status: { phase: "Running", podIP: p.ip, podIPs: [{ ip: p.ip }], conditions: [{ type: "Ready", status: "True" }] },
+    };
+  };
+  /** The EndpointSlice controller: one slice per service, of the live pods it selects. */
+  const syncSlices = (): void => {
+    for (const s of services) {
+      const namespace = s.namespace ?? "default";
+      const endpoints = s.pods
+        .filter((name) => live.has(name))
+        .map((name) => byName.get(name)!)
+        .map((p) => ({ addresses: [p.ip], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: "Pod", name: p.name, namespace: p.namespace }, nodeName: p.node }));
+      api.store.apply("EndpointSlice", {
+        metadata: { name: `${s.name}-1`, namespace, labels: { "kubernetes.io/service-name": s.name } },
+        addressType: "IPv4",
+        endpoints,
+        ports: [{ name: "tcp", port: s.targetPort, protocol: "TCP" }],
+      });
+    }
+  };
+  const announce = (name: string): void => {
+    const p = byName.get(name);
+    if (!p) throw new Error(`cluster has no pod ${name}`);
+    api.store.apply("Pod", podObject(p));
+    live.add(name);
+    syncSlices();
+  };
+  const withdraw = (name: string): void => {
+    const p = byName.get(name);
+    if (!p) throw new Error(`cluster has no pod ${name}`);
+    api.store.remove("Pod", p.namespace, p.name);
+    live.delete(name);
+    syncSlices();
+  };
+  for (const p of pods) {
+    if (!announced(p.name)) continue;
+    api.store.apply("Pod", podObject(p));
+    live.add(p.name);
+  }
+  syncSlices();
+  for (const ap of policies) api.store.apply("AuthorizationPolicy", ap);
+  return { api, env: { DISCOVERY: "kubernetes", KUBECONFIG: kubeconfig }, announce, withdraw, stop };
+}

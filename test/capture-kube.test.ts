@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { startCluster, type AgentProcess, type Cluster } from "@zt/harness";
+import { counter, until } from "./support/metrics.js";
+
+// The emulated cluster in Kubernetes mode: its pods, service, EndpointSlice and policy are
+// objects in a FAKE API server, and the agents (REDIRECT_MODE=tproxy, DISCOVERY=kubernetes)
+// follow it with a kubeconfig and a token, as in a cluster. The capture paths of
+// capture-cluster.test.ts, with everything they know coming from the API. Needs root.
+const VIP = "198.18.128.40";
+let c: Cluster;
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0) throw new Error("capture tests need root (CI runs as root): run `sudo npm test`");
+  c = await startCluster({
+    discovery: "kubernetes",
+    nodes: [
+      { name: "node-a", pods: [{ name: "sleep-a", serviceAccount: "sleep" }, { name: "echo-a", serviceAccount: "echo" }, { name: "plain-a", enrolled: false }] },
+      { name: "node-b", pods: [{ name: "echo-b", serviceAccount: "echo" }, { name: "legacy-b", enrolled: false, namespace: "legacy" }, { name: "late-b", serviceAccount: "late", announced: false }] },
+    ],
+    services: [{ name: "echo", vip: VIP, port: 80, targetPort: 8080, pods: ["echo-b"] }],
+    authorizationPolicies: [{ metadata: { name: "deny-9999", namespace: "default" }, spec: { action: "DENY", rules: [{ to: [{ operation: { ports: ["9999"] } }] }] } }],
+    echoPorts: [8080, 9999],
+  });
+}, 90_000);
+
+afterAll(async () => {
+  await c?.stop();
+}, 30_000);
+
+const ip = (pod: string): string => c.pod(pod).ip;
+const logFor = (a: AgentProcess, direction: string, srcAddr: string): Promise<Record<string, unknown>> =>
+  until(`${a.node} ${direction} access log for ${srcAddr}`, () => a.accessLogs().find((l) => l["direction"] === direction && l["src.addr"] === srcAddr), (l) => l !== undefined) as Promise<Record<string, unknown>>;
+const dump = async (node: string): Promise<{ source: { kind: string; synced: boolean }; capture: { pods: string[] } }> => JSON.parse((await c.agent(node).get("admin", "/config_dump")).body);
+
+describe("capture with the mesh from the Kubernetes API", () => {
+  test("the agents follow the API server through their kubeconfig", async () => {
+    for (const node of ["node-a", "node-b"]) expect((await dump(node)).source).toMatchObject({ kind: "kubernetes", synced: true });
+    expect((await dump("node-b")).capture.pods.sort()).toEqual([ip("echo-b")]);
+  });
+
+  test("pod -> Service VIP: its EndpointSlice's pod on another node, over HBONE, source kept", async () => {
+    const r = await c.flow("sleep-a", VIP, 80);
+    expect(r).toMatchObject({ ok: true, detail: "intact" });
+    expect(r.seenByDestination?.split(":")[0]).toBe(ip("sleep-a"));
+    expect(await logFor(c.agent("node-a"), "outbound", r.client)).toMatchObject({ "dst.service": "echo.default.svc.cluster.local", "dst.workload": "echo-b", "dst.hbone_addr": `${ip("echo-b")}:15008` });
+    expect(await logFor(c.agent("node-b"), "inbound", r.client)).toMatchObject({ "src.identity": c.pod("sleep-a").identity, "dst.workload": "echo-b" });
+  });
+
+  test("same node through the agent's own inbound, and the AuthorizationPolicy object denies its port", async () => {
+    const a = c.agent("node-a");
+    const r = await c.flow("sleep-a", ip("echo-a"), 8080);
+    expect(r).toMatchObject({ ok: true, detail: "intact" });
+    expect(await logFor(a, "inbound", r.client)).toMatchObject({ "src.identity": c.pod("sleep-a").identity, "dst.workload": "echo-a" });
+    expect(counter((await a.get("stats", "/metrics")).body, "istio_tcp_connections_opened_total", { reporter: "destination", destination_workload: "echo-a" })).toBeGreaterThanOrEqual(1);
+    const denied = await c.flow("sleep-a", ip("echo-a"), 9999);
+    expect(denied.ok).toBe(false);
+    await until("AUTHZ_DENIED by deny-9999", () => a.accessLogs().some((l) => String(l["error"] ?? "").startsWith("AUTHZ_DENIED:") && l["dst.workload"] === "echo-a"), (v) => v);
+  });
+
+  test("outside the mesh: a mesh pod reaches it in plain TCP; it reaches a mesh pod on 15006, source kept", async () => {
+    const out = await c.flow("sleep-a", ip("legacy-b"), 8080);
+    expect(out).toMatchObject({ ok: true, detail: "intact" });
+    expect((await logFor(c.agent("node-a"), "outbound", out.client))["dst.hbone_addr"]).toBeUndefined();
+    const back = await c.flow("legacy-b", ip("echo-a"), 8080);
+    expect(back).toMatchObject({ ok: true, detail: "intact" });
+    expect(back.seenByDestination?.split(":")[0]).toBe(ip("legacy-b"));
+    expect((await logFor(c.agent("node-a"), "inbound", back.client))["src.identity"]).toBeUndefined();
+  });
+
+  test("a pod added to the API is captured and reached over HBONE; deleted, it leaves the node's captured set", async () => {
+    const before = await c.flow("sleep-a", ip("late-b"), 8080);
+    expect(before).toMatchObject({ ok: true, detail: "intact" });
+    expect((await logFor(c.agent("node-a"), "outbound", before.client))["dst.hbone_addr"]).toBeUndefined();
+    c.kube!.announce("late-b");
+    await until("late-b in node-b's set", () => dump("node-b"), (d) => d.capture.pods.includes(ip("late-b")), 10_000);
+    await until("node-a knows late-b", () => c.agent("node-a").get("admin", "/config_dump"), (r) => r.body.includes(`"${ip("late-b")}"`), 10_000);
+    const after = await c.flow("sleep-a", ip("late-b"), 8080);
+    expect(after).toMatchObject({ ok: true, detail: "intact" });
+    expect(await logFor(c.agent("node-b"), "inbound", after.client)).toMatchObject({ "src.identity": c.pod("sleep-a").identity, "dst.workload": "late-b", "dst.identity": c.pod("late-b").identity });
+    c.kube!.withdraw("late-b");
+    await until("late-b out of node-b's set", () => dump("node-b"), (d) => !d.capture.pods.includes(ip("late-b")), 10_000);
+    const set = (await c.lab.exec(c.lab.node("node-b").ns, ["ipset", "list", "ztunnel-pods-ips"])).stdout;
+    expect(set).not.toContain(ip("late-b"));
+    expect(set).toContain(ip("echo-b"));
+  });
+});
