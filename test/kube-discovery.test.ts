@@ -122,6 +122,19 @@ describe("discovery from the Kubernetes API, through real agents", () => {
     }
   }, 30_000);
 
+  test("an object that cannot be used is reported by kind, namespace and name, and the others still apply", async () => {
+    api!.store.apply("AuthorizationPolicy", { metadata: { name: "audit-all", namespace: "default" }, spec: { action: "AUDIT", rules: [{}] } });
+    api!.store.apply("AuthorizationPolicy", { metadata: { name: "deny-9", namespace: "default" }, spec: { action: "DENY", rules: [{ to: [{ operation: { ports: ["9"] } }] }] } });
+    const d = await until("the policies on node-b", () => dump(1), (x) => x.policies.some((p: { name: string }) => p.name === "deny-9"));
+    expect(d.policies.map((p: { name: string }) => p.name)).toEqual(["deny-9"]);
+    expect(d.source.problems).toEqual([{ kind: "AuthorizationPolicy", namespace: "default", name: "audit-all", reason: "ztunnel does not support the AUDIT action; skipped" }]);
+    expect(d.warnings).toContain("1 Kubernetes object(s) could not be used as written; see source.problems");
+    await until("the warning logged", () => mesh.agents[1]!.logs.some((l) => l["msg"] === "AuthorizationPolicy default/audit-all: ztunnel does not support the AUDIT action; skipped"), (v) => v);
+    api!.store.remove("AuthorizationPolicy", "default", "audit-all");
+    api!.store.remove("AuthorizationPolicy", "default", "deny-9");
+    await until("no problems", () => dump(1), (x) => x.source.problems.length === 0 && x.policies.length === 0);
+  }, 30_000);
+
   test("a deleted pod is forgotten by every agent", async () => {
     api!.store.remove("Pod", "default", "echo");
     for (const i of [0, 1]) await until(`node ${i} forgets echo`, () => dump(i), (d) => !d.workloads.some((w: { name: string }) => w.name === "echo"));
