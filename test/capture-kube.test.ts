@@ -67,6 +67,31 @@ describe("capture with the mesh from the Kubernetes API", () => {
     expect((await logFor(c.agent("node-a"), "inbound", back.client))["src.identity"]).toBeUndefined();
   });
 
+  // Cases from Istio's AuthorizationPolicy reference, each through real connections to echo-b:
+  // from sleep-a (spiffe://cluster.local/ns/default/sa/sleep), echo-a (…/sa/echo) and legacy-b (no identity).
+  const cases: { name: string; spec: Record<string, unknown>; allowed: Record<string, boolean> }[] = [
+    { name: "allow-sleep", spec: { action: "ALLOW", rules: [{ from: [{ source: { principals: ["cluster.local/ns/default/sa/sleep"] } }] }] }, allowed: { "sleep-a": true, "echo-a": false, "legacy-b": false } },
+    { name: "deny-other-ns", spec: { action: "DENY", rules: [{ from: [{ source: { notNamespaces: ["default"] } }] }] }, allowed: { "sleep-a": true, "echo-a": true, "legacy-b": false } },
+    { name: "allow-get-only", spec: { action: "ALLOW", rules: [{ to: [{ operation: { methods: ["GET"] } }] }] }, allowed: { "sleep-a": false, "echo-a": false, "legacy-b": false } },
+    { name: "deny-sleep-ip", spec: { action: "DENY", rules: [{ when: [{ key: "source.ip", values: ["SLEEP_IP/32"] }] }] }, allowed: { "sleep-a": false, "echo-a": true, "legacy-b": true } },
+  ];
+  for (const k of cases) {
+    test(`AuthorizationPolicy ${k.name}: ${Object.entries(k.allowed).map(([f, ok]) => `${f} ${ok ? "allowed" : "denied"}`).join(", ")}`, async () => {
+      const spec = JSON.parse(JSON.stringify(k.spec).replace("SLEEP_IP", ip("sleep-a"))) as Record<string, unknown>;
+      c.kube!.api.store.apply("AuthorizationPolicy", { metadata: { name: k.name, namespace: "default" }, spec });
+      const policies = async (): Promise<string[]> => (JSON.parse((await c.agent("node-b").get("admin", "/config_dump")).body) as { policies: { name: string }[] }).policies.map((p) => p.name);
+      try {
+        await until(`${k.name} on node-b`, policies, (ps) => ps.includes(k.name), 10_000);
+        const got: Record<string, boolean> = {};
+        for (const from of Object.keys(k.allowed)) got[from] = (await c.flow(from, ip("echo-b"), 8080)).ok;
+        expect(got).toEqual(k.allowed);
+      } finally {
+        c.kube!.api.store.remove("AuthorizationPolicy", "default", k.name);
+        await until(`${k.name} gone`, policies, (ps) => !ps.includes(k.name), 10_000);
+      }
+    }, 30_000);
+  }
+
   test("a pod added to the API is captured and reached over HBONE; deleted, it leaves the node's captured set", async () => {
     const before = await c.flow("sleep-a", ip("late-b"), 8080);
     expect(before).toMatchObject({ ok: true, detail: "intact" });
