@@ -125,6 +125,7 @@ for _ in $(seq 30); do send >/dev/null 2>&1 && break; sleep 1; done
 client_agent="$(agent_on "$client_node")"
 server_agent="$(agent_on "$server_node")"
 forward "$client_agent" 25000 15000
+forward "$client_agent" 25021 15020
 forward "$server_agent" 25020 15020
 forward "$server_agent" 26000 15000
 curl -fsS http://127.0.0.1:25000/config_dump | grep -q "\"${echo_ip}\"" || fail "the client node's agent does not know the echo pod ${echo_ip}"
@@ -133,7 +134,11 @@ echo "$metrics" | grep 'istio_tcp_connections_opened_total' | grep 'reporter="de
   | grep "source_principal=\"spiffe://cluster.local/ns/${ns}/sa/client\"" \
   | grep -q "destination_principal=\"spiffe://cluster.local/ns/${ns}/sa/echo\"" \
   || fail "the server node's metrics show no HBONE connection from the client's identity to the echo's"
-echo "kind-e2e: intact, and the destination's agent counted it from spiffe://cluster.local/ns/${ns}/sa/client"
+curl -fsS http://127.0.0.1:25021/stats/prometheus | grep 'istio_tcp_connections_opened_total' | grep 'reporter="source"' \
+  | grep "source_principal=\"spiffe://cluster.local/ns/${ns}/sa/client\"" \
+  | grep -q "destination_principal=\"spiffe://cluster.local/ns/${ns}/sa/echo\"" \
+  || fail "the client node's metrics show no HBONE connection from the client's identity to the echo's"
+echo "kind-e2e: intact, and both agents counted it from spiffe://cluster.local/ns/${ns}/sa/client to .../sa/echo"
 
 step "a DENY AuthorizationPolicy refuses it"
 k apply -f - <<EOF
@@ -146,7 +151,9 @@ spec:
 EOF
 for _ in $(seq 30); do curl -fsS http://127.0.0.1:26000/config_dump | grep -q '"deny-echo"' && break; sleep 1; done
 if send >/dev/null 2>&1; then fail "the connection went through despite the DENY policy"; fi
-echo "kind-e2e: refused"
+curl -fsS http://127.0.0.1:25020/stats/prometheus | grep 'istio_tcp_connections_failed_total' | grep -q 'response_flags="DENY"' \
+  || fail "the connection failed, but the server node's agent counted no policy denial"
+echo "kind-e2e: refused by the policy"
 
 step "a deleted pod is forgotten"
 k -n "$ns" delete pod echo --wait=true

@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { promisify } from "node:util";
 import net from "node:net";
 import path from "node:path";
@@ -125,6 +125,8 @@ describe("npm run ztunnel", () => {
     const root = fileURLToPath(new URL("..", import.meta.url));
     const host = "127.52.1.1";
     const started = path.join(files.dir, "started-52");
+    // Left by a crashed agent: the new one must not count as started until it is.
+    writeFileSync(started, "12345\n");
     const env = { ...process.env, ...loopbackEnv(host, `${files.dir}/ca52`), NODE_NAME: "node-a", LOCAL_XDS_PATH: files.write("npm.yaml", meshYaml(52)), LOG_FORMAT: "json", STARTED_FILE: started };
     const npm = spawn("npm", ["run", "--silent", "ztunnel", "--", "run"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -136,8 +138,7 @@ describe("npm run ztunnel", () => {
       // The node process itself (without exec, a shell running the same command line sits in between).
       agentPid = descendants(npm.pid!).find((p) => readFileSync(`/proc/${p}/comm`, "utf8").trim() === "node" && readFileSync(`/proc/${p}/cmdline`, "utf8").includes("ztunnel/dist/cli.js"));
       expect(agentPid).toBeDefined();
-      await until("STARTED_FILE written", () => existsSync(started), (e) => e);
-      expect(readFileSync(started, "utf8")).toBe(`${agentPid}\n`);
+      await until("STARTED_FILE written by this agent", () => (existsSync(started) ? readFileSync(started, "utf8") : ""), (t) => t === `${agentPid}\n`);
       npm.kill("SIGTERM");
       await until("agent gone", () => alive(agentPid!), (a) => !a, 15_000);
       expect(existsSync(started)).toBe(false);

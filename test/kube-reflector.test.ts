@@ -151,6 +151,20 @@ describe("a resource followed from the API server", () => {
     await until("watching", () => f.r.status(), (s) => s.state === "watching" && s.lastError === null);
   });
 
+  test("an answer that is no list is an error, never an empty list that would wipe the state", async () => {
+    const api = await fake();
+    api.store.apply("Pod", pod("kept"));
+    api.override = (p) => (p.startsWith("/api/v1/pods?limit") ? { status: 200, body: "{}" } : undefined);
+    const f = follow(config(api.url, api.ca));
+    await until("the error", () => f.r.status().lastError, (e) => e !== null);
+    expect(f.r.status()).toMatchObject({ synced: false, lastError: { code: "KUBE_REQUEST_FAILED" } });
+    expect(f.r.status().lastError!.message).toMatch(/^list pods: the answer is not a list \(no items\)/);
+    expect(f.replaces).toBe(0);
+    api.override = undefined;
+    await until("synced", () => f.r.status(), (s) => s.synced && s.lastError === null);
+    expect([...f.objects.keys()]).toEqual(["default/kept"]);
+  });
+
   test("credentials: a wrong token is KUBE_UNAUTHORIZED; a missing right is KUBE_FORBIDDEN by verb and resource", async () => {
     const api = await fake();
     const wrong = follow(config(api.url, api.ca, "stale-token"));

@@ -29,6 +29,8 @@ export interface KubeDiscoveryOptions {
   readonly onSnapshot: (snapshot: MeshSnapshot, problems: readonly TranslationProblem[], meta: SnapshotMeta) => void;
   /** A resource's sync state changed (and each error it met). */
   readonly onStatus?: (s: SyncStatus) => void;
+  /** A rebuild failed (a bug: the last good snapshot stays in force). */
+  readonly onError?: (err: unknown) => void;
   readonly batchMs?: number;
   readonly reflector?: ReflectorOptions;
 }
@@ -59,6 +61,7 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
   let timer: NodeJS.Timeout | undefined;
   let rebuilds = 0;
   let closed = false;
+  let published = false;
   const reflectors = new Map<Kind, Reflector>();
   const translate = createTranslator(o.names);
   const keyOf = (k: Kind, obj: { metadata?: { name?: string; namespace?: string } }): string => (k === "namespaces" ? (obj.metadata?.name ?? "") : `${obj.metadata?.namespace ?? "default"}/${obj.metadata?.name ?? ""}`);
@@ -71,8 +74,15 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
     let rv = 0;
     for (const r of reflectors.values()) rv = Math.max(rv, Number(r.status().resourceVersion) || 0);
     const began = performance.now();
-    const t = translate(objects as unknown as KubeObjects);
+    let t: ReturnType<typeof translate>;
+    try {
+      t = translate(objects as unknown as KubeObjects);
+    } catch (err) {
+      o.onError?.(err);
+      return;
+    }
     o.onSnapshot(t.snapshot, t.problems, { resourceVersion: String(rv), buildMs: performance.now() - began });
+    published = true;
   };
   const changed = (): void => {
     if (!timer && !closed) timer = setTimeout(rebuild, batchMs);
@@ -102,11 +112,13 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
 
   return {
     synced,
-    pending: () =>
-      [...reflectors.values()]
+    pending: () => {
+      const waiting = [...reflectors.values()]
         .map((r) => r.status())
         .filter((s) => !s.synced)
-        .map((s) => `Kubernetes ${s.resource}: first list not done${s.lastError ? ` (${s.lastError.code}: ${s.lastError.message})` : ""}`),
+        .map((s) => `Kubernetes ${s.resource}: first list not done${s.lastError ? ` (${s.lastError.code}: ${s.lastError.message})` : ""}`);
+      return waiting.length === 0 && !published ? ["Kubernetes: the first mesh state is not built yet"] : waiting;
+    },
     status: () => [...reflectors.values()].map((r) => r.status()),
     stats: () => ({ rebuilds, objects: Object.fromEntries((Object.keys(objects) as Kind[]).map((k) => [RESOURCES[k].plural, objects[k].size])) }),
     close() {

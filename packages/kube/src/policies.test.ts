@@ -179,4 +179,23 @@ describe("AuthorizationPolicy as ztunnel enforces it", () => {
     expect(allowed(policies)).toBe(false);
     expect(problems.map((p) => p.reason)).toEqual(['port "http" is not a number from 0 to 65535; left out (as Istio does)', '"not-an-ip" is not an IP or CIDR; left out (as Istio does)']);
   });
+
+  test("a malformed object (a CRD without a schema takes anything) is enforced closed and reported, and nothing throws", () => {
+    const allow = run(ap("bad-allow", { action: "ALLOW", rules: { from: [] } }));
+    expect(allowed(allow.policies)).toBe(false);
+    expect(allow.problems[0]!.reason).toBe("spec.rules is not a list; enforced as an ALLOW that allows nothing until it is fixed");
+    const deny = run(ap("bad-deny", { action: "DENY", rules: [{ from: { source: { principals: ["x"] } } }] }));
+    expect(allowed(deny.policies)).toBe(false);
+    expect(deny.problems[0]!.reason).toBe("spec.rules[0].from is not a list; enforced as a DENY of everything until it is fixed");
+    const values = run(ap("bad-values", { action: "DENY", rules: [{ to: [{ operation: { ports: "8080" } }] }] }));
+    expect(values.problems[0]!.reason).toMatch(/^spec\.rules\[0\]\.to\[0\]\.operation\.ports is not a list of strings/);
+    const selector = run(ap("bad-selector", { action: "ALLOW", selector: ["app"], rules: [{}] }));
+    expect(selector.problems[0]!.reason).toMatch(/^spec\.selector is not \{matchLabels/);
+  });
+
+  test("service accounts match exactly, as in ztunnel: a `*` is no wildcard there", () => {
+    const { policies, problems } = run(ap("p", { rules: [{ from: [{ source: { serviceAccounts: ["default/*"] } }] }] }));
+    expect(allowed(policies, { from: "default/sleep" })).toBe(false);
+    expect(problems[0]!.reason).toMatch(/matches service accounts exactly/);
+  });
 });

@@ -46,7 +46,14 @@ function parseBool(v: string): boolean | undefined {
 export function translatePolicies(objects: ReadonlyMap<string, AuthorizationPolicy>, names: ClusterNames, problems: TranslationProblem[]): Policy[] {
   const out: Policy[] = [];
   for (const ap of objects.values()) {
-    const p = translatePolicy(ap, names, (reason) => problems.push({ kind: "AuthorizationPolicy", namespace: ap.metadata?.namespace ?? "default", name: ap.metadata?.name ?? "", reason }));
+    const report = (reason: string): void => void problems.push({ kind: "AuthorizationPolicy", namespace: ap.metadata?.namespace ?? "default", name: ap.metadata?.name ?? "", reason });
+    let p: Policy | undefined;
+    try {
+      p = translatePolicy(ap, names, report);
+    } catch (err) {
+      // Never taken down by one object: it is enforced closed, and said so.
+      p = failClosed(ap, names, `could not be translated (${err instanceof Error ? err.message : String(err)})`, report);
+    }
     if (p) out.push(p);
   }
   return out.sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
@@ -68,6 +75,8 @@ export function translatePolicy(ap: AuthorizationPolicy, names: ClusterNames, re
     return undefined;
   }
   const action = spec.action ?? "ALLOW";
+  const bad = typeof action === "string" ? malformed(spec) : undefined;
+  if (bad && (action === "ALLOW" || action === "DENY")) return failClosed(ap, names, bad, report);
   if (action !== "ALLOW" && action !== "DENY") {
     report(`ztunnel does not support the ${action} action; skipped`);
     return undefined;
@@ -99,6 +108,62 @@ export function translatePolicy(ap: AuthorizationPolicy, names: ClusterNames, re
     dryRun,
     selector,
     rules,
+  };
+}
+
+/**
+ * The shape the API's schema would enforce (a CRD without a schema accepts anything): lists
+ * are lists of objects, string fields lists of strings. Why not, or undefined.
+ */
+function malformed(spec: NonNullable<AuthorizationPolicy["spec"]>): string | undefined {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+  const strings = (v: unknown): boolean => Array.isArray(v) && v.every((x) => typeof x === "string" || typeof x === "number");
+  if (spec.selector !== undefined && (!isObj(spec.selector) || (spec.selector.matchLabels !== undefined && !isObj(spec.selector.matchLabels)))) return "spec.selector is not {matchLabels: {…}}";
+  if (spec.rules === undefined) return undefined;
+  if (!Array.isArray(spec.rules)) return "spec.rules is not a list";
+  for (const [i, rule] of spec.rules.entries()) {
+    if (!isObj(rule)) return `spec.rules[${i}] is not an object`;
+    for (const [part, inner] of [["from", "source"], ["to", "operation"]] as const) {
+      const list = rule[part];
+      if (list === undefined) continue;
+      if (!Array.isArray(list)) return `spec.rules[${i}].${part} is not a list`;
+      for (const [j, entry] of list.entries()) {
+        const body = isObj(entry) ? entry[inner] : undefined;
+        if (!isObj(entry) || (body !== undefined && !isObj(body))) return `spec.rules[${i}].${part}[${j}].${inner} is not an object`;
+        for (const [k, v] of Object.entries(body ?? {})) if (!strings(v)) return `spec.rules[${i}].${part}[${j}].${inner}.${k} is not a list of strings`;
+      }
+    }
+    if (rule["when"] !== undefined) {
+      if (!Array.isArray(rule["when"])) return `spec.rules[${i}].when is not a list`;
+      for (const [j, w] of (rule["when"] as unknown[]).entries()) {
+        if (!isObj(w) || typeof w["key"] !== "string" || (w["values"] !== undefined && !strings(w["values"])) || (w["notValues"] !== undefined && !strings(w["notValues"]))) return `spec.rules[${i}].when[${j}] is not {key, values, notValues}`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** A policy that cannot be read is enforced closed: an ALLOW allows nothing, a DENY denies everything, where it applies. */
+function failClosed(ap: AuthorizationPolicy, names: ClusterNames, why: string, report: (reason: string) => void): Policy | undefined {
+  const spec = ap.spec ?? {};
+  const action = spec.action ?? "ALLOW";
+  const labels = typeof spec.selector === "object" && spec.selector !== null && typeof spec.selector.matchLabels === "object" && spec.selector.matchLabels !== null ? spec.selector.matchLabels : {};
+  if (action !== "ALLOW" && action !== "DENY") {
+    report(`${why}; skipped`);
+    return undefined;
+  }
+  const namespace = ap.metadata?.namespace ?? "default";
+  const selector = new Map(Object.entries(labels).filter((e): e is [string, string] => typeof e[1] === "string"));
+  const root = namespace === names.rootNamespace;
+  report(`${why}; enforced as ${action === "ALLOW" ? "an ALLOW that allows nothing" : "a DENY of everything"} until it is fixed`);
+  return {
+    name: ap.metadata?.name ?? "",
+    namespace,
+    scope: selector.size > 0 ? (root ? "Global" : "WorkloadSelector") : root ? "Global" : "Namespace",
+    action: action === "ALLOW" ? "Allow" : "Deny",
+    dryRun: false,
+    selector,
+    rules: action === "ALLOW" ? [] : [[]],
   };
 }
 
@@ -165,8 +230,14 @@ function setSource(m: Partial<MutableMatch>, k: string, v: unknown, policyNs: st
       return setIps(m, k === "ipBlocks" ? "sourceIps" : "notSourceIps", values, report);
     case "serviceAccounts":
     case "notServiceAccounts":
-      // A bare service account is one of the policy's namespace.
-      (m as Record<string, string[]>)[k] = values.map((sa) => (sa.includes("/") ? sa : `${policyNs}/${sa}`));
+      // A bare service account is one of the policy's namespace. ztunnel compares them exactly:
+      // a `*` is a character there, never a wildcard (kept so: it matches no real account).
+      (m as Record<string, string[]>)[k] = values.map((sa) => {
+        const full = sa.includes("/") ? sa : `${policyNs}/${sa}`;
+        if (!full.includes("*")) return full;
+        report(`service account ${JSON.stringify(sa)}: ztunnel matches service accounts exactly, so "*" is no wildcard there`);
+        return `\u0000${full}`;
+      });
       return;
     default:
       return setStrings(m, k as keyof PolicyMatch, values, report);

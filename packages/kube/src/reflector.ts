@@ -76,6 +76,10 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let abort: AbortController | undefined;
+  /** Aborts the list under way when stopped. */
+  const lists = new AbortController();
+  /** Relists in a row that no event came between: past one, they wait like failures. */
+  let idleRelists = 0;
   const known = new Set<string>();
   const keyOf = (obj: T): string => `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
   const set = (patch: Partial<SyncStatus>): void => {
@@ -101,8 +105,10 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
     try {
       do {
         const q = new URLSearchParams({ limit: String(o.pageSize ?? 500), ...(cont ? { continue: cont } : {}) });
-        const page = (await request(`${ref.path}?${q}`)) as { metadata?: { resourceVersion?: string; continue?: string }; items?: T[] };
-        items.push(...(page.items ?? []));
+        const page = (await request(`${ref.path}?${q}`)) as { metadata?: { resourceVersion?: string; continue?: string }; items?: T[] } | undefined;
+        // Never taken for an empty list: that would wipe the mesh state.
+        if (!page || !Array.isArray(page.items)) throw Object.assign(new Error("the answer is not a list (no items)"), { invalid: true });
+        items.push(...page.items);
         rv = page.metadata?.resourceVersion ?? "";
         cont = page.metadata?.continue || undefined;
       } while (cont);
@@ -112,9 +118,10 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
         set({ relists: st.relists + 1 });
         return void list();
       }
+      if (stopped) return;
       if (ref.optional && (err as { statusCode?: number }).statusCode === 404) {
+        if (!st.synced || known.size > 0) h.replace([]);
         known.clear();
-        h.replace([]);
         const message = `list ${ref.plural}: the API server does not serve it (is its CustomResourceDefinition installed?); none until it does; asking again in ${max} ms`;
         set({ synced: true, state: "retrying", objects: 0, lastError: { code: "KUBE_REQUEST_FAILED", message, at: new Date().toISOString() } });
         timer = setTimeout(() => void list(), max);
@@ -136,17 +143,22 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
     set({ state: "watching" });
     let expired = false;
     let sawEvent = false;
+    let failed: string | undefined;
     const began = Date.now();
     const timeoutSeconds = o.watchTimeoutSeconds ?? Math.round(300 * (1 + random()));
     const params = { resourceVersion: st.resourceVersion, allowWatchBookmarks: true, timeoutSeconds };
     const onEvent = (type: string, obj: T & { code?: number }): void => {
       if (stopped) return;
       if (type === "ERROR") {
-        if (obj.code === 410) expired = true;
+        // 410 Gone, or another failure of this watch (e.g. a resourceVersion the server does not have): relist.
+        expired = true;
+        if (obj.code !== 410) failed = `watch ${ref.plural}: the API server ended the watch: ${(obj as { message?: string }).message ?? `code ${obj.code ?? "?"}`}`;
         return;
       }
       sawEvent = true;
       failures = 0;
+      idleRelists = 0;
+      if (st.lastError) set({ lastError: null });
       if (type === "ADDED" || type === "MODIFIED" || type === "DELETED") {
         if (type === "DELETED") known.delete(keyOf(obj));
         else known.add(keyOf(obj));
@@ -160,6 +172,7 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
       const status = (err as { statusCode?: number } | null)?.statusCode;
       if (expired || status === 410) {
         set({ relists: st.relists + 1 });
+        if (++idleRelists > 1 || failed) return fail(new ZtError("KUBE_REQUEST_FAILED", failed ?? `watch ${ref.plural}: 410 Gone again right after a relist`), () => void list());
         return void list();
       }
       set({ reconnects: st.reconnects + 1 });
@@ -185,6 +198,8 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
     const init = (await kc.applyToFetchOptions({})) as Parameters<typeof fetch>[1] & { headers?: Record<string, string> };
     const ac = new AbortController();
     const t = setTimeout(() => ac.abort(), o.requestTimeoutMs ?? 30_000);
+    const onStop = (): void => ac.abort();
+    lists.signal.addEventListener("abort", onStop);
     try {
       const res = await fetch(`${cluster.server}${path}`, { ...init, method: "GET", signal: ac.signal as never });
       const body = (await res.json().catch(() => undefined)) as { message?: string } | undefined;
@@ -193,6 +208,7 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
       return body;
     } finally {
       clearTimeout(t);
+      lists.signal.removeEventListener("abort", onStop);
     }
   }
 
@@ -203,6 +219,7 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
       stopped = true;
       clearTimeout(timer);
       abort?.abort();
+      lists.abort();
       set({ state: "stopped" });
     },
   };
@@ -214,6 +231,7 @@ class Gone extends Error {}
 function toZtError(err: unknown, what: string): ZtError {
   const e = err as { statusCode?: number; message?: string; code?: string };
   const msg = e.message ?? String(err);
+  if ((err as { invalid?: boolean }).invalid) return new ZtError("KUBE_REQUEST_FAILED", `${what}: ${msg}`);
   if (e.statusCode === 401) return new ZtError("KUBE_UNAUTHORIZED", `${what}: 401 Unauthorized: the API server refused the credentials (expired or wrong token?)`);
   if (e.statusCode === 403) return new ZtError("KUBE_FORBIDDEN", `${what}: 403 Forbidden: ${msg} (check the ClusterRole bound to this agent's service account)`);
   if (e.statusCode !== undefined) return new ZtError("KUBE_REQUEST_FAILED", `${what}: HTTP ${e.statusCode}: ${msg}`);

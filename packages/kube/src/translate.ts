@@ -83,12 +83,20 @@ function translateWith(objects: KubeObjects, names: ClusterNames, workloadOf: Po
 
   const workloads: Workload[] = [];
   const none = new Map<string, PortMap>();
+  // Services by namespace: a pod outside the mesh is checked against its own namespace's only.
+  const servicesIn = new Map<string, KubeService[]>();
+  for (const svc of objects.services.values()) {
+    const ns = svc.metadata?.namespace ?? "default";
+    const list = servicesIn.get(ns);
+    if (list) list.push(svc);
+    else servicesIn.set(ns, [svc]);
+  }
   for (const [key, pod] of objects.pods) {
     const ns = objects.namespaces.get(pod.metadata?.namespace ?? "default");
     const membership = byPod.get(key) ?? none;
     const e = enrollment(pod, ns);
     // A pod outside the mesh is a workload only while some service selects it.
-    const selected = e.kind === "outside" && membership.size === 0 ? selectedByAny(objects.services, pod) : true;
+    const selected = e.kind === "outside" && membership.size === 0 ? selectedByAny(servicesIn.get(pod.metadata?.namespace ?? "default") ?? [], pod) : true;
     const w = workloadOf(key, pod, ns, selected, membership, () => {
       if (e.kind === "never" || !selected) return undefined;
       return podWorkload(pod, e.kind === "ambient" ? "HBONE" : "TCP", names, membership === none ? new Map() : membership);
@@ -114,8 +122,8 @@ function addMembership(byPod: Map<string, Map<string, PortMap>>, pod: string, m:
   svcs.set(m.serviceKey, had && had.size > 0 ? new Map([...had, ...m.ports]) : m.ports);
 }
 
-function selectedByAny(services: ReadonlyMap<string, KubeService>, pod: Pod): boolean {
-  for (const s of services.values()) if (s.spec?.type !== "ExternalName" && selects(s, pod)) return true;
+function selectedByAny(services: readonly KubeService[], pod: Pod): boolean {
+  for (const s of services) if (s.spec?.type !== "ExternalName" && selects(s, pod)) return true;
   return false;
 }
 

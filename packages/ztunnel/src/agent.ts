@@ -41,6 +41,8 @@ export interface Agent {
 /** Start one agent: state, certificates, listeners, admin. Rejects with a named error on bad input. */
 export async function startAgent(config: Config, logger: Logger): Promise<Agent> {
   logger.info({ config: describeConfig(config) }, "starting ztunnel");
+  // One left by a crashed predecessor of this container (its /tmp survives a restart) would pass the startup probe now.
+  if (config.startedFile) rmSync(config.startedFile, { force: true });
   const registry = new Registry();
   // process_* and nodejs_* (resident memory, heap, open fds, event-loop delay): what an operator checks first under load.
   // The event-loop monitor samples every 100 ms, not prom-client's 10 ms: an idle agent stays idle.

@@ -41,10 +41,12 @@ export async function openKubeSource(config: Config, logger: Logger, registry: R
       if (first) log.info({ ...lastRebuild, onThisNode: store.workloadsOnNode(config.nodeName).length, resourceVersion: meta.resourceVersion, buildMs: Math.round(meta.buildMs) }, "mesh state synced from the Kubernetes API");
       else log.debug({ version: store.version, resourceVersion: meta.resourceVersion, buildMs: Math.round(meta.buildMs * 10) / 10, ...lastRebuild }, "mesh state rebuilt from the Kubernetes API");
     },
+    onError: (err) => log.error({ err, code: "CONFIG_APPLY_FAILED" }, "mesh state not rebuilt from the Kubernetes API; the last good state stays in force"),
     onStatus: (s) => {
       if (s.synced && !syncedOnce.has(s.resource)) {
         syncedOnce.add(s.resource);
-        log.info({ resource: s.resource, objects: s.objects, resourceVersion: s.resourceVersion }, `Kubernetes ${s.resource}: listed, watching`);
+        const how = s.state === "retrying" ? "not served by the API server; none for now" : "listed, watching";
+        log.info({ resource: s.resource, objects: s.objects, resourceVersion: s.resourceVersion }, `Kubernetes ${s.resource}: ${how}`);
       }
       const message = s.lastError?.message.replace(/; retrying in \d+ ms$/, "");
       if (s.lastError && said.get(s.resource) !== message) {

@@ -48,6 +48,8 @@ export interface FakeKubeApi {
   latencyMs: number;
   /** Resources (plural) answered 404, as for a CRD that is not installed. */
   readonly notServed: Set<string>;
+  /** For faults: an answer of its own for a request (path with query), instead of the real one. */
+  override: ((path: string) => { status: number; body: string } | undefined) | undefined;
   /** Reset every open connection, watches included (RST). */
   dropConnections(): void;
   /** Requests served so far, as "VERB path?query" (most recent last). */
@@ -78,6 +80,7 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
     store,
     latencyMs: 0,
     notServed: new Set(),
+    override: undefined,
     requests,
     dropConnections: () => {
       for (const s of sockets) {
@@ -121,6 +124,11 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
     const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
     const who = token ? o.tokens[token] : undefined;
     if (!who) return status(res, 401, "Unauthorized", "Unauthorized");
+    const forced = api.override?.(req.url ?? "/");
+    if (forced) {
+      res.writeHead(forced.status, { "content-type": "application/json", "content-length": Buffer.byteLength(forced.body) });
+      return void res.end(forced.body);
+    }
     if (req.method !== "GET") return status(res, 405, "MethodNotAllowed", `the fake API server serves reads only, not ${req.method}`);
     if (path === "/version") return json(res, 200, { major: "1", minor: "32", gitVersion: "v1.32.0-fake", platform: "linux/amd64" });
     if (path === "/api") return json(res, 200, { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: url.host }] });
