@@ -13,6 +13,8 @@ const ECHO = `127.${NET}.2.10`;
 const NAMED = `127.${NET}.2.11`;
 const PLAIN = `127.${NET}.2.12`;
 const VIP = "10.96.77.20";
+const CHURN = `127.${NET}.2.13`;
+const CHURN_VIP = "10.96.77.21";
 const TOKEN = "ztunnel-sa-token";
 const files = workloadDir();
 let api: FakeKubeApi | undefined;
@@ -134,6 +136,42 @@ describe("discovery from the Kubernetes API, through real agents", () => {
     api!.store.remove("AuthorizationPolicy", "default", "deny-9");
     await until("no problems", () => dump(1), (x) => x.source.problems.length === 0 && x.policies.length === 0);
   }, 30_000);
+
+  test("a service's port changes, and its EndpointSlice goes ready -> terminating -> gone: the agents follow each step", async () => {
+    const server = await startEcho(CHURN, 7070);
+    const slice = (conditions: Record<string, boolean> | undefined): Record<string, unknown> => ({
+      metadata: { name: "churn-1", namespace: "default", labels: { "kubernetes.io/service-name": "churn" } },
+      addressType: "IPv4",
+      endpoints: conditions ? [{ addresses: [CHURN], conditions, targetRef: { kind: "Pod", name: "churn", namespace: "default" }, nodeName: "node-b" }] : [],
+      ports: [{ name: "tcp", port: 7070, protocol: "TCP" }],
+    });
+    const service = (port: number): Record<string, unknown> => ({ metadata: { name: "churn", namespace: "default" }, spec: { clusterIP: CHURN_VIP, clusterIPs: [CHURN_VIP], selector: { app: "churn" }, ports: [{ name: "tcp", port, targetPort: 7070, protocol: "TCP" }] } });
+    const via = (port: number): Promise<boolean> => echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, CHURN_VIP, port).then((f) => f.ok);
+    const endpointsOnA = async (): Promise<string[]> => (await dump(0)).workloads.filter((w: { services: Record<string, unknown> }) => Object.keys(w.services ?? {}).some((k) => k.startsWith("default/churn."))).map((w: { name: string }) => w.name);
+    try {
+      api!.store.apply("Pod", pod("churn", CHURN, "node-b", "echo", { app: "churn" }));
+      api!.store.apply("Service", service(80));
+      api!.store.apply("EndpointSlice", slice({ ready: true, serving: true, terminating: false }));
+      await until("churn's endpoint on node-a", endpointsOnA, (e) => e.length === 1);
+      expect(await until("port 80", () => via(80), (ok) => ok, 10_000)).toBe(true);
+      api!.store.apply("Service", service(81));
+      expect(await until("port 81", () => via(81), (ok) => ok, 10_000)).toBe(true);
+      expect(await via(80)).toBe(false);
+      // Terminating but still serving, and no ready endpoint: it still gets the traffic (kube-proxy's fallback).
+      api!.store.apply("EndpointSlice", slice({ ready: false, serving: true, terminating: true }));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await endpointsOnA()).toEqual(["churn"]);
+      expect(await via(81)).toBe(true);
+      api!.store.apply("EndpointSlice", slice(undefined));
+      await until("no endpoint", endpointsOnA, (e) => e.length === 0);
+      expect(await via(81)).toBe(false);
+    } finally {
+      api!.store.remove("EndpointSlice", "default", "churn-1");
+      api!.store.remove("Service", "default", "churn");
+      api!.store.remove("Pod", "default", "churn");
+      server.close();
+    }
+  }, 40_000);
 
   test("a deleted pod is forgotten by every agent", async () => {
     api!.store.remove("Pod", "default", "echo");
