@@ -58,19 +58,41 @@ export interface Member {
  * serving ones that are terminating (as kube-proxy falls back). An endpoint whose pod is
  * not known yet is left out (it converges when the pod arrives), never guessed at.
  */
+/** What one slice gave, and what it depended on: a slice, service and pods all unchanged give the same members. */
+export interface SliceMembers {
+  readonly slice: EndpointSlice;
+  readonly service: { kube: KubeService; model: Service };
+  readonly pods: readonly (Pod | undefined)[];
+  readonly ready: readonly Member[];
+  readonly fallback: readonly Member[];
+}
+
+const NO_PORTS: PortMap = new Map();
+
 export function members(
   services: ReadonlyMap<string, { kube: KubeService; model: Service }>,
   slices: ReadonlyMap<string, EndpointSlice>,
   pods: ReadonlyMap<string, Pod>,
+  /** From the previous call (read), for the next one (written). */
+  cache?: { readonly previous: ReadonlyMap<string, SliceMembers>; readonly next: Map<string, SliceMembers> },
 ): Member[] {
   const ready: Member[] = [];
   const fallback: Member[] = [];
-  const noPorts: PortMap = new Map();
   for (const [sliceKey, slice] of slices) {
     const namespace = slice.metadata?.namespace ?? "default";
     const svcName = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
     const svc = svcName ? services.get(`${namespace}/${svcName}`) : undefined;
     if (!svc) continue;
+    const refs = (slice.endpoints ?? []).map((ep) => (ep.targetRef?.kind === "Pod" && ep.targetRef.name ? pods.get(`${ep.targetRef.namespace ?? namespace}/${ep.targetRef.name}`) : undefined));
+    const hit = cache?.previous.get(sliceKey);
+    if (hit && hit.slice === slice && hit.service === svc && hit.pods.length === refs.length && hit.pods.every((p, i) => p === refs[i])) {
+      ready.push(...hit.ready);
+      fallback.push(...hit.fallback);
+      cache!.next.set(sliceKey, hit);
+      continue;
+    }
+    const sliceReady: Member[] = [];
+    const sliceFallback: Member[] = [];
     const named = tcpPorts(svc.kube).some((p) => typeof p.targetPort === "string");
     const key = serviceKey(svc.model);
     for (const ep of slice.endpoints ?? []) {
@@ -93,11 +115,14 @@ export function members(
           slice: sliceKey,
           nodeName: ep.nodeName,
           targetName: ref?.name,
-          ports: named ? namedPorts(svc.kube, slice, pod) : noPorts,
+          ports: named ? namedPorts(svc.kube, slice, pod) : NO_PORTS,
         };
-        (isReady ? ready : fallback).push(m);
+        (isReady ? sliceReady : sliceFallback).push(m);
       }
     }
+    ready.push(...sliceReady);
+    fallback.push(...sliceFallback);
+    cache?.next.set(sliceKey, { slice, service: svc, pods: refs, ready: sliceReady, fallback: sliceFallback });
   }
   const withReady = new Set(ready.map((m) => m.serviceKey));
   return [...ready, ...fallback.filter((m) => !withReady.has(m.serviceKey))];

@@ -9,7 +9,7 @@ import type { MeshSnapshot, PortMap, Service, Workload } from "@zt/state";
 import type { ClusterNames, KubeObjects, KubeService, Namespace, Pod, TranslationProblem } from "./objects.js";
 import { enrollment, podWorkload } from "./pods.js";
 import { translatePolicies } from "./policies.js";
-import { kubeService, members, selects, type Member } from "./services.js";
+import { kubeService, members, selects, type Member, type SliceMembers } from "./services.js";
 
 export interface Translation {
   readonly snapshot: MeshSnapshot;
@@ -30,11 +30,35 @@ export function translate(objects: KubeObjects, names: ClusterNames): Translatio
   return createTranslator(names)(objects);
 }
 
+/** The same {kube, model} object while both are unchanged: the slice cache compares it by identity. */
+const entries = new WeakMap<Service, { kube: KubeService; model: Service }>();
+function serviceEntry(kube: KubeService, model: Service): { kube: KubeService; model: Service } {
+  let e = entries.get(model);
+  if (!e || e.kube !== kube) {
+    e = { kube, model };
+    entries.set(model, e);
+  }
+  return e;
+}
+
 export function createTranslator(names: ClusterNames): Translator {
   let cache = new Map<string, Cached>();
+  let services = new Map<string, { kube: KubeService; model: Service | undefined }>();
+  let slices = new Map<string, SliceMembers>();
   return (objects) => {
     const next = new Map<string, Cached>();
-    const t = translateWith(objects, names, (key, pod, ns, selected, membership, build) => {
+    const nextServices = new Map<string, { kube: KubeService; model: Service | undefined }>();
+    const nextSlices = new Map<string, SliceMembers>();
+    const caches: Caches = {
+      service: (key, kube) => {
+        const hit = services.get(key);
+        const c = hit && hit.kube === kube ? hit : { kube, model: kubeService(kube, names) };
+        nextServices.set(key, c);
+        return c.model;
+      },
+      slices: { previous: slices, next: nextSlices },
+    };
+    const t = translateWith(objects, names, caches, (key, pod, ns, selected, membership, build) => {
       const sig = `${selected}|${signature(membership)}`;
       const hit = cache.get(key);
       const c = hit && hit.pod === pod && hit.ns === ns && hit.membership === sig ? hit : { pod, ns, membership: sig, workload: build() };
@@ -42,8 +66,16 @@ export function createTranslator(names: ClusterNames): Translator {
       return c.workload;
     });
     cache = next;
+    services = nextServices;
+    slices = nextSlices;
     return t;
   };
+}
+
+/** What a translator keeps between calls besides the pods: each service's model, each slice's members. */
+interface Caches {
+  service(key: string, kube: KubeService): Service | undefined;
+  readonly slices?: { readonly previous: ReadonlyMap<string, SliceMembers>; readonly next: Map<string, SliceMembers> };
 }
 
 /** The workload of one pod; `selected` and `membership` are what it depends on besides the pod and its namespace. */
@@ -59,18 +91,18 @@ function signature(m: ReadonlyMap<string, PortMap>): string {
   return s;
 }
 
-function translateWith(objects: KubeObjects, names: ClusterNames, workloadOf: PodWorkloadOf): Translation {
+function translateWith(objects: KubeObjects, names: ClusterNames, caches: Caches, workloadOf: PodWorkloadOf): Translation {
   const problems: TranslationProblem[] = [];
   const services = new Map<string, { kube: KubeService; model: Service }>();
   for (const [key, kube] of objects.services) {
-    const model = kubeService(kube, names);
-    if (model) services.set(key, { kube, model });
+    const model = caches.service(key, kube);
+    if (model) services.set(key, caches.slices ? serviceEntry(kube, model) : { kube, model });
   }
 
   // Membership from the slices: per pod, and per bare address (no pod behind it, or one on the host's network).
   const byPod = new Map<string, Map<string, PortMap>>();
   const byAddress = new Map<string, Member[]>();
-  for (const m of members(services, objects.endpointSlices, objects.pods)) {
+  for (const m of members(services, objects.endpointSlices, objects.pods, caches.slices)) {
     const pod = m.pod ? objects.pods.get(m.pod) : undefined;
     if (pod && !pod.spec?.hostNetwork) addMembership(byPod, m.pod!, m);
     else {
