@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { fakeKubeconfig, startFakeKubeApi, type FakeKubeApi } from "@zt/harness";
 import { KubeConfig, startKubeDiscovery, type KubeDiscovery } from "@zt/kube";
 import type { MeshSnapshot } from "@zt/state";
+import { until } from "./support/metrics.js";
 
 // Discovery's batching against the FAKE API server: a burst of changes is a few rebuilds,
 // not one per event, and the last one has everything.
@@ -29,25 +30,15 @@ const pod = (i: number): Record<string, unknown> => ({
   status: { phase: "Running", podIP: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, conditions: [{ type: "Ready", status: "True" }] },
 });
 
-async function until<T>(what: string, f: () => T, ok: (v: T) => boolean, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe("discovery's snapshots", () => {
   test("the first one comes after every resource's first list; a burst of 1,000 pod changes is a few rebuilds with all of them", async () => {
     const { api, snapshots, d } = await setup();
-    await until("the first snapshot", () => snapshots.length, (n) => n === 1);
+    await until("the first snapshot", () => snapshots.length, (n) => n === 1, 15_000);
     expect(d.synced()).toBe(true);
     expect(snapshots[0]!.workloads).toEqual([]);
     const before = d.stats().rebuilds;
     for (let i = 1; i <= 1000; i++) api.store.apply("Pod", pod(i));
-    await until("all 1,000 pods", () => snapshots.at(-1)!.workloads.length, (n) => n === 1000);
+    await until("all 1,000 pods", () => snapshots.at(-1)!.workloads.length, (n) => n === 1000, 15_000);
     const rebuilds = d.stats().rebuilds - before;
     // One per 100 ms window while the events arrive: far fewer than the events.
     expect(rebuilds).toBeGreaterThanOrEqual(1);
@@ -58,7 +49,7 @@ describe("discovery's snapshots", () => {
   test("a lost watch keeps the last good state while it reconnects, and then catches up", async () => {
     const { api, snapshots } = await setup();
     api.store.apply("Pod", pod(1));
-    await until("pod 1", () => snapshots.at(-1)?.workloads.length, (n) => n === 1);
+    await until("pod 1", () => snapshots.at(-1)?.workloads.length, (n) => n === 1, 15_000);
     api.latencyMs = 300;
     api.dropConnections();
     const during = snapshots.length;
@@ -67,6 +58,6 @@ describe("discovery's snapshots", () => {
     // Nothing was taken away meanwhile.
     expect(snapshots.slice(during).every((s) => s.workloads.length >= 1)).toBe(true);
     api.latencyMs = 0;
-    await until("pod 2 too", () => snapshots.at(-1)?.workloads.length, (n) => n === 2);
+    await until("pod 2 too", () => snapshots.at(-1)?.workloads.length, (n) => n === 2, 15_000);
   });
 });

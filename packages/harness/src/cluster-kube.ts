@@ -13,6 +13,7 @@ import { createInterface } from "node:readline";
 import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import type { Lab } from "@zt/lab";
+import type { ClusterServiceSpec } from "./cluster.js";
 import { fakeKubeconfig, startFakeKubeApi, type FakeKubeApi } from "./fake-kube/index.js";
 
 export interface KubePodSpec {
@@ -22,15 +23,6 @@ export interface KubePodSpec {
   readonly ip: string;
   readonly node: string;
   readonly enrolled: boolean;
-}
-
-export interface KubeServiceSpec {
-  readonly name: string;
-  readonly namespace?: string;
-  readonly vip: string;
-  readonly port: number;
-  readonly targetPort: number;
-  readonly pods: readonly string[];
 }
 
 export interface ClusterKube {
@@ -52,7 +44,7 @@ export async function startClusterKube(
   dir: string,
   tool: string,
   pods: readonly KubePodSpec[],
-  services: readonly KubeServiceSpec[],
+  services: readonly ClusterServiceSpec[],
   policies: readonly Record<string, unknown>[],
   announced: (pod: string) => boolean,
 ): Promise<ClusterKube> {
