@@ -165,6 +165,24 @@ describe("a resource followed from the API server", () => {
     expect([...f.objects.keys()]).toEqual(["default/kept"]);
   });
 
+  test("credentials that expire while watching: reported as KUBE_UNAUTHORIZED, the last good objects kept; accepted again, it resumes", async () => {
+    const tokens: Record<string, { user: string }> = { rotating: { user: "system:serviceaccount:istio-system:ztunnel" } };
+    const api = await startFakeKubeApi({ tokens, bookmarkMs: 100 });
+    cleanup.push(() => api.close());
+    api.store.apply("Pod", pod("kept"));
+    const f = follow(config(api.url, api.ca, "rotating"));
+    await until("watching", () => f.r.status(), (s) => s.state === "watching");
+    delete tokens["rotating"];
+    api.dropConnections();
+    await until("refused", () => f.r.status().lastError, (e) => e?.code === "KUBE_UNAUTHORIZED");
+    expect([...f.objects.keys()]).toEqual(["default/kept"]);
+    expect(f.r.status().synced).toBe(true);
+    tokens["rotating"] = { user: "system:serviceaccount:istio-system:ztunnel" };
+    api.store.apply("Pod", pod("after"));
+    await until("resumed", () => f.objects.has("default/after") && f.r.status().lastError === null, (v) => v);
+    expect(f.replaces).toBe(1);
+  });
+
   test("credentials: a wrong token is KUBE_UNAUTHORIZED; a missing right is KUBE_FORBIDDEN by verb and resource", async () => {
     const api = await fake();
     const wrong = follow(config(api.url, api.ca, "stale-token"));
