@@ -7,9 +7,8 @@
  *   same-node  mesh pod -> mesh pod on the same node (captured, HBONE through lo)
  * Writes its section of bench/RESULTS.md (between the capture markers).
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { fileURLToPath } from "node:url";
+import { writeResultsSection } from "./util.js";
 
 const HARNESS = new URL("../../packages/harness/dist/index.js", import.meta.url);
 const QUICK = process.env["BENCH_QUICK"] === "1";
@@ -153,15 +152,7 @@ async function main(): Promise<void> {
       row("New connections/s (16 concurrent, 1 byte each way)", rate),
       "<!-- capture:end -->",
     ].join("\n");
-    const file = fileURLToPath(new URL(QUICK ? "../out/RESULTS.capture.quick.md" : "../RESULTS.md", import.meta.url));
-    let text = "";
-    try {
-      text = readFileSync(file, "utf8");
-    } catch {
-      /* first run */
-    }
-    const kept = text.replace(/\n*<!-- capture:begin -->[\s\S]*<!-- capture:end -->\n*/, "\n");
-    writeFileSync(file, `${kept.trimEnd()}\n\n${section}\n`);
+    writeResultsSection("capture", section, QUICK);
     process.stdout.write(`\n${section}\n`);
   } finally {
     await c.stop();

@@ -10,14 +10,14 @@
  * bench/RESULTS.md. Asserts nothing.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { cpuSeconds, rssKiB } from "./procfs.js";
-import { sleep } from "./util.js";
+import { sleep, writeResultsSection } from "./util.js";
 
 const HARNESS = new URL("../../packages/harness/dist/index.js", import.meta.url);
 const ZTUNNEL = fileURLToPath(new URL("../../packages/ztunnel/dist/cli.js", import.meta.url));
@@ -41,6 +41,7 @@ interface FakeApi {
 interface Harness {
   startFakeKubeApi(o: { tokens: Record<string, { user: string }>; bookmarkMs?: number }): Promise<FakeApi>;
   fakeKubeconfig(server: string, token: string, ca?: string): string;
+  loopbackEnv(host: string, caDir: string): Record<string, string>;
 }
 
 const nsOf = (svc: number): string => `ns-${svc % NAMESPACES}`;
@@ -86,23 +87,17 @@ interface RunningAgent {
   stop(): Promise<void>;
 }
 
-function startAgent(kubeconfig: string, caDir: string): RunningAgent {
+function startAgent(h: Harness, kubeconfig: string, caDir: string): RunningAgent {
   const env = {
     PATH: process.env["PATH"] ?? "",
+    ...h.loopbackEnv(HOST, caDir),
+    // One listener on the agent's own address: node-0's pods' IPs are not on this host.
+    INBOUND_ADDR: `${HOST}:15008`,
     NODE_NAME: "node-0",
     DISCOVERY: "kubernetes",
     KUBECONFIG: kubeconfig,
     LOG_FORMAT: "json",
     LOG_LEVEL: "debug",
-    CA_CERTS_DIR: caDir,
-    REDIRECT_MODE: "none",
-    ADMIN_ADDR: `${HOST}:15000`,
-    STATS_ADDR: `${HOST}:15020`,
-    READINESS_ADDR: `${HOST}:15021`,
-    OUTBOUND_ADDR: `${HOST}:15001`,
-    INBOUND_PLAINTEXT_ADDR: `${HOST}:15006`,
-    SOCKS5_ADDR: `${HOST}:15080`,
-    INBOUND_ADDR: `${HOST}:15008`,
   };
   const proc = spawn(process.execPath, [ZTUNNEL, "run"], { env, stdio: ["ignore", "pipe", "pipe"] });
   const a: RunningAgent = {
@@ -169,7 +164,7 @@ async function run(h: Harness, full: boolean, dir: string, churn?: (api: FakeApi
     const kubeconfig = path.join(dir, "kubeconfig");
     writeFileSync(kubeconfig, h.fakeKubeconfig(api.url, TOKEN, api.ca));
     const began = Date.now();
-    const a = startAgent(kubeconfig, path.join(dir, "ca"));
+    const a = startAgent(h, kubeconfig, path.join(dir, "ca"));
     try {
       await untilReady();
       const readyMs = Date.now() - began;
@@ -306,15 +301,7 @@ function writeSection(empty: Phase, full: Phase, c: Churn, started: number): voi
     "rebuilds, more CPU, no lower p99.",
     "<!-- discovery:end -->",
   ].join("\n");
-  const file = fileURLToPath(new URL(QUICK ? "../out/RESULTS.discovery.quick.md" : "../RESULTS.md", import.meta.url));
-  let text = "";
-  try {
-    text = readFileSync(file, "utf8");
-  } catch {
-    /* first run */
-  }
-  const kept = text.replace(/\n*<!-- discovery:begin -->[\s\S]*<!-- discovery:end -->\n*/, "\n");
-  writeFileSync(file, `${kept.trimEnd()}\n\n${section}\n`);
+  writeResultsSection("discovery", section, QUICK);
   process.stdout.write(`\n${section}\n`);
 }
 

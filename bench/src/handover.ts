@@ -6,9 +6,8 @@
  * net.ipv4.tcp_migrate_req off and on. Writes its section of bench/RESULTS.md.
  * Nothing is asserted: the tests (test/upgrade-handover.test.ts) do that.
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { fileURLToPath } from "node:url";
+import { writeResultsSection } from "./util.js";
 
 const HARNESS = new URL("../../packages/harness/dist/index.js", import.meta.url);
 const QUICK = process.env["BENCH_QUICK"] === "1";
@@ -116,15 +115,7 @@ async function main(): Promise<void> {
     ...outcomes.map((o) => `| ${o.migrate ? 1 : 0} | ${o.replacements} | ${o.connections} | ${o.failed} | ${Object.entries(o.errors).map(([k, v]) => `${v}× ${k}`).join("; ") || "-"} |`),
     "<!-- handover:end -->",
   ].join("\n");
-  const file = fileURLToPath(new URL(QUICK ? "../out/RESULTS.handover.quick.md" : "../RESULTS.md", import.meta.url));
-  let text = "";
-  try {
-    text = readFileSync(file, "utf8");
-  } catch {
-    /* first run */
-  }
-  const kept = text.replace(/\n*<!-- handover:begin -->[\s\S]*<!-- handover:end -->\n*/, "\n");
-  writeFileSync(file, `${kept.trimEnd()}\n\n${section}\n`);
+  writeResultsSection("handover", section, QUICK);
   process.stdout.write(`\n${section}\n`);
 }
 

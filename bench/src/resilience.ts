@@ -15,7 +15,7 @@
  * (between the resilience markers) and raw figures to bench/out/resilience.json.
  */
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { preflight } from "./load.js";
 import { startMesh } from "./mesh.js";
@@ -23,7 +23,7 @@ import { cpuSeconds, machineCpuSeconds, selfCpuSeconds } from "./procfs.js";
 import { machineInfo, renderResilience, type HeldResult, type KillFigures, type ResilienceResults, type Side } from "./resilience-report.js";
 import { ask, startBenchServer, type Ending } from "./bench-server.js";
 import { log, metric, nowMs, openHeld, othersPct, scrape, snapshotter, type Snapshot } from "./resilience-support.js";
-import { errMsg, openFilesLimit, percentile, sleep } from "./util.js";
+import { errMsg, openFilesLimit, percentile, sleep, writeResultsSection } from "./util.js";
 
 const QUICK = process.env["BENCH_QUICK"] === "1";
 /** 127.74.x.x: agents on 127.74.1.1 and 127.74.2.1 (the harness's layout), workloads below. */
@@ -285,10 +285,7 @@ async function main(): Promise<void> {
   mkdirSync(`${benchDir}out`, { recursive: true });
   writeFileSync(`${benchDir}out/resilience.json`, JSON.stringify(results, null, 2));
   // A quick run (BENCH_QUICK=1) does not touch RESULTS.md.
-  const file = QUICK ? `${benchDir}out/RESULTS.resilience.quick.md` : `${benchDir}RESULTS.md`;
-  const text = existsSync(file) ? readFileSync(file, "utf8") : "";
-  const kept = text.replace(/\n*<!-- resilience:begin -->[\s\S]*<!-- resilience:end -->\n*/, "\n");
-  writeFileSync(file, `${kept.trimEnd()}\n\n${section}\n`.trimStart());
+  writeResultsSection("resilience", section, QUICK);
   log(`wrote ${QUICK ? "bench/out/RESULTS.resilience.quick.md" : "bench/RESULTS.md"} and bench/out/resilience.json (${results.totalSec.toFixed(0)} s in all)`);
 }
 

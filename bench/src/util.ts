@@ -1,5 +1,6 @@
 import net from "node:net";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -57,3 +58,19 @@ export function openFilesLimit(): number {
 export function errMsg(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/**
+ * Replace one benchmark's section of bench/RESULTS.md: `section` is its text, markers
+ * included (`<!-- name:begin -->` … `<!-- name:end -->`). A quick run (BENCH_QUICK=1)
+ * writes bench/out/RESULTS.<name>.quick.md instead and leaves RESULTS.md alone.
+ */
+export function writeResultsSection(name: string, section: string, quick: boolean): string {
+  const benchDir = fileURLToPath(new URL("../", import.meta.url));
+  mkdirSync(`${benchDir}out`, { recursive: true });
+  const file = quick ? `${benchDir}out/RESULTS.${name}.quick.md` : `${benchDir}RESULTS.md`;
+  const text = existsSync(file) ? readFileSync(file, "utf8") : "";
+  const kept = text.replace(new RegExp(`\\n*<!-- ${name}:begin -->[\\s\\S]*<!-- ${name}:end -->\\n*`), "\n");
+  writeFileSync(file, `${kept.trimEnd()}\n\n${section}\n`.trimStart());
+  return file;
+}
+
