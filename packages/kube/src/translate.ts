@@ -1,9 +1,10 @@
 /**
  * The Kubernetes objects discovery holds, as the mesh model: exactly what the local file
  * produces, so nothing downstream knows where it came from. The same objects give the same
- * snapshot (sorted, so /config_dump does not reorder). A translator remembers each pod's
- * workload: a pod whose object, namespace and service membership did not change keeps its
- * workload object, so a rebuild after a few changes allocates for those few.
+ * snapshot (sorted, so /config_dump does not reorder). A translator remembers what did not
+ * change: each pod's workload (its object, namespace, selection and membership the same),
+ * each service's model, each slice's members; a rebuild after a few changes allocates for
+ * those few.
  */
 import type { MeshSnapshot, PortMap, Service, Workload } from "@zt/state";
 import type { ClusterNames, KubeObjects, KubeService, Namespace, Pod, TranslationProblem } from "./objects.js";
@@ -30,31 +31,20 @@ export function translate(objects: KubeObjects, names: ClusterNames): Translatio
   return createTranslator(names)(objects);
 }
 
-/** The same {kube, model} object while both are unchanged: the slice cache compares it by identity. */
-const entries = new WeakMap<Service, { kube: KubeService; model: Service }>();
-function serviceEntry(kube: KubeService, model: Service): { kube: KubeService; model: Service } {
-  let e = entries.get(model);
-  if (!e || e.kube !== kube) {
-    e = { kube, model };
-    entries.set(model, e);
-  }
-  return e;
-}
-
 export function createTranslator(names: ClusterNames): Translator {
   let cache = new Map<string, Cached>();
-  let services = new Map<string, { kube: KubeService; model: Service | undefined }>();
+  let services = new Map<string, ServiceEntry>();
   let slices = new Map<string, SliceMembers>();
   return (objects) => {
     const next = new Map<string, Cached>();
-    const nextServices = new Map<string, { kube: KubeService; model: Service | undefined }>();
+    const nextServices = new Map<string, ServiceEntry>();
     const nextSlices = new Map<string, SliceMembers>();
     const caches: Caches = {
       service: (key, kube) => {
         const hit = services.get(key);
         const c = hit && hit.kube === kube ? hit : { kube, model: kubeService(kube, names) };
         nextServices.set(key, c);
-        return c.model;
+        return c.model ? (c as ServiceEntry & { model: Service }) : undefined;
       },
       slices: { previous: slices, next: nextSlices },
     };
@@ -72,10 +62,16 @@ export function createTranslator(names: ClusterNames): Translator {
   };
 }
 
-/** What a translator keeps between calls besides the pods: each service's model, each slice's members. */
+/** A service's model (none for ExternalName), the same object while the service is: the slice cache compares it. */
+interface ServiceEntry {
+  readonly kube: KubeService;
+  readonly model: Service | undefined;
+}
+
+/** What a translator keeps between calls besides the pods: each service's entry, each slice's members. */
 interface Caches {
-  service(key: string, kube: KubeService): Service | undefined;
-  readonly slices?: { readonly previous: ReadonlyMap<string, SliceMembers>; readonly next: Map<string, SliceMembers> };
+  service(key: string, kube: KubeService): { kube: KubeService; model: Service } | undefined;
+  readonly slices: { readonly previous: ReadonlyMap<string, SliceMembers>; readonly next: Map<string, SliceMembers> };
 }
 
 /** The workload of one pod; `selected` and `membership` are what it depends on besides the pod and its namespace. */
@@ -95,8 +91,8 @@ function translateWith(objects: KubeObjects, names: ClusterNames, caches: Caches
   const problems: TranslationProblem[] = [];
   const services = new Map<string, { kube: KubeService; model: Service }>();
   for (const [key, kube] of objects.services) {
-    const model = caches.service(key, kube);
-    if (model) services.set(key, caches.slices ? serviceEntry(kube, model) : { kube, model });
+    const entry = caches.service(key, kube);
+    if (entry) services.set(key, entry);
   }
 
   // Membership from the slices: per pod, and per bare address (no pod behind it, or one on the host's network).
