@@ -13,17 +13,11 @@ import { createInterface } from "node:readline";
 import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import type { Lab } from "@zt/lab";
-import type { ClusterServiceSpec } from "./cluster.js";
+import type { ClusterPod, ClusterServiceSpec } from "./cluster.js";
 import { fakeKubeconfig, startFakeKubeApi, type FakeKubeApi } from "./fake-kube/index.js";
 
-export interface KubePodSpec {
-  readonly name: string;
-  readonly namespace: string;
-  readonly serviceAccount: string;
-  readonly ip: string;
-  readonly node: string;
-  readonly enrolled: boolean;
-}
+/** What the API says of a pod: the cluster's own record of it. */
+type KubePod = Pick<ClusterPod, "name" | "namespace" | "serviceAccount" | "ip" | "node" | "enrolled">;
 
 export interface ClusterKube {
   readonly api: FakeKubeApi;
@@ -43,7 +37,7 @@ export async function startClusterKube(
   lab: Lab,
   dir: string,
   tool: string,
-  pods: readonly KubePodSpec[],
+  pods: readonly KubePod[],
   services: readonly ClusterServiceSpec[],
   policies: readonly Record<string, unknown>[],
   announced: (pod: string) => boolean,
@@ -77,7 +71,7 @@ export async function startClusterKube(
     const namespace = s.namespace ?? "default";
     api.store.apply("Service", { metadata: { name: s.name, namespace }, spec: { clusterIP: s.vip, clusterIPs: [s.vip], selector: { [SVC_LABEL(s.name)]: "true" }, ports: [{ name: "tcp", port: s.port, targetPort: s.targetPort, protocol: "TCP" }] } });
   }
-  const podObject = (p: KubePodSpec): Record<string, unknown> => {
+  const podObject = (p: KubePod): Record<string, unknown> => {
     const labels: Record<string, string> = { app: p.name.replace(/-\d+$/, "") };
     if (!p.enrolled) labels["istio.io/dataplane-mode"] = "none";
     for (const s of services) if (s.pods.includes(p.name)) labels[SVC_LABEL(s.name)] = "true";

@@ -145,7 +145,7 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
     const workloadsFile = path.join(dir, "workloads.yaml");
     writeFileSync(workloadsFile, workloadYaml(pods, spec));
     if (spec.discovery === "kubernetes") {
-      kube = await startClusterKube(lab, dir, TOOL, pods.map((p) => ({ name: p.name, namespace: p.namespace, serviceAccount: p.serviceAccount, ip: p.ip, node: p.node, enrolled: p.enrolled })), spec.services ?? [], spec.authorizationPolicies ?? [], (name) => podSpecs.get(name)?.announced ?? true);
+      kube = await startClusterKube(lab, dir, TOOL, pods, spec.services ?? [], spec.authorizationPolicies ?? [], (name) => podSpecs.get(name)?.announced ?? true);
     }
     const source: Record<string, string> = kube ? kube.env : { LOCAL_XDS_PATH: workloadsFile };
     const find = <T extends { name: string }>(list: readonly T[], name: string, what: string): T => {

@@ -7,6 +7,7 @@
  * @zt/kube (and @kubernetes/client-node under it) is loaded only when this source is used.
  */
 import type { Logger } from "pino";
+import type { TranslationProblem } from "@zt/kube";
 import { Counter, type Registry } from "prom-client";
 import { createMeshStore, EMPTY_SNAPSHOT } from "@zt/state";
 import type { Config } from "./config.js";
@@ -22,7 +23,7 @@ export async function openKubeSource(config: Config, logger: Logger, registry: R
   log.info({ server, user: kc.getCurrentUser()?.name ?? "(none)" }, `workloads, services and policies come from the Kubernetes API at ${server}`);
   const store = createMeshStore(EMPTY_SNAPSHOT);
   const rebuilds = new Counter({ name: "ztunnel_kube_rebuilds_total", help: "Mesh state rebuilds from the Kubernetes API (one per batch of changes)", registers: [registry] });
-  let problems: readonly { kind: string; namespace: string; name: string; reason: string }[] = [];
+  let problems: readonly TranslationProblem[] = [];
   let lastRebuild: { at: string; workloads: number; services: number; policies: number } | null = null;
   const said = new Map<string, string>();
   const syncedOnce = new Set<string>();
@@ -77,4 +78,4 @@ export async function openKubeSource(config: Config, logger: Logger, registry: R
   };
 }
 
-const problemKey = (p: { kind: string; namespace: string; name: string; reason: string }): string => `${p.kind}/${p.namespace}/${p.name}: ${p.reason}`;
+const problemKey = (p: TranslationProblem): string => `${p.kind}/${p.namespace}/${p.name}: ${p.reason}`;
