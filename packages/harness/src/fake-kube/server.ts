@@ -6,7 +6,8 @@
  * (pages of one snapshot; 410 Gone once it is compacted); chunked watch streams of JSON
  * events from a resourceVersion, with bookmarks (allowWatchBookmarks) and 410 Gone (an
  * ERROR event) for one compacted away; label and field selectors; bearer tokens (401,
- * 403 naming the verb and resource). For faults: drop every connection, answer slowly.
+ * 403 naming the verb and resource). For faults: drop every connection, answer slowly,
+ * answer 404 for a resource, or answer a request with the test's own reply.
  * Not served: writes over HTTP, server-side tables, protobuf.
  */
 import http from "node:http";
