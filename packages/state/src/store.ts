@@ -43,12 +43,9 @@ interface Indexes {
   readonly policyCache: WeakMap<Workload, readonly Policy[]>;
 }
 
-/** Canonical dotted IPv4 (no leading zeros): already normalized, no need to parse it. */
-const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-
-/** The index key of an IP; cheap for the common case, since a reload rebuilds every index on the main thread. */
+/** The index key of an IP: normalizeIp, which returns canonical IPv4 as it is without parsing (the common case). */
 function ipKey(ip: string): string {
-  return CANONICAL_V4.test(ip) ? ip : (normalizeIp(ip) ?? ip);
+  return normalizeIp(ip) ?? ip;
 }
 
 function setFirst<K, V>(m: Map<K, V>, k: K, v: V): void {
