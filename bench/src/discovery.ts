@@ -17,7 +17,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { cpuSeconds, rssKiB } from "./procfs.js";
-import { sleep, writeResultsSection } from "./util.js";
+import { percentile, sleep, writeResultsSection } from "./util.js";
 
 const HARNESS = new URL("../../packages/harness/dist/index.js", import.meta.url);
 const ZTUNNEL = fileURLToPath(new URL("../../packages/ztunnel/dist/cli.js", import.meta.url));
@@ -180,10 +180,7 @@ async function run(h: Harness, full: boolean, dir: string, churn?: (api: FakeApi
   }
 }
 
-const pct = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
-};
+const pct = (xs: readonly number[], p: number): number => percentile(Float64Array.from(xs), xs.length, p);
 
 interface Churn {
   changes: number;
