@@ -108,4 +108,47 @@ describe("createMeshStore", () => {
     expect(second).toHaveBeenCalledOnce();
     expect(s.version).toBe(1);
   });
+
+  it("applies a delta: removals, then adds and changes; a changed workload keeps its place; the indexes follow", () => {
+    const s = createMeshStore(snap);
+    const seen: number[] = [];
+    s.onChange((_snap, v) => seen.push(v));
+    const [a, b] = snap.workloads;
+    if (!a || !b) throw new Error("fixture");
+    // b changes node and leaves echo; a gives 10.0.0.1 to a new workload d in the same delta; c is gone.
+    const b2 = workload("b", ["10.0.0.2"], { node: "node-c" });
+    const a2 = workload("a", ["fd00::1"], { services: ep, labels: a.labels });
+    const d = workload("d", ["10.0.0.1"], { services: ep });
+    s.apply({ workloads: [d, b2, a2], removedWorkloads: ["c//v1/Pod/default/c"] });
+    expect(s.version).toBe(2);
+    expect(seen).toEqual([2]);
+    expect(names(s.snapshot().workloads)).toEqual(["a", "b", "d"]);
+    expect(s.counts()).toEqual({ workloads: 3, services: 1, policies: 6 });
+    expect(s.workloadByIp("10.0.0.1")).toBe(d);
+    expect(s.workloadByIp("fd00::1")).toBe(a2);
+    expect(s.workloadByUid("c//v1/Pod/default/c")).toBeUndefined();
+    expect(s.workloadByIp("10.0.0.3")).toBeUndefined();
+    expect(names(s.endpoints(echo)).sort()).toEqual(["a", "d"]);
+    expect(names(s.workloadsOnNode("node-a")).sort()).toEqual(["a", "d"]);
+    expect(names(s.workloadsOnNode("node-b"))).toEqual([]);
+    expect(names(s.workloadsOnNode("node-c"))).toEqual(["b"]);
+    expect(s.endpoints(echo)).toBe(s.endpoints(echo)); // listed once per change
+  });
+
+  it("applies services and policies: a VIP moves, a service goes, the policies are the new set", () => {
+    const s = createMeshStore(snap);
+    const moved: Service = { ...echo, name: "echo2", hostname: "echo2.default.svc.cluster.local", vips: [{ network: "", address: "10.96.0.20" }] };
+    s.apply({ services: [moved], removedServices: ["default/echo.default.svc.cluster.local"], policies: [policy("only", "default", "Namespace")] });
+    expect(s.serviceByVip("10.96.0.20")).toBe(moved);
+    expect(s.serviceByVip("fd00::20")).toBeUndefined();
+    expect(s.serviceByHostname("echo.default.svc.cluster.local")).toBeUndefined();
+    expect(s.serviceByKey("default/echo2.default.svc.cluster.local")).toBe(moved);
+    const [a] = snap.workloads;
+    expect(names(s.policiesFor(a!))).toEqual(["only"]);
+    expect(s.snapshot().services).toEqual([moved]);
+    // A delta without policies keeps them.
+    s.apply({ removedServices: ["default/echo2.default.svc.cluster.local"] });
+    expect(names(s.snapshot().policies)).toEqual(["only"]);
+    expect(s.serviceByVip("10.96.0.20")).toBeUndefined();
+  });
 });

@@ -1,15 +1,26 @@
-/** The current mesh state with the indexes the data path looks things up in. */
+/**
+ * The current mesh state with the indexes the data path looks things up in. A source
+ * either replaces the whole state (the local file) or applies deltas (the Kubernetes
+ * API): a delta costs what it changes, whatever the size of the mesh. Uids, workload
+ * IPs, VIPs and hostnames are unique (the sources make them so); were two to collide,
+ * the one indexed first keeps the lookup.
+ */
 import { normalizeIp } from "./ip.js";
-import { type MeshSnapshot, type Policy, type Service, serviceKey, type Workload } from "./types.js";
+import { type MeshDelta, type MeshSnapshot, type Policy, type Service, serviceKey, type Workload } from "./types.js";
 
 export type MeshChangeListener = (snapshot: MeshSnapshot, version: number) => void;
 
 export interface MeshStore {
-  /** 0 for an empty store created without a snapshot, 1 with one; +1 on every replace. */
+  /** 0 for an empty store created without a snapshot, 1 with one; +1 on every replace or apply. */
   readonly version: number;
+  /** After a replace, that snapshot; after an apply, the state in the order things were first added. */
   snapshot(): MeshSnapshot;
+  /** How many workloads, services and policies (without building a snapshot). */
+  counts(): { workloads: number; services: number; policies: number };
   /** Swaps in a new snapshot, rebuilds the indexes, then calls the listeners (all of them, even if one throws). */
   replace(s: MeshSnapshot): void;
+  /** Applies a change (removals first, then upserts), then calls the listeners as replace does. */
+  apply(d: MeshDelta): void;
   /** Returns an unsubscribe function. */
   onChange(listener: MeshChangeListener): () => void;
   /** Any textual form of the IP (IPv4-mapped IPv6 included). */
@@ -20,7 +31,7 @@ export interface MeshStore {
   serviceByHostname(hostname: string): Service | undefined;
   /** By serviceKey(): "<namespace>/<hostname>". */
   serviceByKey(key: string): Service | undefined;
-  /** Workloads whose `services` map has serviceKey(service), in snapshot order (healthy or not). */
+  /** Workloads whose `services` map has serviceKey(service) (healthy or not), in no promised order. */
   endpoints(service: Pick<Service, "namespace" | "hostname">): readonly Workload[];
   workloadsOnNode(node: string): readonly Workload[];
   /** Global policies, Namespace policies of its namespace, and matching WorkloadSelector policies of its namespace, in snapshot order. */
@@ -29,69 +40,9 @@ export interface MeshStore {
 
 export const EMPTY_SNAPSHOT: MeshSnapshot = Object.freeze({ workloads: [], services: [], policies: [] });
 
-interface Indexes {
-  readonly byIp: Map<string, Workload>;
-  readonly byUid: Map<string, Workload>;
-  readonly byVip: Map<string, Service>;
-  readonly byHostname: Map<string, Service>;
-  readonly byKey: Map<string, Service>;
-  readonly endpoints: Map<string, Workload[]>;
-  readonly byNode: Map<string, Workload[]>;
-  /** Candidate policies per namespace (Global + that namespace's), snapshot order. */
-  readonly policiesByNs: Map<string, Policy[]>;
-  readonly globalPolicies: readonly Policy[];
-  readonly policyCache: WeakMap<Workload, readonly Policy[]>;
-}
-
 /** The index key of an IP: normalizeIp, which returns canonical IPv4 as it is without parsing (the common case). */
 function ipKey(ip: string): string {
   return normalizeIp(ip) ?? ip;
-}
-
-function setFirst<K, V>(m: Map<K, V>, k: K, v: V): void {
-  if (!m.has(k)) m.set(k, v);
-}
-
-function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
-  const list = m.get(k);
-  if (list) list.push(v);
-  else m.set(k, [v]);
-}
-
-function buildIndexes(s: MeshSnapshot): Indexes {
-  const ix: Indexes = {
-    byIp: new Map(),
-    byUid: new Map(),
-    byVip: new Map(),
-    byHostname: new Map(),
-    byKey: new Map(),
-    endpoints: new Map(),
-    byNode: new Map(),
-    policiesByNs: new Map(),
-    globalPolicies: s.policies.filter((p) => p.scope === "Global"),
-    policyCache: new WeakMap(),
-  };
-  for (const w of s.workloads) {
-    for (const ip of w.workloadIps) setFirst(ix.byIp, ipKey(ip), w);
-    setFirst(ix.byUid, w.uid, w);
-    for (const key of w.services.keys()) push(ix.endpoints, key, w);
-    push(ix.byNode, w.node, w);
-  }
-  for (const svc of s.services) {
-    for (const vip of svc.vips) setFirst(ix.byVip, ipKey(vip.address), svc);
-    setFirst(ix.byHostname, svc.hostname, svc);
-    setFirst(ix.byKey, serviceKey(svc), svc);
-  }
-  const namespaces = new Set(s.policies.filter((p) => p.scope !== "Global").map((p) => p.namespace));
-  for (const ns of namespaces) {
-    ix.policiesByNs.set(ns, s.policies.filter((p) => p.scope === "Global" || p.namespace === ns));
-  }
-  return ix;
-}
-
-function selectorMatches(selector: ReadonlyMap<string, string>, labels: ReadonlyMap<string, string>): boolean {
-  for (const [k, v] of selector) if (labels.get(k) !== v) return false;
-  return true;
 }
 
 /** Exact lookup first; the IP is normalized only when that misses. */
@@ -102,32 +53,172 @@ function byAnyIp<V>(m: ReadonlyMap<string, V>, ip: string): V | undefined {
   return n === undefined || n === ip ? undefined : m.get(n);
 }
 
+function selectorMatches(selector: ReadonlyMap<string, string>, labels: ReadonlyMap<string, string>): boolean {
+  for (const [k, v] of selector) if (labels.get(k) !== v) return false;
+  return true;
+}
+
+/** Groups (endpoints of a service, workloads of a node) kept by uid, listed as arrays built once per change of the group. */
+class Groups {
+  private readonly members = new Map<string, Map<string, Workload>>();
+  private readonly lists = new Map<string, readonly Workload[]>();
+  add(group: string, w: Workload): void {
+    let m = this.members.get(group);
+    if (!m) this.members.set(group, (m = new Map()));
+    m.set(w.uid, w);
+    this.lists.delete(group);
+  }
+  remove(group: string, w: Workload): void {
+    const m = this.members.get(group);
+    if (m?.get(w.uid) !== w) return;
+    m.delete(w.uid);
+    if (m.size === 0) this.members.delete(group);
+    this.lists.delete(group);
+  }
+  list(group: string): readonly Workload[] | undefined {
+    const hit = this.lists.get(group);
+    if (hit) return hit;
+    const m = this.members.get(group);
+    if (!m) return undefined;
+    const l = Object.freeze([...m.values()]);
+    this.lists.set(group, l);
+    return l;
+  }
+}
+
+class Indexes {
+  readonly workloads = new Map<string, Workload>();
+  readonly services = new Map<string, Service>();
+  policies: readonly Policy[] = [];
+  readonly byIp = new Map<string, Workload>();
+  readonly byVip = new Map<string, Service>();
+  readonly byHostname = new Map<string, Service>();
+  readonly endpoints = new Groups();
+  readonly byNode = new Groups();
+  /** Candidate policies per namespace (Global + that namespace's), snapshot order. */
+  policiesByNs = new Map<string, readonly Policy[]>();
+  globalPolicies: readonly Policy[] = [];
+  policyCache = new WeakMap<Workload, readonly Policy[]>();
+
+  /** Adds or changes a workload; a changed one keeps its place in the snapshot. */
+  putWorkload(w: Workload): void {
+    const old = this.workloads.get(w.uid);
+    if (old) this.unindex(old);
+    this.workloads.set(w.uid, w);
+    for (const ip of w.workloadIps) if (!this.byIp.has(ipKey(ip))) this.byIp.set(ipKey(ip), w);
+    for (const key of w.services.keys()) this.endpoints.add(key, w);
+    this.byNode.add(w.node, w);
+  }
+
+  removeWorkload(uid: string): void {
+    const w = this.workloads.get(uid);
+    if (!w) return;
+    this.workloads.delete(uid);
+    this.unindex(w);
+  }
+
+  /** Takes a workload out of every index but keeps its place (putWorkload follows). */
+  unindexWorkload(uid: string): void {
+    const w = this.workloads.get(uid);
+    if (w) this.unindex(w);
+  }
+
+  private unindex(w: Workload): void {
+    for (const ip of w.workloadIps) if (this.byIp.get(ipKey(ip)) === w) this.byIp.delete(ipKey(ip));
+    for (const key of w.services.keys()) this.endpoints.remove(key, w);
+    this.byNode.remove(w.node, w);
+  }
+
+  putService(s: Service): void {
+    const key = serviceKey(s);
+    const old = this.services.get(key);
+    if (old) this.unindexSvc(old);
+    this.services.set(key, s);
+    for (const vip of s.vips) if (!this.byVip.has(ipKey(vip.address))) this.byVip.set(ipKey(vip.address), s);
+    if (!this.byHostname.has(s.hostname)) this.byHostname.set(s.hostname, s);
+  }
+
+  removeService(key: string): void {
+    const s = this.services.get(key);
+    if (!s) return;
+    this.services.delete(key);
+    this.unindexSvc(s);
+  }
+
+  unindexService(key: string): void {
+    const s = this.services.get(key);
+    if (s) this.unindexSvc(s);
+  }
+
+  private unindexSvc(s: Service): void {
+    for (const vip of s.vips) if (this.byVip.get(ipKey(vip.address)) === s) this.byVip.delete(ipKey(vip.address));
+    if (this.byHostname.get(s.hostname) === s) this.byHostname.delete(s.hostname);
+  }
+
+  setPolicies(policies: readonly Policy[]): void {
+    this.policies = policies;
+    this.globalPolicies = policies.filter((p) => p.scope === "Global");
+    this.policiesByNs = new Map();
+    for (const ns of new Set(policies.filter((p) => p.scope !== "Global").map((p) => p.namespace))) {
+      this.policiesByNs.set(ns, policies.filter((p) => p.scope === "Global" || p.namespace === ns));
+    }
+    this.policyCache = new WeakMap();
+  }
+}
+
+function indexesOf(s: MeshSnapshot): Indexes {
+  const ix = new Indexes();
+  for (const w of s.workloads) if (!ix.workloads.has(w.uid)) ix.putWorkload(w);
+  for (const svc of s.services) if (!ix.services.has(serviceKey(svc))) ix.putService(svc);
+  ix.setPolicies(s.policies);
+  return ix;
+}
+
 export function createMeshStore(initial?: MeshSnapshot): MeshStore {
-  let current = initial ?? EMPTY_SNAPSHOT;
+  let current: MeshSnapshot | undefined = initial ?? EMPTY_SNAPSHOT;
   let version = initial ? 1 : 0;
-  let ix = buildIndexes(current);
+  let ix = indexesOf(current);
   const listeners = new Set<MeshChangeListener>();
   const none: readonly never[] = Object.freeze([]);
+
+  const snapshot = (): MeshSnapshot => (current ??= Object.freeze({ workloads: [...ix.workloads.values()], services: [...ix.services.values()], policies: ix.policies }));
+
+  function changed(): void {
+    version++;
+    const errors: unknown[] = [];
+    for (const l of [...listeners]) {
+      try {
+        l(snapshot(), version);
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, "mesh store change listeners failed");
+  }
 
   return {
     get version(): number {
       return version;
     },
-    snapshot: () => current,
+    snapshot,
+    counts: () => ({ workloads: ix.workloads.size, services: ix.services.size, policies: ix.policies.length }),
     replace(s: MeshSnapshot): void {
-      ix = buildIndexes(s);
+      ix = indexesOf(s);
       current = s;
-      version++;
-      const errors: unknown[] = [];
-      for (const l of [...listeners]) {
-        try {
-          l(s, version);
-        } catch (e) {
-          errors.push(e);
-        }
-      }
-      if (errors.length === 1) throw errors[0];
-      if (errors.length > 1) throw new AggregateError(errors, "mesh store change listeners failed");
+      changed();
+    },
+    apply(d: MeshDelta): void {
+      // Removals first: a delta may move an IP (or a VIP) from what it removes to what it adds.
+      for (const uid of d.removedWorkloads ?? []) ix.removeWorkload(uid);
+      for (const key of d.removedServices ?? []) ix.removeService(key);
+      for (const w of d.workloads ?? []) ix.unindexWorkload(w.uid);
+      for (const s of d.services ?? []) ix.unindexService(serviceKey(s));
+      for (const w of d.workloads ?? []) ix.putWorkload(w);
+      for (const s of d.services ?? []) ix.putService(s);
+      if (d.policies) ix.setPolicies(d.policies);
+      current = undefined;
+      changed();
     },
     onChange(listener: MeshChangeListener): () => void {
       const wrapped: MeshChangeListener = (s, v) => listener(s, v);
@@ -137,12 +228,12 @@ export function createMeshStore(initial?: MeshSnapshot): MeshStore {
       };
     },
     workloadByIp: (ip) => byAnyIp(ix.byIp, ip),
-    workloadByUid: (uid) => ix.byUid.get(uid),
+    workloadByUid: (uid) => ix.workloads.get(uid),
     serviceByVip: (ip) => byAnyIp(ix.byVip, ip),
     serviceByHostname: (hostname) => ix.byHostname.get(hostname) ?? ix.byHostname.get(hostname.toLowerCase()),
-    serviceByKey: (key) => ix.byKey.get(key),
-    endpoints: (service) => ix.endpoints.get(serviceKey(service)) ?? none,
-    workloadsOnNode: (node) => ix.byNode.get(node) ?? none,
+    serviceByKey: (key) => ix.services.get(key),
+    endpoints: (service) => ix.endpoints.list(serviceKey(service)) ?? none,
+    workloadsOnNode: (node) => ix.byNode.list(node) ?? none,
     policiesFor(workload: Workload): readonly Policy[] {
       const cache = ix.policyCache;
       const hit = cache.get(workload);

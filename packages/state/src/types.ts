@@ -80,6 +80,21 @@ export interface MeshSnapshot {
   readonly policies: readonly Policy[];
 }
 
+/**
+ * A change to the mesh: what was added or changed (by uid, by serviceKey), what is gone,
+ * and the policies when they changed (their whole set: there are few). A source that
+ * follows changes one at a time applies these instead of rebuilding everything.
+ */
+export interface MeshDelta {
+  readonly workloads?: readonly Workload[];
+  /** Uids. */
+  readonly removedWorkloads?: readonly string[];
+  readonly services?: readonly Service[];
+  /** serviceKey()s. */
+  readonly removedServices?: readonly string[];
+  readonly policies?: readonly Policy[];
+}
+
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
 }
