@@ -1,17 +1,17 @@
 /**
  * Discovery from the Kubernetes API: one reflector per resource the translation reads,
- * their objects kept by "<namespace>/<name>", and the mesh snapshot rebuilt from them.
- * Changes are batched: the first change after a rebuild opens a window (`batchMs`), and
- * everything that arrives in it is one rebuild, so a burst of events costs one
- * translation per window, not one per event. Nothing is published before every resource
- * has had its first full list; a lost watch keeps the last good objects while it
- * reconnects.
+ * their objects kept by "<namespace>/<name>", and the mesh translated from them: in full
+ * once every resource has had its first list, then as deltas of what changed. Changes are
+ * batched: the first change after an update opens a window (`batchMs`), and everything
+ * that arrives in it is one update, so a burst of events costs one translation per window,
+ * not one per event, and each costs what changed, not the size of the cluster. A lost
+ * watch keeps the last good objects while it reconnects; a relist is a change of the
+ * objects it added, changed or dropped.
  */
 import type { KubeConfig } from "@kubernetes/client-node";
-import type { MeshSnapshot } from "@zt/state";
-import type { ClusterNames, KubeObjects, TranslationProblem } from "./objects.js";
+import type { ClusterNames, KubeObjects } from "./objects.js";
 import { startReflector, type Reflector, type ReflectorOptions, type ResourceRef, type SyncStatus } from "./reflector.js";
-import { createTranslator } from "./translate.js";
+import { createTranslator, type TranslationUpdate } from "./translate.js";
 
 export const RESOURCES = {
   namespaces: { plural: "namespaces", group: "", path: "/api/v1/namespaces" },
@@ -25,11 +25,11 @@ export const RESOURCES = {
 export interface KubeDiscoveryOptions {
   readonly kc: KubeConfig;
   readonly names: ClusterNames;
-  /** A new snapshot (after the first full sync, then after each batch of changes), with what could not be used. */
-  readonly onSnapshot: (snapshot: MeshSnapshot, problems: readonly TranslationProblem[], meta: SnapshotMeta) => void;
+  /** The mesh in full (after the first full sync, and after a failed update), then what each batch of changes changed. */
+  readonly onUpdate: (update: TranslationUpdate, meta: SnapshotMeta) => void;
   /** A resource's sync state changed (and each error it met). */
   readonly onStatus?: (s: SyncStatus) => void;
-  /** A rebuild failed (a bug: the last good snapshot stays in force). */
+  /** An update failed (a bug: the last good state stays in force, and the next update is in full). */
   readonly onError?: (err: unknown) => void;
   readonly batchMs?: number;
   readonly reflector?: ReflectorOptions;
@@ -48,8 +48,8 @@ export interface KubeDiscovery {
   /** The resources still waiting for their first list, with why (for readiness). */
   pending(): string[];
   status(): SyncStatus[];
-  /** Rebuilds so far, and the objects held per resource. */
-  stats(): { rebuilds: number; objects: Record<string, number> };
+  /** Updates so far (each batch of changes is one), and the objects held per resource. */
+  stats(): { updates: number; objects: Record<string, number> };
   close(): void;
 }
 
@@ -59,33 +59,40 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
   const batchMs = o.batchMs ?? 100;
   const objects: { [K in Kind]: Map<string, unknown> } = { namespaces: new Map(), pods: new Map(), services: new Map(), endpointSlices: new Map(), authorizationPolicies: new Map() };
   let timer: NodeJS.Timeout | undefined;
-  let rebuilds = 0;
+  let updates = 0;
   let closed = false;
   let published = false;
+  let full = true;
+  const changes: { [K in Kind]: Set<string> } = { namespaces: new Set(), pods: new Set(), services: new Set(), endpointSlices: new Set(), authorizationPolicies: new Set() };
   const reflectors = new Map<Kind, Reflector>();
-  const translate = createTranslator(o.names);
+  let translator = createTranslator(o.names);
   const keyOf = (k: Kind, obj: { metadata?: { name?: string; namespace?: string } }): string => (k === "namespaces" ? (obj.metadata?.name ?? "") : `${obj.metadata?.namespace ?? "default"}/${obj.metadata?.name ?? ""}`);
 
   const synced = (): boolean => reflectors.size === Object.keys(RESOURCES).length && [...reflectors.values()].every((r) => r.status().synced);
-  const rebuild = (): void => {
+  const update = (): void => {
     timer = undefined;
     if (closed || !synced()) return;
-    rebuilds++;
+    updates++;
     let rv = 0;
     for (const r of reflectors.values()) rv = Math.max(rv, Number(r.status().resourceVersion) || 0);
     const began = performance.now();
-    let t: ReturnType<typeof translate>;
+    let u: TranslationUpdate;
     try {
-      t = translate(objects as unknown as KubeObjects);
+      u = translator.update(objects as unknown as KubeObjects, full ? "full" : changes);
     } catch (err) {
+      // What the translator remembered may be half updated: start again from everything.
+      translator = createTranslator(o.names);
+      full = true;
       o.onError?.(err);
       return;
     }
-    o.onSnapshot(t.snapshot, t.problems, { resourceVersion: String(rv), buildMs: performance.now() - began });
+    full = false;
+    for (const set of Object.values(changes)) set.clear();
+    o.onUpdate(u, { resourceVersion: String(rv), buildMs: performance.now() - began });
     published = true;
   };
   const changed = (): void => {
-    if (!timer && !closed) timer = setTimeout(rebuild, batchMs);
+    if (!timer && !closed) timer = setTimeout(update, batchMs);
   };
 
   for (const kind of Object.keys(RESOURCES) as Kind[]) {
@@ -95,12 +102,27 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
       RESOURCES[kind],
       {
         replace: (items) => {
-          objects[kind] = new Map(items.map((i) => [keyOf(kind, i), i]));
+          const had = objects[kind] as Map<string, O>;
+          const next = new Map<string, O>();
+          for (const i of items) {
+            const key = keyOf(kind, i);
+            const old = had.get(key);
+            // What a relist gives back unchanged (its resourceVersion the same) stays the same object: nothing that depends on it is redone.
+            if (old && old.metadata?.resourceVersion !== undefined && old.metadata.resourceVersion === i.metadata?.resourceVersion) next.set(key, old);
+            else {
+              next.set(key, i);
+              changes[kind].add(key);
+            }
+          }
+          for (const key of had.keys()) if (!next.has(key)) changes[kind].add(key);
+          objects[kind] = next;
           changed();
         },
         event: (type, obj) => {
-          if (type === "DELETED") objects[kind].delete(keyOf(kind, obj));
-          else objects[kind].set(keyOf(kind, obj), obj);
+          const key = keyOf(kind, obj);
+          if (type === "DELETED") objects[kind].delete(key);
+          else objects[kind].set(key, obj);
+          changes[kind].add(key);
           changed();
         },
         ...(o.onStatus ? { status: o.onStatus } : {}),
@@ -120,7 +142,7 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
       return waiting.length === 0 && !published ? ["Kubernetes: the first mesh state is not built yet"] : waiting;
     },
     status: () => [...reflectors.values()].map((r) => r.status()),
-    stats: () => ({ rebuilds, objects: Object.fromEntries((Object.keys(objects) as Kind[]).map((k) => [RESOURCES[k].plural, objects[k].size])) }),
+    stats: () => ({ updates, objects: Object.fromEntries((Object.keys(objects) as Kind[]).map((k) => [RESOURCES[k].plural, objects[k].size])) }),
     close() {
       closed = true;
       clearTimeout(timer);

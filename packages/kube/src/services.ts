@@ -53,79 +53,57 @@ export interface Member {
   readonly ports: PortMap;
 }
 
-/**
- * The endpoints of each service: the ready ones; when a service has none ready, the
- * serving ones that are terminating (as kube-proxy falls back). An endpoint whose pod is
- * not known yet is left out (it converges when the pod arrives), never guessed at.
- */
-/** What one slice gave, and what it depended on: a slice, service and pods all unchanged give the same members. */
+/** What one slice gives: its ready endpoints, the serving ones that are terminating, and the pods it names. */
 export interface SliceMembers {
-  readonly slice: EndpointSlice;
-  readonly service: { kube: KubeService; model: Service };
-  readonly pods: readonly (Pod | undefined)[];
   readonly ready: readonly Member[];
   readonly fallback: readonly Member[];
+  /** "<namespace>/<name>" of every pod the slice names, ready or not: a change to one changes what the slice gives. */
+  readonly pods: readonly string[];
 }
 
 const NO_PORTS: PortMap = new Map();
 
-export function members(
-  services: ReadonlyMap<string, { kube: KubeService; model: Service }>,
-  slices: ReadonlyMap<string, EndpointSlice>,
-  pods: ReadonlyMap<string, Pod>,
-  /** From the previous call (read), for the next one (written). */
-  cache?: { readonly previous: ReadonlyMap<string, SliceMembers>; readonly next: Map<string, SliceMembers> },
-): Member[] {
+/**
+ * The endpoints of one slice of `svc` (none when the service is not known). A service's
+ * endpoints are its slices' ready ones; when it has none ready, the serving ones that are
+ * terminating (as kube-proxy falls back). An endpoint whose pod is not known yet is left
+ * out (it converges when the pod arrives), never guessed at.
+ */
+export function sliceMembers(sliceKey: string, slice: EndpointSlice, svc: { kube: KubeService; model: Service } | undefined, pods: ReadonlyMap<string, Pod>): SliceMembers {
+  const namespace = slice.metadata?.namespace ?? "default";
+  const refs: string[] = [];
+  for (const ep of slice.endpoints ?? []) if (ep.targetRef?.kind === "Pod" && ep.targetRef.name) refs.push(`${ep.targetRef.namespace ?? namespace}/${ep.targetRef.name}`);
   const ready: Member[] = [];
   const fallback: Member[] = [];
-  for (const [sliceKey, slice] of slices) {
-    const namespace = slice.metadata?.namespace ?? "default";
-    const svcName = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
-    const svc = svcName ? services.get(`${namespace}/${svcName}`) : undefined;
-    if (!svc) continue;
-    const refs = (slice.endpoints ?? []).map((ep) => (ep.targetRef?.kind === "Pod" && ep.targetRef.name ? pods.get(`${ep.targetRef.namespace ?? namespace}/${ep.targetRef.name}`) : undefined));
-    const hit = cache?.previous.get(sliceKey);
-    if (hit && hit.slice === slice && hit.service === svc && hit.pods.length === refs.length && hit.pods.every((p, i) => p === refs[i])) {
-      ready.push(...hit.ready);
-      fallback.push(...hit.fallback);
-      cache!.next.set(sliceKey, hit);
-      continue;
+  if (!svc) return { ready, fallback, pods: refs };
+  const named = tcpPorts(svc.kube).some((p) => typeof p.targetPort === "string");
+  const key = serviceKey(svc.model);
+  for (const ep of slice.endpoints ?? []) {
+    const isReady = ep.conditions?.ready ?? true;
+    const serving = ep.conditions?.serving ?? isReady;
+    const terminating = ep.conditions?.terminating ?? false;
+    if (!isReady && !(serving && terminating)) continue;
+    const ref = ep.targetRef;
+    const podKey = ref?.kind === "Pod" && ref.name ? `${ref.namespace ?? namespace}/${ref.name}` : undefined;
+    const pod = podKey ? pods.get(podKey) : undefined;
+    if (podKey && !pod) continue;
+    for (const raw of ep.addresses ?? []) {
+      const address = normalizeIp(raw);
+      if (!address) continue;
+      const m: Member = {
+        service: svc.model,
+        serviceKey: key,
+        ...(podKey ? { pod: podKey } : {}),
+        address,
+        slice: sliceKey,
+        nodeName: ep.nodeName,
+        targetName: ref?.name,
+        ports: named ? namedPorts(svc.kube, slice, pod) : NO_PORTS,
+      };
+      (isReady ? ready : fallback).push(m);
     }
-    const sliceReady: Member[] = [];
-    const sliceFallback: Member[] = [];
-    const named = tcpPorts(svc.kube).some((p) => typeof p.targetPort === "string");
-    const key = serviceKey(svc.model);
-    for (const ep of slice.endpoints ?? []) {
-      const isReady = ep.conditions?.ready ?? true;
-      const serving = ep.conditions?.serving ?? isReady;
-      const terminating = ep.conditions?.terminating ?? false;
-      if (!isReady && !(serving && terminating)) continue;
-      const ref = ep.targetRef;
-      const podKey = ref?.kind === "Pod" && ref.name ? `${ref.namespace ?? namespace}/${ref.name}` : undefined;
-      const pod = podKey ? pods.get(podKey) : undefined;
-      if (podKey && !pod) continue;
-      for (const raw of ep.addresses ?? []) {
-        const address = normalizeIp(raw);
-        if (!address) continue;
-        const m: Member = {
-          service: svc.model,
-          serviceKey: key,
-          ...(podKey ? { pod: podKey } : {}),
-          address,
-          slice: sliceKey,
-          nodeName: ep.nodeName,
-          targetName: ref?.name,
-          ports: named ? namedPorts(svc.kube, slice, pod) : NO_PORTS,
-        };
-        (isReady ? sliceReady : sliceFallback).push(m);
-      }
-    }
-    ready.push(...sliceReady);
-    fallback.push(...sliceFallback);
-    cache?.next.set(sliceKey, { slice, service: svc, pods: refs, ready: sliceReady, fallback: sliceFallback });
   }
-  const withReady = new Set(ready.map((m) => m.serviceKey));
-  return [...ready, ...fallback.filter((m) => !withReady.has(m.serviceKey))];
+  return { ready, fallback, pods: refs };
 }
 
 /** Named target ports for one endpoint: the pod's container port of that name, else the slice's port named after the service port. */

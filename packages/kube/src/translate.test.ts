@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { createMeshStore, pickEndpoint, type Workload } from "@zt/state";
+import { createMeshStore, pickEndpoint, type MeshDelta, type Workload } from "@zt/state";
 import type { ClusterNames, EndpointSlice, KubeObjects, KubeService, Namespace, Pod } from "./objects.js";
 import { createTranslator, translate } from "./translate.js";
 
@@ -263,46 +263,149 @@ describe("services and their endpoints", () => {
   });
 });
 
-describe("a translator that remembers", () => {
-  test("gives what a fresh translation gives after every kind of change, keeping the workloads that did not change", () => {
+describe("a translator that follows changes", () => {
+  type Kind = keyof KubeObjects;
+  /** A store fed by a translator's updates, and the objects it follows; each change is checked against a fresh translation. */
+  function follower(o: KubeObjects): { change(kind: Kind, key: string, obj: unknown): MeshDelta; store: ReturnType<typeof createMeshStore> } {
+    const tr = createTranslator(NAMES);
+    const store = createMeshStore();
+    const first = tr.update(o, {});
+    expect(first.full).toBe(true);
+    store.replace({ workloads: first.delta.workloads ?? [], services: first.delta.services ?? [], policies: first.delta.policies ?? [] });
+    return {
+      store,
+      change(kind, key, obj) {
+        const m = o[kind] as Map<string, unknown>;
+        if (obj === undefined) m.delete(key);
+        else m.set(key, obj);
+        const u = tr.update(o, { [kind]: [key] });
+        expect(u.full).toBe(false);
+        store.apply(u.delta);
+        const fresh = translate(o, NAMES);
+        const s = store.snapshot();
+        expect({ workloads: [...s.workloads].sort((a, b) => (a.uid < b.uid ? -1 : 1)), services: [...s.services].sort((a, b) => (`${a.namespace}/${a.hostname}` < `${b.namespace}/${b.hostname}` ? -1 : 1)), policies: s.policies }).toEqual(fresh.snapshot);
+        expect(u.problems).toEqual(fresh.problems);
+        return u.delta;
+      },
+    };
+  }
+
+  test("after every kind of change, the store it feeds holds what a fresh translation gives", () => {
     const o = objects({
       namespaces: [ns("default", { "istio.io/dataplane-mode": "ambient" }), ns("plain")],
       pods: [pod("a", { ips: ["10.244.1.5"], labels: { app: "echo" } }), pod("b", { ips: ["10.244.1.6"] }), pod("out", { ns: "plain", ips: ["10.244.1.7"], labels: { app: "legacy" } })],
       services: [svc("echo", [{ port: 80, targetPort: 8080 }])],
       slices: [slice("s", "echo", [{ ip: "10.244.1.5", pod: "a" }])],
     });
-    const pods = o.pods as Map<string, Pod>;
-    const namespaces = o.namespaces as Map<string, Namespace>;
-    const services = o.services as Map<string, KubeService>;
-    const slices = o.endpointSlices as Map<string, EndpointSlice>;
-    const tr = createTranslator(NAMES);
-    const first = tr(o).snapshot;
-    expect(first).toEqual(translate(o, NAMES).snapshot);
-    const steps: (() => void)[] = [
-      () => pods.set("default/b", pod("b", { ips: ["10.244.1.6"], labels: { v: "2" } })),
-      () => services.set("plain/legacy", svc("legacy", [{ port: 80 }], { ns: "plain", ips: ["10.96.0.30"] })),
-      () => slices.set("default/s", slice("s", "echo", [{ ip: "10.244.1.5", pod: "a" }, { ip: "10.244.1.6", pod: "b" }])),
-      () => namespaces.set("default", ns("default")),
-      () => namespaces.set("plain", ns("plain", { "istio.io/dataplane-mode": "ambient" })),
-      () => services.delete("plain/legacy"),
-      () => pods.delete("default/a"),
-    ];
-    let previous = first;
-    for (const step of steps) {
-      step();
-      const got = tr(o).snapshot;
-      expect(got).toEqual(translate(o, NAMES).snapshot);
-      previous = got;
-    }
-    expect(previous.workloads.map((w) => [w.name, w.protocol])).toEqual([
-      ["b", "TCP"],
+    const f = follower(o);
+    f.change("pods", "default/b", pod("b", { ips: ["10.244.1.6"], labels: { v: "2" } }));
+    f.change("services", "plain/legacy", svc("legacy", [{ port: 80 }], { ns: "plain", ips: ["10.96.0.30"] }));
+    f.change("endpointSlices", "default/s", slice("s", "echo", [{ ip: "10.244.1.5", pod: "a" }, { ip: "10.244.1.6", pod: "b" }]));
+    f.change("namespaces", "default", ns("default"));
+    f.change("namespaces", "plain", ns("plain", { "istio.io/dataplane-mode": "ambient" }));
+    f.change("services", "plain/legacy", undefined);
+    f.change("pods", "default/a", undefined);
+    f.change("namespaces", "default", ns("default", { "istio.io/dataplane-mode": "ambient" }));
+    // A slice naming a pod not there yet; then the pod; then its service changes to a named target port.
+    f.change("endpointSlices", "default/late", slice("late", "echo", [{ ip: "10.244.1.8", pod: "c" }], [{ name: "web", port: 9000 }]));
+    f.change("pods", "default/c", pod("c", { ips: ["10.244.1.8"], ports: [{ name: "web", containerPort: 9090 }] }));
+    f.change("services", "default/echo", svc("echo", [{ name: "web", port: 80, targetPort: "web" }]));
+    // ready -> terminating (the fallback: no other ready endpoint) -> gone.
+    f.change("endpointSlices", "default/s", slice("s", "echo", []));
+    f.change("endpointSlices", "default/late", slice("late", "echo", [{ ip: "10.244.1.8", pod: "c", ready: false, serving: true, terminating: true }]));
+    f.change("endpointSlices", "default/late", undefined);
+    // A host-network pod in a slice is a bare address; back on the pod network, a pod again.
+    f.change("endpointSlices", "default/s", slice("s", "echo", [{ ip: "10.244.1.6", pod: "b" }]));
+    f.change("pods", "default/b", pod("b", { ips: ["10.244.1.6"], hostNetwork: true }));
+    f.change("pods", "default/b", pod("b", { ips: ["10.244.1.6"] }));
+    // A contested IP: the newer pod wins; deleted, the older one comes back.
+    f.change("pods", "default/old", pod("old", { ips: ["10.244.1.9"], created: "2026-12-01T10:00:00Z" }));
+    f.change("pods", "default/new", pod("new", { ips: ["10.244.1.9"], created: "2026-12-01T11:00:00Z" }));
+    expect(f.store.workloadByIp("10.244.1.9")?.name).toBe("new");
+    f.change("pods", "default/new", undefined);
+    expect(f.store.workloadByIp("10.244.1.9")?.name).toBe("old");
+    // ExternalName is no service; a policy comes and goes.
+    f.change("services", "default/echo", { ...svc("echo", [{ port: 80 }]), spec: { type: "ExternalName", externalName: "x.example" } });
+    f.change("authorizationPolicies", "default/deny", { metadata: { name: "deny", namespace: "default" }, spec: { action: "DENY", rules: [{ to: [{ operation: { ports: ["9"] } }] }] } });
+    f.change("authorizationPolicies", "default/deny", undefined);
+    expect(f.store.snapshot().workloads.map((w) => [w.name, w.protocol]).sort()).toEqual([
+      ["b", "HBONE"],
+      ["c", "HBONE"],
+      ["old", "HBONE"],
       ["out", "HBONE"],
     ]);
-    // Unchanged pods keep their workload objects.
-    const again = createTranslator(NAMES);
-    const one = again(o).snapshot;
-    pods.set("plain/extra", pod("extra", { ns: "plain", ips: ["10.244.1.9"] }));
-    const two = again(o).snapshot;
-    expect(two.workloads.find((w) => w.name === "out")).toBe(one.workloads.find((w) => w.name === "out"));
+  });
+
+  test("a change costs what it changed: one pod's label is one workload in the delta; the others keep their objects", () => {
+    const pods = Array.from({ length: 50 }, (_, i) => pod(`p${i}`, { ips: [`10.244.2.${i + 1}`], labels: { app: "echo" } }));
+    const o = objects({ pods, services: [svc("echo", [{ port: 80 }])], slices: [slice("s", "echo", pods.slice(0, 5).map((p, i) => ({ ip: `10.244.2.${i + 1}`, pod: p.metadata!.name! })))] });
+    const f = follower(o);
+    const before = f.store.workloadByUid("Kubernetes//Pod/default/p30");
+    const d = f.change("pods", "default/p30", pod("p30", { ips: ["10.244.2.31"], labels: { app: "echo", v: "2" } }));
+    expect(d.workloads?.map((w) => w.name)).toEqual(["p30"]);
+    expect(d.removedWorkloads ?? []).toEqual([]);
+    expect(d.services).toBeUndefined();
+    expect(d.policies).toBeUndefined();
+    expect(f.store.workloadByUid("Kubernetes//Pod/default/p31")).toBe(f.store.workloadByUid("Kubernetes//Pod/default/p31"));
+    expect(f.store.workloadByUid("Kubernetes//Pod/default/p30")).not.toBe(before);
+    // A pod a slice names: the pods of that service are looked at again, and only what changed is in the delta.
+    const e = f.change("pods", "default/p1", pod("p1", { ips: ["10.244.2.2"], labels: { app: "echo", v: "3" } }));
+    expect(e.workloads?.map((w) => w.name)).toEqual(["p1"]);
+  });
+
+  test("400 random changes of every kind (seeded): after each, the same as a fresh translation", () => {
+    let seed = 0x5eed;
+    const rnd = (n: number): number => {
+      // mulberry32: the same sequence on every run.
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) % n;
+    };
+    const pick = <T,>(xs: readonly T[]): T => xs[rnd(xs.length)]!;
+    const nss = ["default", "plain"];
+    const podNames = ["p0", "p1", "p2", "p3", "p4", "p5"];
+    const ips = ["10.244.3.1", "10.244.3.2", "10.244.3.3", "10.244.3.4"];
+    const svcNames = ["s0", "s1", "s2"];
+    const o = objects({ namespaces: [ns("default", { "istio.io/dataplane-mode": "ambient" }), ns("plain")] });
+    const f = follower(o);
+    for (let i = 0; i < 400; i++) {
+      const namespace = pick(nss);
+      switch (rnd(6)) {
+        case 0:
+          f.change("namespaces", namespace, ns(namespace, rnd(2) ? { "istio.io/dataplane-mode": "ambient" } : {}));
+          break;
+        case 1:
+        case 2: {
+          const name = pick(podNames);
+          const labels: Record<string, string> = { app: pick(svcNames) };
+          if (rnd(4) === 0) labels["istio.io/dataplane-mode"] = pick(["none", "ambient"]);
+          f.change(
+            "pods",
+            `${namespace}/${name}`,
+            rnd(5) === 0
+              ? undefined
+              : pod(name, { ns: namespace, labels, ips: [pick(ips)], hostNetwork: rnd(8) === 0, phase: rnd(8) === 0 ? "Pending" : "Running", created: `2026-12-01T10:0${rnd(10)}:00Z`, ports: [{ name: "web", containerPort: 9000 + rnd(3) }] }),
+          );
+          break;
+        }
+        case 3: {
+          const name = pick(svcNames);
+          const kind = rnd(6);
+          f.change("services", `${namespace}/${name}`, kind === 0 ? undefined : kind === 1 ? { ...svc(name, [{ port: 80 }], { ns: namespace }), spec: { type: "ExternalName" } } : svc(name, [{ name: "web", port: 80, targetPort: rnd(2) ? "web" : 8080 }], { ns: namespace, ips: [`10.96.3.${1 + svcNames.indexOf(name) + (namespace === "plain" ? 10 : 0)}`] }));
+          break;
+        }
+        case 4: {
+          const service = pick(svcNames);
+          const name = `${service}-${rnd(2)}`;
+          const eps: Ep[] = Array.from({ length: rnd(3) }, () => ({ ip: pick(ips), ...(rnd(4) ? { pod: pick(podNames) } : {}), ready: rnd(3) > 0, serving: true, terminating: rnd(2) === 0 }));
+          f.change("endpointSlices", `${namespace}/${name}`, rnd(5) === 0 ? undefined : slice(name, service, eps, [{ name: "web", port: 9500 }], namespace));
+          break;
+        }
+        default:
+          f.change("authorizationPolicies", `${namespace}/ap${rnd(2)}`, rnd(3) === 0 ? undefined : { metadata: { name: "ap", namespace }, spec: { action: pick(["ALLOW", "DENY", "AUDIT"]), rules: [{ to: [{ operation: { ports: [String(rnd(100))] } }] }] } });
+      }
+    }
+    expect(f.store.snapshot().workloads.length).toBeGreaterThan(0);
   });
 });

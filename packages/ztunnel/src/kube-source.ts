@@ -22,27 +22,28 @@ export async function openKubeSource(config: Config, logger: Logger, registry: R
   const server = kc.getCurrentCluster()?.server ?? "(none)";
   log.info({ server, user: kc.getCurrentUser()?.name ?? "(none)" }, `workloads, services and policies come from the Kubernetes API at ${server}`);
   const store = createMeshStore(EMPTY_SNAPSHOT);
-  const rebuilds = new Counter({ name: "ztunnel_kube_rebuilds_total", help: "Mesh state rebuilds from the Kubernetes API (one per batch of changes)", registers: [registry] });
+  const updates = new Counter({ name: "ztunnel_kube_updates_total", help: "Mesh state updates from the Kubernetes API (one per batch of changes)", registers: [registry] });
   let problems: readonly TranslationProblem[] = [];
-  let lastRebuild: { at: string; workloads: number; services: number; policies: number } | null = null;
+  let lastUpdate: { at: string; full: boolean; workloads: number; services: number; policies: number } | null = null;
   const said = new Map<string, string>();
   const syncedOnce = new Set<string>();
 
   const discovery = startKubeDiscovery({
     kc,
     names: { clusterId: config.clusterId, trustDomain: config.trustDomain, domainSuffix: "cluster.local", rootNamespace: "istio-system" },
-    onSnapshot: (snapshot, found, meta) => {
-      const first = lastRebuild === null;
-      store.replace(snapshot);
-      rebuilds.inc();
-      lastRebuild = { at: new Date().toISOString(), workloads: snapshot.workloads.length, services: snapshot.services.length, policies: snapshot.policies.length };
+    onUpdate: ({ full, delta, problems: found }, meta) => {
+      const first = lastUpdate === null;
+      if (full) store.replace({ workloads: delta.workloads ?? [], services: delta.services ?? [], policies: delta.policies ?? [] });
+      else store.apply(delta);
+      updates.inc();
+      lastUpdate = { at: new Date().toISOString(), full, ...store.counts() };
       const known = new Set(problems.map(problemKey));
       for (const p of found) if (!known.has(problemKey(p))) log.warn({ kind: p.kind, namespace: p.namespace, name: p.name }, `${p.kind} ${p.namespace}/${p.name}: ${p.reason}`);
       problems = found;
-      if (first) log.info({ ...lastRebuild, onThisNode: store.workloadsOnNode(config.nodeName).length, resourceVersion: meta.resourceVersion, buildMs: Math.round(meta.buildMs) }, "mesh state synced from the Kubernetes API");
-      else log.debug({ version: store.version, resourceVersion: meta.resourceVersion, buildMs: Math.round(meta.buildMs * 10) / 10, ...lastRebuild }, "mesh state rebuilt from the Kubernetes API");
+      if (first) log.info({ ...lastUpdate, onThisNode: store.workloadsOnNode(config.nodeName).length, resourceVersion: meta.resourceVersion, buildMs: Math.round(meta.buildMs) }, "mesh state synced from the Kubernetes API");
+      else log.debug({ version: store.version, resourceVersion: meta.resourceVersion, buildMs: Math.round(meta.buildMs * 10) / 10, changed: (delta.workloads?.length ?? 0) + (delta.removedWorkloads?.length ?? 0) + (delta.services?.length ?? 0) + (delta.removedServices?.length ?? 0), ...lastUpdate }, "mesh state updated from the Kubernetes API");
     },
-    onError: (err) => log.error({ err, code: "CONFIG_APPLY_FAILED" }, "mesh state not rebuilt from the Kubernetes API; the last good state stays in force"),
+    onError: (err) => log.error({ err, code: "CONFIG_APPLY_FAILED" }, "mesh state not updated from the Kubernetes API; the last good state stays in force, and the next update translates everything"),
     onStatus: (s) => {
       if (s.synced && !syncedOnce.has(s.resource)) {
         syncedOnce.add(s.resource);
@@ -69,8 +70,8 @@ export async function openKubeSource(config: Config, logger: Logger, registry: R
       server,
       synced: discovery.synced(),
       resources: discovery.status(),
-      lastRebuild,
-      rebuilds: discovery.stats().rebuilds,
+      lastUpdate,
+      updates: discovery.stats().updates,
       problems: [...problems],
     }),
     warnings: () => (problems.length > 0 ? [`${problems.length} Kubernetes object(s) could not be used as written; see source.problems`] : []),
