@@ -78,20 +78,20 @@ function everything(o: KubeObjects): Changes {
 
 class State {
   private readonly services = new Map<string, { kube: KubeService; model: Service | undefined }>();
-  private readonly servicesInNs = new Map<string, Set<string>>();
+  private readonly servicesInNs = new Links();
   private readonly slices = new Map<string, SliceMembers & { readonly service: string | undefined }>();
-  private readonly slicesOfService = new Map<string, Set<string>>();
-  private readonly slicesOfPod = new Map<string, Set<string>>();
+  private readonly slicesOfService = new Links();
+  private readonly slicesOfPod = new Links();
   /** Per service (by "<namespace>/<name>"): its endpoints, by POD+pod key or ADDRESS+"<namespace>/<address>". */
   private readonly endpoints = new Map<string, Map<string, Member[]>>();
   /** Per POD/ADDRESS key: the services whose endpoints name it. */
-  private readonly memberOf = new Map<string, Set<string>>();
-  private readonly podsInNs = new Map<string, Set<string>>();
-  private readonly outsideInNs = new Map<string, Set<string>>();
+  private readonly memberOf = new Links();
+  private readonly podsInNs = new Links();
+  private readonly outsideInNs = new Links();
   private readonly pods = new Map<string, PodState>();
   /** Every would-be workload (pods' and bare addresses'), by POD/ADDRESS key. */
   private readonly candidates = new Map<string, Workload>();
-  private readonly claims = new Map<string, Set<string>>();
+  private readonly claims = new Links();
   /** The candidates kept (one per IP), as published. */
   private readonly published = new Map<string, Workload>();
   private readonly conflicts = new Map<string, TranslationProblem>();
@@ -108,7 +108,7 @@ class State {
     const services: Service[] = [];
     const removedServices: string[] = [];
 
-    for (const name of changes.namespaces ?? []) for (const p of this.podsInNs.get(name) ?? []) dirtyPods.add(p);
+    for (const name of changes.namespaces ?? []) for (const p of this.podsInNs.get(name)) dirtyPods.add(p);
     for (const key of changes.services ?? []) {
       const kube = o.services.get(key);
       const had = this.services.get(key);
@@ -117,24 +117,24 @@ class State {
       const model = kube ? kubeService(kube, this.names) : undefined;
       if (kube) {
         this.services.set(key, { kube, model });
-        add(this.servicesInNs, ns, key);
+        this.servicesInNs.add(ns, key);
       } else {
         this.services.delete(key);
-        remove(this.servicesInNs, ns, key);
+        this.servicesInNs.remove(ns, key);
       }
       if (model) services.push(model);
       else if (had?.model) removedServices.push(`${had.model.namespace}/${had.model.hostname}`);
-      for (const s of this.slicesOfService.get(key) ?? []) dirtySlices.add(s);
+      for (const s of this.slicesOfService.get(key)) dirtySlices.add(s);
       dirtyServices.add(key);
       // Whether a service selects a pod outside the mesh decides whether that pod is a workload.
-      for (const p of this.outsideInNs.get(ns) ?? []) dirtyPods.add(p);
+      for (const p of this.outsideInNs.get(ns)) dirtyPods.add(p);
     }
     for (const key of changes.pods ?? []) {
       const ns = key.slice(0, key.indexOf("/"));
-      if (o.pods.has(key)) add(this.podsInNs, ns, key);
-      else remove(this.podsInNs, ns, key);
+      if (o.pods.has(key)) this.podsInNs.add(ns, key);
+      else this.podsInNs.remove(ns, key);
       dirtyPods.add(key);
-      for (const s of this.slicesOfPod.get(key) ?? []) dirtySlices.add(s);
+      for (const s of this.slicesOfPod.get(key)) dirtySlices.add(s);
     }
     for (const key of changes.endpointSlices ?? []) dirtySlices.add(key);
 
@@ -167,10 +167,10 @@ class State {
     const had = this.slices.get(key);
     if (had) {
       if (had.service) {
-        remove(this.slicesOfService, had.service, key);
+        this.slicesOfService.remove(had.service, key);
         dirtyServices.add(had.service);
       }
-      for (const p of had.pods) remove(this.slicesOfPod, p, key);
+      for (const p of had.pods) this.slicesOfPod.remove(p, key);
       this.slices.delete(key);
     }
     const slice = o.endpointSlices.get(key);
@@ -181,17 +181,17 @@ class State {
     const m = sliceMembers(key, slice, svc?.model ? (svc as { kube: KubeService; model: Service }) : undefined, o.pods);
     this.slices.set(key, { ...m, service });
     if (service) {
-      add(this.slicesOfService, service, key);
+      this.slicesOfService.add(service, key);
       dirtyServices.add(service);
     }
-    for (const p of m.pods) add(this.slicesOfPod, p, key);
+    for (const p of m.pods) this.slicesOfPod.add(p, key);
   }
 
   /** A service's endpoints from its slices; the pods and addresses they name (before and after) are redone. */
   private redoEndpoints(service: string, pods: ReadonlyMap<string, Pod>, dirtyPods: Set<string>, dirtyAddresses: Set<string>): void {
     const ready: Member[] = [];
     const fallback: Member[] = [];
-    for (const s of [...(this.slicesOfService.get(service) ?? [])].sort()) {
+    for (const s of [...this.slicesOfService.get(service)].sort()) {
       const m = this.slices.get(s)!;
       ready.push(...m.ready);
       fallback.push(...m.fallback);
@@ -207,8 +207,8 @@ class State {
     }
     const had = this.endpoints.get(service);
     for (const key of new Set([...(had?.keys() ?? []), ...next.keys()])) {
-      if (next.has(key)) add(this.memberOf, key, service);
-      else remove(this.memberOf, key, service);
+      if (next.has(key)) this.memberOf.add(key, service);
+      else this.memberOf.remove(key, service);
       if (key.startsWith(POD)) dirtyPods.add(key.slice(POD.length));
       else dirtyAddresses.add(key.slice(ADDRESS.length));
     }
@@ -222,7 +222,7 @@ class State {
     const had = this.pods.get(key);
     if (!pod) {
       this.pods.delete(key);
-      remove(this.outsideInNs, ns, key);
+      this.outsideInNs.remove(ns, key);
       this.setCandidate(POD + key, undefined, touched);
       return;
     }
@@ -239,17 +239,17 @@ class State {
           ? undefined
           : podWorkload(pod, e.kind === "ambient" ? "HBONE" : "TCP", this.names, membership === NONE ? new Map() : membership);
     this.pods.set(key, { pod, ns: namespace, sig, outside: e.kind === "outside", workload });
-    if (e.kind === "outside") add(this.outsideInNs, ns, key);
-    else remove(this.outsideInNs, ns, key);
+    if (e.kind === "outside") this.outsideInNs.add(ns, key);
+    else this.outsideInNs.remove(ns, key);
     this.setCandidate(POD + key, workload, touched);
   }
 
   /** Per service (by the model's key) the target ports of this member's endpoints, merged; NONE when it serves no service. */
   private membership(member: string): ReadonlyMap<string, PortMap> {
-    const of = this.memberOf.get(member);
-    if (!of) return NONE;
+    const n = this.memberOf.size(member);
+    if (n === 0) return NONE;
     const out = new Map<string, PortMap>();
-    for (const service of [...of].sort()) {
+    for (const service of n === 1 ? this.memberOf.get(member) : [...this.memberOf.get(member)].sort()) {
       for (const m of this.endpoints.get(service)?.get(member) ?? []) {
         const had = out.get(m.serviceKey);
         out.set(m.serviceKey, had && had.size > 0 ? new Map([...had, ...m.ports]) : m.ports);
@@ -259,7 +259,7 @@ class State {
   }
 
   private selectedByAny(ns: string, pod: Pod): boolean {
-    for (const key of this.servicesInNs.get(ns) ?? []) {
+    for (const key of this.servicesInNs.get(ns)) {
       const s = this.services.get(key)!.kube;
       if (s.spec?.type !== "ExternalName" && selects(s, pod)) return true;
     }
@@ -269,7 +269,7 @@ class State {
   /** An endpoint that is no pod of the mesh (the API server's address, a hand-written slice, a host-network pod): plain TCP. */
   private addressWorkload(key: string): Workload | undefined {
     const ms: Member[] = [];
-    for (const service of [...(this.memberOf.get(ADDRESS + key) ?? [])].sort()) ms.push(...(this.endpoints.get(service)?.get(ADDRESS + key) ?? []));
+    for (const service of [...this.memberOf.get(ADDRESS + key)].sort()) ms.push(...(this.endpoints.get(service)?.get(ADDRESS + key) ?? []));
     const first = ms[0];
     if (!first) return undefined;
     const [namespace, address] = [key.slice(0, key.indexOf("/")), key.slice(key.indexOf("/") + 1)];
@@ -302,13 +302,13 @@ class State {
     if (had === w) return;
     touched.add(key);
     for (const ip of had?.workloadIps ?? []) {
-      remove(this.claims, ip, key);
+      this.claims.remove(ip, key);
       // Whoever else claims an IP this one gave up may own it now.
-      for (const other of this.claims.get(ip) ?? []) touched.add(other);
+      for (const other of this.claims.get(ip)) touched.add(other);
     }
     if (w) {
       this.candidates.set(key, w);
-      for (const ip of w.workloadIps) add(this.claims, ip, key);
+      for (const ip of w.workloadIps) this.claims.add(ip, key);
     } else this.candidates.delete(key);
   }
 
@@ -327,11 +327,10 @@ class State {
       if (group.has(key)) continue;
       group.add(key);
       for (const ip of this.candidates.get(key)?.workloadIps ?? []) {
-        const claimants = this.claims.get(ip)!;
-        if (claimants.size > 1) for (const c of claimants) if (!group.has(c)) queue.push(c);
+        if (this.claims.size(ip) > 1) for (const c of this.claims.get(ip)) if (!group.has(c)) queue.push(c);
       }
     }
-    const contested = [...group].filter((k) => this.candidates.get(k)?.workloadIps.some((ip) => this.claims.get(ip)!.size > 1));
+    const contested = [...group].filter((k) => this.candidates.get(k)?.workloadIps.some((ip) => this.claims.size(ip) > 1));
     const isContested = new Set(contested);
     const kept = new Set<string>();
     for (const k of group) if (this.candidates.has(k) && !isContested.has(k)) kept.add(k);
@@ -406,18 +405,37 @@ function signature(m: ReadonlyMap<string, PortMap>): string {
   return s;
 }
 
-function add<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (s) s.add(v);
-  else m.set(k, new Set([v]));
+/** Key -> a set of strings, most of them of one: that one is kept as itself, a Set only from the second. */
+class Links {
+  private readonly m = new Map<string, string | Set<string>>();
+  add(key: string, v: string): void {
+    const had = this.m.get(key);
+    if (had === undefined) this.m.set(key, v);
+    else if (typeof had === "string") {
+      if (had !== v) this.m.set(key, new Set([had, v]));
+    } else had.add(v);
+  }
+  remove(key: string, v: string): void {
+    const had = this.m.get(key);
+    if (had === undefined) return;
+    if (typeof had === "string") {
+      if (had === v) this.m.delete(key);
+      return;
+    }
+    had.delete(v);
+    if (had.size === 1) this.m.set(key, had.values().next().value!);
+  }
+  get(key: string): Iterable<string> {
+    const had = this.m.get(key);
+    return had === undefined ? NO_LINKS : typeof had === "string" ? [had] : [...had];
+  }
+  size(key: string): number {
+    const had = this.m.get(key);
+    return had === undefined ? 0 : typeof had === "string" ? 1 : had.size;
+  }
 }
 
-function remove<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (!s) return;
-  s.delete(v);
-  if (s.size === 0) m.delete(k);
-}
+const NO_LINKS: readonly string[] = [];
 
 const byKey = (a: [string, unknown], b: [string, unknown]): number => cmp(a[0], b[0]);
 
