@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -33,6 +33,40 @@ const MODELS: Record<string, new (o: any) => { validate(): void }> = {
   "apiextensions.k8s.io/v1/CustomResourceDefinition": CustomResourceDefinition,
 };
 
+/**
+ * Fields the Kubernetes schemas do not have (a typo: `imagePullPolcy`), which kubectl's strict
+ * field validation refuses and the models' validate() lets through: checked by TypeScript,
+ * whose object literals admit no property their type (generated from the same OpenAPI
+ * schemas) lacks. The compiler's complaints, or "" when there are none.
+ */
+async function unknownFields(objs: readonly Obj[]): Promise<string> {
+  const dir = mkdtempSync(path.join(root, "test", ".strict-"));
+  dirs.push(dir);
+  const types: Record<string, string> = {
+    "v1/Namespace": "v1/Namespace INamespace",
+    "v1/ServiceAccount": "v1/ServiceAccount IServiceAccount",
+    "apps/v1/DaemonSet": "apps/v1/DaemonSet IDaemonSet",
+    "rbac.authorization.k8s.io/v1/ClusterRole": "rbac.authorization.k8s.io/v1/ClusterRole IClusterRole",
+    "rbac.authorization.k8s.io/v1/ClusterRoleBinding": "rbac.authorization.k8s.io/v1/ClusterRoleBinding IClusterRoleBinding",
+    "apiextensions.k8s.io/v1/CustomResourceDefinition": "apiextensions.k8s.io/v1/CustomResourceDefinition ICustomResourceDefinition",
+  };
+  const source = objs
+    .map((o, i) => {
+      const [mod, type] = types[`${o.apiVersion}/${o.kind}`]!.split(" ");
+      return `import type { ${type} as T${i} } from "kubernetes-models/${mod}";\nexport const o${i}: T${i} = ${JSON.stringify(o, null, 1)};\n`;
+    })
+    .join("");
+  writeFileSync(path.join(dir, "objects.ts"), source);
+  const compilerOptions = { noEmit: true, strict: true, skipLibCheck: true, target: "es2022", module: "nodenext", moduleResolution: "nodenext", types: [] };
+  writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions, files: ["objects.ts"] }));
+  try {
+    await run(path.join(root, "node_modules", ".bin", "tsc"), ["-p", dir], { cwd: root });
+    return "";
+  } catch (err) {
+    return String((err as { stdout?: string }).stdout ?? err);
+  }
+}
+
 async function render(dir: string): Promise<Obj[]> {
   const { stdout } = await run("kubectl", ["kustomize", path.join(root, dir)]);
   return parseAllDocuments(stdout).map((d) => d.toJS() as Obj);
@@ -47,6 +81,11 @@ describe("the deploy bundle", () => {
       expect(Model, `${o.apiVersion} ${o.kind}`).toBeDefined();
       expect(() => new Model!(o).validate(), `${o.kind}/${o.metadata.name}`).not.toThrow();
     }
+    expect(await unknownFields(objs)).toBe("");
+    // The check sees a typo, however deep.
+    const typo = structuredClone(objs.find((o) => o.kind === "DaemonSet")!);
+    typo["spec"].template.spec.containers[0].imagePullPolcy = "Never";
+    expect(await unknownFields([typo])).toMatch(/imagePullPolcy/);
     const role = objs.find((o) => o.kind === "ClusterRole")!;
     const granted = role["rules"].flatMap((r: { apiGroups: string[]; resources: string[]; verbs: string[] }) => r.resources.map((res) => `${r.apiGroups.join(",")}/${res}: ${[...r.verbs].sort().join(",")}`));
     expect(granted.sort()).toEqual(["/namespaces: get,list,watch", "/pods: get,list,watch", "/services: get,list,watch", "discovery.k8s.io/endpointslices: get,list,watch", "security.istio.io/authorizationpolicies: get,list,watch"]);
@@ -92,6 +131,7 @@ describe("the deploy bundle", () => {
   test("the kind overlay adds the AuthorizationPolicy resource and never pulls the image", async () => {
     const objs = await render("deploy/overlays/kind");
     for (const o of objs) expect(() => new MODELS[`${o.apiVersion}/${o.kind}`]!(o).validate(), `${o.kind}/${o.metadata.name}`).not.toThrow();
+    expect(await unknownFields(objs)).toBe("");
     expect(objs.find((o) => o.kind === "CustomResourceDefinition")?.metadata.name).toBe("authorizationpolicies.security.istio.io");
     const pod = objs.find((o) => o.kind === "DaemonSet")!["spec"].template.spec;
     expect([...pod.initContainers, ...pod.containers].map((c: { imagePullPolicy: string; image: string }) => `${c.image} ${c.imagePullPolicy}`)).toEqual(["ztunnel-ts:dev Never", "ztunnel-ts:dev Never"]);
