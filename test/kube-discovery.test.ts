@@ -15,6 +15,10 @@ const PLAIN = `127.${NET}.2.12`;
 const VIP = "10.96.77.20";
 const CHURN = `127.${NET}.2.13`;
 const CHURN_VIP = "10.96.77.21";
+const RENUMBERED = `127.${NET}.2.14`; // renum's IP before it changes…
+const RENUMBERED_TO = `127.${NET}.2.15`; // …and after
+const MOVER = `127.${NET}.1.11`; // on node-a, then on node-b
+const REUSED = `127.${NET}.2.16`; // prior's, then successor's
 const TOKEN = "ztunnel-sa-token";
 const files = workloadDir();
 let api: FakeKubeApi | undefined;
@@ -30,6 +34,13 @@ const pod = (name: string, ip: string, node: string, sa: string, labels: Record<
 });
 const ready = (i: number): Promise<{ status: number; body: string }> => httpGet(`${mesh.host(i)}:15021`, "/healthz/ready");
 const dump = async (i: number): Promise<any> => JSON.parse((await httpGet(`${mesh.host(i)}:15000`, "/config_dump")).body);
+/** Whether a TCP connect to ip:port is refused (nothing listens there). */
+const refused = (ip: string, p: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const s = net.connect({ host: ip, port: p });
+    s.once("connect", () => (s.destroy(), resolve(false)));
+    s.once("error", (err: NodeJS.ErrnoException) => resolve(err.code === "ECONNREFUSED"));
+  });
 
 beforeAll(async () => {
   port = await new Promise<number>((resolve) => {
@@ -171,6 +182,108 @@ describe("discovery from the Kubernetes API, through real agents", () => {
       api!.store.remove("Pod", "default", "churn");
       server.close();
     }
+  }, 40_000);
+
+  test("a pod's IP changes: the agents follow (the old IP is gone everywhere, node-b listens on the new one) and traffic to the new IP goes through", async () => {
+    const servers = [await startEcho(RENUMBERED, 8080), await startEcho(RENUMBERED_TO, 8080)];
+    const ipsOf = async (i: number): Promise<string[][]> => (await dump(i)).workloads.filter((w: { name: string }) => w.name === "renum").map((w: { workloadIps: string[] }) => w.workloadIps);
+    try {
+      api!.store.apply("Pod", pod("renum", RENUMBERED, "node-b", "renum"));
+      for (const i of [0, 1]) await until(`renum on node ${i}`, () => ipsOf(i), (ips) => ips.length === 1 && ips[0]![0] === RENUMBERED);
+      await until("node-b ready (renum bound)", () => ready(1), (r) => r.status === 200, 10_000);
+      const before = await until("a flow to the old IP", () => echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, RENUMBERED, 8080), (f) => f.ok, 15_000);
+      await until("node-b's line", () => mesh.agents[1]!.accessLogs().find((l) => l["src.addr"] === before.srcAddr), (l) => l?.["dst.workload"] === "renum");
+      api!.store.apply("Pod", pod("renum", RENUMBERED_TO, "node-b", "renum"));
+      for (const i of [0, 1]) expect(await until(`the new IP only on node ${i}`, () => ipsOf(i), (ips) => ips.length === 1 && ips[0]!.length === 1 && ips[0]![0] === RENUMBERED_TO)).toEqual([[RENUMBERED_TO]]);
+      for (const i of [0, 1]) expect((await dump(i)).workloads.some((w: { workloadIps: string[] }) => w.workloadIps.includes(RENUMBERED))).toBe(false);
+      // node-b's inbound follows: nothing listens on the old IP's 15008 any more.
+      expect(await until("15008 closed on the old IP", () => refused(RENUMBERED, 15008), (r) => r)).toBe(true);
+      await until("node-b ready (the new IP bound)", () => ready(1), (r) => r.status === 200, 10_000);
+      const flow = await echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, RENUMBERED_TO, 8080);
+      expect(flow).toMatchObject({ ok: true });
+      const line = await until("node-b's line", () => mesh.agents[1]!.accessLogs().find((l) => l["src.addr"] === flow.srcAddr), (l) => l !== undefined);
+      expect(line).toMatchObject({ direction: "inbound", "dst.addr": `${RENUMBERED_TO}:8080`, "dst.workload": "renum", "dst.identity": "spiffe://cluster.local/ns/default/sa/renum", "src.identity": "spiffe://cluster.local/ns/default/sa/sleep" });
+      const out = await until("node-a's line", () => mesh.agents[0]!.accessLogs().find((l) => l["src.addr"] === flow.srcAddr), (l) => l !== undefined);
+      expect(out).toMatchObject({ direction: "outbound", "dst.hbone_addr": `${RENUMBERED_TO}:15008` });
+    } finally {
+      api!.store.remove("Pod", "default", "renum");
+      for (const s of servers) s.close();
+    }
+  }, 40_000);
+
+  test("a pod's node changes (same name and IP, rescheduled): node-b serves it, node-a lets it go, and the next flow reaches it over HBONE", async () => {
+    const server = await startEcho(MOVER, 8080);
+    const moverOn = async (i: number): Promise<string | undefined> => (await dump(i)).workloads.find((w: { name: string }) => w.name === "mover")?.node;
+    try {
+      api!.store.apply("Pod", pod("mover", MOVER, "node-a", "mover"));
+      for (const i of [0, 1]) await until(`mover on node-a, says node ${i}`, () => moverOn(i), (n) => n === "node-a");
+      await until("node-a ready (mover bound)", () => ready(0), (r) => r.status === 200, 10_000);
+      const local = await until("a flow on node-a", () => echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, MOVER, 8080), (f) => f.ok, 15_000);
+      // On one node: node-a's own inbound takes it, on a connection node-a's pool keeps.
+      await until("node-a's inbound line", () => mesh.agents[0]!.accessLogs().find((l) => l["src.addr"] === local.srcAddr && l["direction"] === "inbound"), (l) => l?.["dst.workload"] === "mover");
+      api!.store.apply("Pod", pod("mover", MOVER, "node-b", "mover"));
+      for (const i of [0, 1]) await until(`mover on node-b, says node ${i}`, () => moverOn(i), (n) => n === "node-b");
+      // node-b can bind MOVER:15008 only once node-a let it go: both run on this host.
+      const r = await until("node-b ready (mover bound)", () => ready(1), (x) => x.status === 200, 10_000);
+      expect(r.body).not.toMatch(/not bound/);
+      // node-a told its pool's connection to the address GOAWAY: left open, the pool would
+      // reuse it (same identity, same address) and node-a's inbound refuse every stream.
+      await until("node-a's inbound empty", () => dump(0), (d) => d.dataPath.hbone.inbound.connections === 0);
+      expect(mesh.agents[0]!.logs.some((l) => l["msg"] === `${MOVER} is no longer a workload of node node-a: GOAWAY to the 1 HBONE connection(s) made to it; their clients reconnect`)).toBe(true);
+      const flow = await echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, MOVER, 8080);
+      expect(flow).toMatchObject({ ok: true });
+      const line = await until("node-b's line", () => mesh.agents[1]!.accessLogs().find((l) => l["src.addr"] === flow.srcAddr), (l) => l !== undefined);
+      expect(line).toMatchObject({ direction: "inbound", "dst.addr": `${MOVER}:8080`, "dst.workload": "mover", "dst.identity": "spiffe://cluster.local/ns/default/sa/mover", "src.identity": "spiffe://cluster.local/ns/default/sa/sleep" });
+      const onA = await until("node-a's line", () => mesh.agents[0]!.accessLogs().filter((l) => l["src.addr"] === flow.srcAddr), (l) => l.length > 0);
+      expect(onA.map((l) => [l["direction"], l["dst.hbone_addr"]])).toEqual([["outbound", `${MOVER}:15008`]]);
+    } finally {
+      api!.store.remove("Pod", "default", "mover");
+      server.close();
+    }
+  }, 40_000);
+
+  test("an IP taken over by a newer pod of another identity: the conflict is reported, the old identity's connection is let go, and the next flow is the new identity's", async () => {
+    const server = await startEcho(REUSED, 8080);
+    const pool = async (): Promise<{ connections: number; keys: number }> => (await dump(0)).dataPath.hbone.pool;
+    const owner = async (i: number): Promise<string[]> => (await dump(i)).workloads.filter((w: { workloadIps: string[] }) => w.workloadIps.includes(REUSED)).map((w: { serviceAccount: string }) => w.serviceAccount);
+    // Names whose order would make `prior` win a tie: only the pods' ages decide.
+    const prior = pod("prior", REUSED, "node-b", "old");
+    const successor = pod("successor", REUSED, "node-b", "new");
+    try {
+      // Still Running while it terminates, as a pod does for its grace period.
+      api!.store.apply("Pod", { ...prior, metadata: { name: "prior", namespace: "default", creationTimestamp: "2020-01-01T00:00:00Z", deletionTimestamp: "2030-01-01T00:00:00Z" } });
+      for (const i of [0, 1]) await until(`prior owns the IP on node ${i}`, () => owner(i), (o) => o.join() === "old");
+      await until("node-b ready (prior bound)", () => ready(1), (r) => r.status === 200, 10_000);
+      const first = await until("a flow to prior", () => echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, REUSED, 8080), (f) => f.ok, 15_000);
+      const firstLine = await until("node-b's line", () => mesh.agents[1]!.accessLogs().find((l) => l["src.addr"] === first.srcAddr), (l) => l !== undefined);
+      expect(firstLine).toMatchObject({ "dst.workload": "prior", "dst.identity": "spiffe://cluster.local/ns/default/sa/old" });
+      // node-a's pool now holds a connection to sa/old at REUSED:15008.
+      const withOld = await pool();
+
+      api!.store.apply("Pod", { ...successor, metadata: { name: "successor", namespace: "default", creationTimestamp: "2020-01-02T00:00:00Z" } });
+      for (const i of [0, 1]) await until(`successor owns the IP on node ${i}`, () => owner(i), (o) => o.join() === "new");
+      const reason = `its IP ${REUSED} is already Kubernetes//Pod/default/successor's; left out`;
+      for (const i of [0, 1]) expect((await dump(i)).source.problems).toContainEqual({ kind: "Pod", namespace: "default", name: "prior", reason });
+      for (const i of [0, 1]) await until(`node ${i} warns`, () => mesh.agents[i]!.logs.find((l) => l["msg"] === `Pod default/prior: ${reason}`), (l) => l?.["level"] === "warn");
+      // node-b told the connection that was shown sa/old's certificate GOAWAY; node-a's pool let it go.
+      expect(await until("node-a's pool without it", pool, (p) => p.connections === withOld.connections - 1)).toEqual({ ...withOld, connections: withOld.connections - 1, keys: withOld.keys - 1 });
+      expect(mesh.agents[1]!.logs.some((l) => l["msg"] === `${REUSED} is now default/successor's (spiffe://cluster.local/ns/default/sa/new), not spiffe://cluster.local/ns/default/sa/old's: GOAWAY to the 1 HBONE connection(s) made to it; their clients reconnect`)).toBe(true);
+
+      const next = await echoFlow({ host: mesh.host(0), port: 15080 }, SLEEP, REUSED, 8080);
+      expect(next).toMatchObject({ ok: true });
+      const out = await until("node-a's line", () => mesh.agents[0]!.accessLogs().find((l) => l["src.addr"] === next.srcAddr), (l) => l !== undefined);
+      const inb = await until("node-b's line", () => mesh.agents[1]!.accessLogs().find((l) => l["src.addr"] === next.srcAddr), (l) => l !== undefined);
+      for (const l of [out, inb]) expect(l).toMatchObject({ "dst.workload": "successor", "dst.identity": "spiffe://cluster.local/ns/default/sa/new" });
+      // Those lines name the workload each agent's store holds. That the flow went on a new
+      // connection, whose handshake node-a accepts only from sa/new's certificate, is node-a's
+      // pool: a new key (the pool keys by destination identity) and a new connection.
+      expect(await pool()).toEqual(withOld);
+    } finally {
+      api!.store.remove("Pod", "default", "successor");
+      api!.store.remove("Pod", "default", "prior");
+      server.close();
+    }
+    for (const i of [0, 1]) await until(`node ${i}: no problems left`, () => dump(i), (d) => d.source.problems.length === 0);
   }, 40_000);
 
   test("a deleted pod is forgotten by every agent", async () => {

@@ -165,6 +165,106 @@ describe("a resource followed from the API server", () => {
     expect([...f.objects.keys()]).toEqual(["default/kept"]);
   });
 
+  test("a watch line that is no JSON (garbage mid-stream): the objects stay, lastError says so, the watch resumes and every later change arrives", async () => {
+    const api = await fake();
+    api.store.apply("Pod", pod("kept"));
+    const f = follow(config(api.url, api.ca));
+    await until("watching", () => api.watches(), (n) => n === 1);
+    api.corruptWatches("garbage");
+    api.store.apply("Pod", pod("after"));
+    await until("the change after it", () => f.objects.has("default/after"), (v) => v);
+    const reported = await until("the error reported", () => f.statuses.find((s) => s.lastError !== null), (s) => s !== undefined);
+    expect(reported!.lastError).toMatchObject({ code: "KUBE_REQUEST_FAILED" });
+    expect(reported!.lastError!.message).toMatch(/^watch pods: the API server sent a line that is no watch event \("<html><body>502 Bad Gateway<\/body><\/html>"\); resuming from resourceVersion \d+/);
+    expect([...f.objects.keys()].sort()).toEqual(["default/after", "default/kept"]);
+    expect(f.events).toEqual(["ADDED default/after"]);
+    expect(f.replaces).toBe(1);
+    expect(f.r.status()).toMatchObject({ state: "watching", relists: 0, lastError: null });
+    expect(f.r.status().reconnects).toBeGreaterThanOrEqual(1);
+  });
+
+  test("an event line cut short: that event is not lost, the watch resumes from the resourceVersion before it; nothing arrives twice", async () => {
+    const api = await fake();
+    api.store.apply("Pod", pod("kept"));
+    const f = follow(config(api.url, api.ca));
+    await until("watching", () => api.watches(), (n) => n === 1);
+    api.corruptWatches("truncate-next");
+    api.store.apply("Pod", pod("cut"));
+    api.store.apply("Pod", pod("next"));
+    api.store.remove("Pod", "default", "kept");
+    await until("every change", () => f.events.length, (n) => n >= 3);
+    expect(f.events).toEqual(["ADDED default/cut", "ADDED default/next", "DELETED default/kept"]);
+    expect([...f.objects.keys()].sort()).toEqual(["default/cut", "default/next"]);
+    expect(f.statuses.some((s) => s.lastError?.code === "KUBE_REQUEST_FAILED" && /a line that is no watch event \("\{/.test(s.lastError.message))).toBe(true);
+    expect(f.r.status()).toMatchObject({ state: "watching", relists: 0 });
+  });
+
+  test("garbage on a watch whose history is gone meanwhile: a relist, so nothing is lost there either", async () => {
+    const api = await fake();
+    api.store.apply("Pod", pod("goes"));
+    const f = follow(config(api.url, api.ca));
+    await until("watching", () => api.watches(), (n) => n === 1);
+    api.latencyMs = 200;
+    api.corruptWatches("truncate-next");
+    api.store.apply("Pod", pod("cut"));
+    api.store.remove("Pod", "default", "goes");
+    api.store.compact();
+    api.latencyMs = 0;
+    await until("relisted", () => f.r.status(), (s) => s.relists === 1 && s.state === "watching");
+    expect([...f.objects.keys()]).toEqual(["default/cut"]);
+    expect(f.replaces).toBe(2);
+  });
+
+  test("a watch the API server takes but never answers is given up after the request timeout, and asked again", async () => {
+    const api = await fake();
+    api.store.apply("Pod", pod("kept"));
+    const f = follow(config(api.url, api.ca), PODS, { requestTimeoutMs: 300 });
+    await until("watching", () => api.watches(), (n) => n === 1);
+    api.latencyMs = 2000;
+    api.dropConnections();
+    // (The dropped stream may be reported first: "the watch stream was cut off".)
+    const e = await until("the timeout reported", () => f.r.status().lastError, (x) => /no answer/.test(x?.message ?? ""));
+    expect(e).toMatchObject({ code: "KUBE_UNREACHABLE" });
+    expect(e!.message).toMatch(/^watch pods: the API server is unreachable: no answer within 300 ms \(ETIMEDOUT\); retrying in \d+ ms$/);
+    expect([...f.objects.keys()]).toEqual(["default/kept"]);
+    api.latencyMs = 0;
+    api.store.apply("Pod", pod("after"));
+    await until("resumed", () => f.objects.has("default/after") && f.r.status().lastError === null, (v) => v);
+    expect(f.replaces).toBe(1);
+  });
+
+  test("a handler that throws on a watched event does not take the reflector down: reported, then a relist sets it right", async () => {
+    const api = await fake();
+    api.store.apply("Pod", pod("kept"));
+    const objects = new Map<string, unknown>();
+    let thrown = 0;
+    const statuses: SyncStatus[] = [];
+    const r = startReflector<{ metadata?: { name?: string } }>(
+      config(api.url, api.ca),
+      PODS,
+      {
+        replace: (items) => {
+          objects.clear();
+          for (const i of items) objects.set(i.metadata?.name ?? "", i);
+        },
+        event: (type, o) => {
+          if (o.metadata?.name === "boom" && thrown++ === 0) throw new Error("boom");
+          if (type === "DELETED") objects.delete(o.metadata?.name ?? "");
+          else objects.set(o.metadata?.name ?? "", o);
+        },
+        status: (s) => statuses.push(s),
+      },
+      { backoffInitialMs: 50, backoffMaxMs: 400 },
+    );
+    cleanup.push(() => r.stop());
+    await until("watching", () => api.watches(), (n) => n === 1);
+    api.store.apply("Pod", pod("boom"));
+    await until("boom, after a relist", () => objects.has("boom") && r.status().state === "watching", (v) => v);
+    expect([...objects.keys()].sort()).toEqual(["boom", "kept"]);
+    expect(statuses.some((s) => s.lastError?.message.startsWith("watch pods: an event could not be taken (boom); relisting"))).toBe(true);
+    expect(r.status().relists).toBe(1);
+  });
+
   test("credentials that expire while watching: reported as KUBE_UNAUTHORIZED, the last good objects kept; accepted again, it resumes", async () => {
     const tokens: Record<string, { user: string }> = { rotating: { user: "system:serviceaccount:istio-system:ztunnel" } };
     const api = await startFakeKubeApi({ tokens, bookmarkMs: 100 });

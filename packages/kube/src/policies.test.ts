@@ -193,6 +193,85 @@ describe("AuthorizationPolicy as ztunnel enforces it", () => {
     expect(selector.problems[0]!.reason).toMatch(/^spec\.selector is not \{matchLabels/);
   });
 
+  // A CRD that preserves unknown fields (the kind overlay's) hands the agent typos that
+  // Istio's own CRD would drop. Each case: the spec, connections with the decision expected,
+  // and the reports.
+  const ALLOW_LEFT_OUT = "the rule is left out of this ALLOW policy: more restrictive than written";
+  const DENY_IGNORED = "ignored: the DENY rule is enforced without that condition, denying more than written";
+  const unknownFields: { name: string; spec: Record<string, unknown>; decisions: [Conn, boolean][]; problems: string[] }[] = [
+    {
+      name: "ALLOW, a typo at rule level (`form:`): the rule is dropped, not read as {} (allow-all)",
+      spec: { rules: [{ form: [{ source: { namespaces: ["prod"] } }] }] },
+      decisions: [[{ from: "default/sleep" }, false], [{ from: "prod/a" }, false]],
+      problems: [`spec.rules[0].form is not a field of AuthorizationPolicy; ${ALLOW_LEFT_OUT}`],
+    },
+    {
+      name: "ALLOW, an unknown key in from.source: that rule is dropped, the other rule stays",
+      spec: {
+        rules: [
+          { from: [{ source: { namespaces: ["prod"], notPrincipal: ["cluster.local/ns/prod/sa/evil"] } }] },
+          { from: [{ source: { namespaces: ["admin"] } }] },
+        ],
+      },
+      decisions: [[{ from: "prod/evil" }, false], [{ from: "prod/a" }, false], [{ from: "admin/a" }, true]],
+      problems: [`spec.rules[0].from[0].source.notPrincipal is not a field of AuthorizationPolicy; ${ALLOW_LEFT_OUT}`],
+    },
+    {
+      name: "ALLOW, unknown keys in a to entry, in to.operation and in a when condition",
+      spec: {
+        rules: [
+          { from: [{ source: { namespaces: ["prod"] } }], to: [{ operation: { ports: ["8080"] }, sni: "x" }] },
+          { from: [{ source: { namespaces: ["prod"] } }], to: [{ operation: { ports: ["8080"], notPort: ["8080"] } }] },
+          { from: [{ source: { namespaces: ["prod"] } }], when: [{ key: "source.ip", values: ["10.244.0.0/16"], notValue: ["10.244.1.20"] }] },
+        ],
+      },
+      decisions: [[{ from: "prod/a", port: 8080 }, false]],
+      problems: [
+        `spec.rules[0].to[0].sni is not a field of AuthorizationPolicy; ${ALLOW_LEFT_OUT}`,
+        `spec.rules[1].to[0].operation.notPort is not a field of AuthorizationPolicy; ${ALLOW_LEFT_OUT}`,
+        `spec.rules[2].when[0].notValue is not a field of AuthorizationPolicy; ${ALLOW_LEFT_OUT}`,
+      ],
+    },
+    {
+      name: "DENY, a typo at rule level: the rule denies everything",
+      spec: { action: "DENY", rules: [{ form: [{ source: { namespaces: ["prod"] } }] }] },
+      decisions: [[{ from: "default/sleep" }, false], [{ from: "prod/a" }, false]],
+      problems: [`spec.rules[0].form is not a field of AuthorizationPolicy; ${DENY_IGNORED}`],
+    },
+    {
+      name: "DENY, an entry of nothing but unknown fields matches every connection (read as empty it would match none)",
+      spec: { action: "DENY", rules: [{ from: [{ source: { namespace: ["prod"] } }], to: [{ operation: { ports: ["8080"] } }] }, { from: [{ sourc: { namespaces: ["admin"] } }], to: [{ operation: { ports: ["9090"] } }] }] },
+      decisions: [[{ from: "default/sleep", port: 8080 }, false], [{ from: "default/sleep", port: 9090 }, false], [{ from: "default/sleep", port: 7070 }, true]],
+      problems: [`spec.rules[0].from[0].source.namespace is not a field of AuthorizationPolicy; ${DENY_IGNORED}`, `spec.rules[1].from[0].sourc is not a field of AuthorizationPolicy; ${DENY_IGNORED}`],
+    },
+    {
+      name: "DENY, an unknown key beside known ones is ignored: the known ones still apply",
+      spec: { action: "DENY", rules: [{ to: [{ operation: { ports: ["8080"], methd: ["GET"] } }] }] },
+      decisions: [[{ port: 8080 }, false], [{ port: 9090 }, true]],
+      problems: [`spec.rules[0].to[0].operation.methd is not a field of AuthorizationPolicy; ${DENY_IGNORED}`],
+    },
+    {
+      name: "DENY, a condition with its values misspelt holds",
+      spec: { action: "DENY", rules: [{ when: [{ key: "source.ip", value: ["10.9.9.9"] }] }] },
+      decisions: [[{ ip: "10.244.1.20" }, false]],
+      problems: [`spec.rules[0].when[0].value is not a field of AuthorizationPolicy; ${DENY_IGNORED}`],
+    },
+    {
+      name: "unknown fields of the spec and of its selector are ignored; the rules apply as written",
+      spec: { selector: { matchLabels: { app: "echo" }, matchExpressions: [] }, rules: [{ from: [{ source: { namespaces: ["prod"] } }] }], rulez: [{}] },
+      decisions: [[{ from: "prod/a" }, true], [{ from: "default/sleep" }, false]],
+      problems: [
+        "spec.rulez is not a field of AuthorizationPolicy; ignored, as Istio's own CRD would drop it",
+        "spec.selector.matchExpressions is not a field of AuthorizationPolicy; ignored: the policy applies to more workloads, not fewer",
+      ],
+    },
+  ];
+  test.each(unknownFields)("unknown fields: $name", ({ spec, decisions, problems }) => {
+    const got = run(ap("p", spec));
+    expect(decisions.map(([c]) => allowed(got.policies, c))).toEqual(decisions.map(([, want]) => want));
+    expect(got.problems.map((p) => p.reason)).toEqual(problems);
+  });
+
   test("service accounts match exactly, as in ztunnel: a `*` is no wildcard there", () => {
     const { policies, problems } = run(ap("p", { rules: [{ from: [{ source: { serviceAccounts: ["default/*"] } }] }] }));
     expect(allowed(policies, { from: "default/sleep" })).toBe(false);

@@ -9,7 +9,13 @@
  * - one rule -> one group of clauses: all `to` entries (OR), all `from` entries (OR), then
  *   one clause per `when` condition;
  * - HTTP attributes: a rule of an ALLOW that has any is dropped (more restrictive); a DENY
- *   keeps the rule without them (broader), and an entry left empty matches nothing.
+ *   keeps the rule without them (broader), and an entry left empty matches nothing;
+ * - fields AuthorizationPolicy does not have (a CRD that preserves unknown fields, as the
+ *   kind overlay's does, lets `form:` for `from:` through, where Istio's own CRD drops it):
+ *   each is reported with its path. A rule of an ALLOW that has one, anywhere in it, is
+ *   dropped (more restrictive: a rule `{form: …}` read without it would be `{}`, allow-all);
+ *   in a DENY it is taken as a condition that holds (broader: denies more). Unknown fields
+ *   of the spec itself are ignored: they are no part of any rule.
  */
 import { normalizeIp, parseCidr, type Policy, type PolicyMatch } from "@zt/state";
 import type { AuthorizationPolicy, AuthorizationRule, ClusterNames, TranslationProblem } from "./objects.js";
@@ -20,6 +26,15 @@ const SOURCE_L4 = new Set(["principals", "notPrincipals", "namespaces", "notName
 const SOURCE_HTTP = new Set(["requestPrincipals", "notRequestPrincipals", "remoteIpBlocks", "notRemoteIpBlocks"]);
 const OPERATION_L4 = new Set(["ports", "notPorts"]);
 const OPERATION_HTTP = new Set(["hosts", "notHosts", "methods", "notMethods", "paths", "notPaths"]);
+const SPEC = new Set(["selector", "action", "rules", "targetRef", "targetRefs", "provider"]);
+const SELECTOR = new Set(["matchLabels"]);
+const RULE = new Set(["from", "to", "when"]);
+const CONDITION = new Set(["key", "values", "notValues"]);
+const SOURCE = new Set([...SOURCE_L4, ...SOURCE_HTTP]);
+const OPERATION = new Set([...OPERATION_L4, ...OPERATION_HTTP]);
+const FROM_ENTRY = new Set(["source"]);
+const TO_ENTRY = new Set(["operation"]);
+const NOT_A_FIELD = "is not a field of AuthorizationPolicy";
 /** `when` keys ztunnel enforces, and the match field each fills. */
 const WHEN_L4: Readonly<Record<string, "sourceIps" | "namespaces" | "principals" | "destinationIps" | "destinationPorts">> = {
   "source.ip": "sourceIps",
@@ -70,6 +85,11 @@ export function translatePolicy(ap: AuthorizationPolicy, names: ClusterNames, re
     if (b === undefined) report(`annotation istio.io/dry-run: ${JSON.stringify(dryRunRaw)} is not a boolean; the policy is enforced`);
     dryRun = b ?? false;
   }
+  for (const k of Object.keys(spec)) if (!SPEC.has(k)) report(`spec.${k} ${NOT_A_FIELD}; ignored, as Istio's own CRD would drop it`);
+  if (typeof spec.selector === "object" && spec.selector !== null && !Array.isArray(spec.selector)) {
+    // Ignoring one widens the selection: an ALLOW then restricts more workloads, a DENY denies on more.
+    for (const k of Object.keys(spec.selector)) if (!SELECTOR.has(k)) report(`spec.selector.${k} ${NOT_A_FIELD}; ignored: the policy applies to more workloads, not fewer`);
+  }
   if (spec.targetRef !== undefined || (spec.targetRefs?.length ?? 0) > 0) {
     report("it has targetRef(s): a waypoint enforces it, not ztunnel; skipped");
     return undefined;
@@ -92,8 +112,8 @@ export function translatePolicy(ap: AuthorizationPolicy, names: ClusterNames, re
   }
   const http = new Set<string>();
   const rules: PolicyMatch[][][] = [];
-  for (const rule of spec.rules ?? []) {
-    const g = translateRule(rule ?? {}, namespace, action, http, report);
+  for (const [i, rule] of (spec.rules ?? []).entries()) {
+    const g = translateRule(rule ?? {}, `spec.rules[${i}]`, namespace, action, http, report);
     if (g) rules.push(g);
   }
   if (http.size > 0) {
@@ -167,40 +187,62 @@ function failClosed(ap: AuthorizationPolicy, names: ClusterNames, why: string, r
   };
 }
 
-/** One rule as a group of clauses; undefined when an ALLOW rule has HTTP attributes (it is dropped). */
-function translateRule(rule: AuthorizationRule, policyNs: string, action: string, http: Set<string>, report: (reason: string) => void): PolicyMatch[][] | undefined {
+/**
+ * One rule as a group of clauses; undefined when an ALLOW rule has HTTP attributes or a
+ * field AuthorizationPolicy does not have (it is dropped). `at` is the rule's path.
+ */
+function translateRule(rule: AuthorizationRule, at: string, policyNs: string, action: string, http: Set<string>, report: (reason: string) => void): PolicyMatch[][] | undefined {
   const httpHere: string[] = [];
+  const unknown: string[] = [];
   const clauses: PolicyMatch[][] = [];
+  /** The keys of `o` not in `known`, noted as unknown; how many of them. */
+  const extra = (o: object | undefined, known: ReadonlySet<string>, path: string): number => {
+    const keys = Object.keys(o ?? {}).filter((k) => !known.has(k));
+    for (const k of keys) unknown.push(`${path}.${k}`);
+    return keys.length;
+  };
+  // In a DENY an unknown field is a condition taken to hold: an entry with nothing but
+  // unknown fields matches every connection, where reading it as empty would match none.
+  const push = (clause: PolicyMatch[], m: Partial<MutableMatch>, known: number, unknownHere: number): void => {
+    if (Object.keys(m).length > 0) clause.push(m as PolicyMatch);
+    else if (known === 0 && unknownHere > 0) clause.push({});
+  };
+  extra(rule, RULE, at);
   if (rule.to?.length) {
     const clause: PolicyMatch[] = [];
-    for (const t of rule.to) {
+    for (const [j, t] of rule.to.entries()) {
       const m: Partial<MutableMatch> = {};
-      for (const [k, v] of Object.entries(t?.operation ?? {})) {
+      const op = t?.operation ?? {};
+      const inEntry = extra(t, TO_ENTRY, `${at}.to[${j}]`);
+      const inOp = extra(op, OPERATION, `${at}.to[${j}].operation`);
+      for (const [k, v] of Object.entries(op)) {
         if (OPERATION_HTTP.has(k)) httpHere.push(`to.operation.${k}`);
         else if (OPERATION_L4.has(k)) setPorts(m, k === "ports" ? "destinationPorts" : "notDestinationPorts", v, report);
-        else report(`to.operation.${k} is not a field of AuthorizationPolicy; ignored`);
       }
-      if (Object.keys(m).length > 0) clause.push(m as PolicyMatch);
+      push(clause, m, Object.keys(op).length - inOp, inOp + inEntry);
     }
     clauses.push(clause);
   }
   if (rule.from?.length) {
     const clause: PolicyMatch[] = [];
-    for (const f of rule.from) {
+    for (const [j, f] of rule.from.entries()) {
       const m: Partial<MutableMatch> = {};
-      for (const [k, v] of Object.entries(f?.source ?? {})) {
+      const src = f?.source ?? {};
+      const inEntry = extra(f, FROM_ENTRY, `${at}.from[${j}]`);
+      const inSrc = extra(src, SOURCE, `${at}.from[${j}].source`);
+      for (const [k, v] of Object.entries(src)) {
         if (SOURCE_HTTP.has(k)) httpHere.push(`from.source.${k}`);
         else if (SOURCE_L4.has(k)) setSource(m, k, v, policyNs, report);
-        else report(`from.source.${k} is not a field of AuthorizationPolicy; ignored`);
       }
-      if (Object.keys(m).length > 0) clause.push(m as PolicyMatch);
+      push(clause, m, Object.keys(src).length - inSrc, inSrc + inEntry);
     }
     clauses.push(clause);
   }
-  for (const w of rule.when ?? []) {
+  for (const [j, w] of (rule.when ?? []).entries()) {
     const key = w?.key ?? "";
     const field = WHEN_L4[key];
     const m: Partial<MutableMatch> = {};
+    const inWhen = extra(w, CONDITION, `${at}.when[${j}]`);
     if (!field) httpHere.push(`when ${key}`);
     else {
       for (const [list, target] of [[w.values, field], [w.notValues, NOT[field]!]] as const) {
@@ -210,10 +252,16 @@ function translateRule(rule: AuthorizationRule, policyNs: string, action: string
         else setStrings(m, target, list, report);
       }
     }
-    clauses.push(Object.keys(m).length > 0 ? [m as PolicyMatch] : []);
+    const clause: PolicyMatch[] = [];
+    // A condition's key is always there (malformed() sees to it): what is known of it is its values.
+    if (field) push(clause, m, (w.values?.length ?? 0) + (w.notValues?.length ?? 0), inWhen);
+    clauses.push(clause);
   }
   for (const h of httpHere) http.add(h);
-  if (httpHere.length > 0 && action === "ALLOW") return undefined;
+  for (const path of unknown) {
+    report(action === "ALLOW" ? `${path} ${NOT_A_FIELD}; the rule is left out of this ALLOW policy: more restrictive than written` : `${path} ${NOT_A_FIELD}; ignored: the DENY rule is enforced without that condition, denying more than written`);
+  }
+  if ((httpHere.length > 0 || unknown.length > 0) && action === "ALLOW") return undefined;
   return clauses;
 }
 

@@ -3,11 +3,15 @@
  * (in pages), then a watch from its resourceVersion with bookmarks; a watch that ends is
  * resumed from the last resourceVersion seen; 410 Gone (expired) relists; failures retry
  * with capped, jittered backoff. Built on @kubernetes/client-node's KubeConfig (auth,
- * TLS) and Watch (the event stream): its informer neither asks for bookmarks nor pages
- * its list, and stops for good on an error.
+ * TLS): its informer neither asks for bookmarks nor pages its list, and stops for good on
+ * an error. The watch stream is read here, not with its Watch, which drops a line it cannot
+ * parse without a word: an event lost so stays lost once the events after it move the
+ * resourceVersion past it. Here such a line ends the watch, which resumes from the
+ * resourceVersion before it (or relists, when that is gone).
  */
+import { createInterface } from "node:readline";
+import { finished } from "node:stream/promises";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { Watch } from "@kubernetes/client-node";
 import fetch from "node-fetch";
 import { ZtError } from "@zt/errors";
 
@@ -144,11 +148,13 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
     let expired = false;
     let sawEvent = false;
     let failed: string | undefined;
+    /** Why the watch was ended here: a line that is no watch event, or a handler that threw. */
+    let broken: { line: string } | { handler: unknown } | undefined;
+    let done = false;
     const began = Date.now();
     const timeoutSeconds = o.watchTimeoutSeconds ?? Math.round(300 * (1 + random()));
-    const params = { resourceVersion: st.resourceVersion, allowWatchBookmarks: true, timeoutSeconds };
+    const params = new URLSearchParams({ watch: "true", resourceVersion: st.resourceVersion, allowWatchBookmarks: "true", timeoutSeconds: String(timeoutSeconds) });
     const onEvent = (type: string, obj: T & { code?: number }): void => {
-      if (stopped) return;
       if (type === "ERROR") {
         // 410 Gone, or another failure of this watch (e.g. a resourceVersion the server does not have): relist.
         expired = true;
@@ -166,9 +172,42 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
       }
       st = { ...st, resourceVersion: obj.metadata?.resourceVersion ?? st.resourceVersion, objects: known.size };
     };
-    const onDone = (err: unknown): void => {
+    const ac = new AbortController();
+    abort = ac;
+    const end = (err: unknown): void => {
+      if (done) return;
+      done = true;
+      ac.abort();
       abort = undefined;
+      onDone(err);
+    };
+    const onLine = (line: string): void => {
+      // Nothing after a bad line is taken: it resumes from before it.
+      if (done || stopped || line.trim() === "") return;
+      const ev = parseEvent(line);
+      if (!ev) {
+        broken = { line };
+        return end(null);
+      }
+      try {
+        onEvent(ev.type, ev.object as T & { code?: number });
+      } catch (err) {
+        broken = { handler: err };
+        end(null);
+      }
+    };
+    const onDone = (err: unknown): void => {
       if (stopped) return;
+      if (broken && "line" in broken) {
+        set({ reconnects: st.reconnects + 1 });
+        return fail(new ZtError("KUBE_REQUEST_FAILED", `watch ${ref.plural}: the API server sent a line that is no watch event (${clip(broken.line)}); resuming from resourceVersion ${st.resourceVersion}`), watch);
+      }
+      if (broken) {
+        // Ours, not the API server's: whatever the handler made of the event, a relist sets it right.
+        const why = broken.handler instanceof Error ? broken.handler.message : String(broken.handler);
+        set({ relists: st.relists + 1 });
+        return fail(new ZtError("KUBE_REQUEST_FAILED", `watch ${ref.plural}: an event could not be taken (${why}); relisting`), () => void list());
+      }
       const status = (err as { statusCode?: number } | null)?.statusCode;
       if (expired || status === 410) {
         set({ relists: st.relists + 1 });
@@ -183,13 +222,47 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
       if (err) failures = 0;
       watch();
     };
-    new Watch(kc)
-      .watch(ref.path, params, onEvent as (type: string, obj: unknown) => void, onDone)
-      .then((c) => {
-        if (stopped) c.abort();
-        else abort = c;
-      })
-      .catch((err: unknown) => onDone(err));
+    stream(`${ref.path}?${params}`, onLine, ac).then(
+      () => end(null),
+      (err: unknown) => end(err),
+    );
+  }
+
+  /** One watch request: its lines to `onLine` as they arrive; settles when the stream ends. */
+  async function stream(path: string, onLine: (line: string) => void, ac: AbortController): Promise<void> {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new ZtError("KUBE_UNREACHABLE", "the kubeconfig has no current cluster");
+    const init = (await kc.applyToFetchOptions({})) as Parameters<typeof fetch>[1] & { agent?: { sockets?: Record<string, ({ setKeepAlive(on: boolean, ms: number): void } | undefined)[]> } };
+    // The answer's headers within the request timeout (a server that takes the connection and
+    // never answers would hold the watch for good); the stream then lasts up to timeoutSeconds.
+    const ms = o.requestTimeoutMs ?? 30_000;
+    let late = false;
+    const t = setTimeout(() => {
+      late = true;
+      ac.abort();
+    }, ms);
+    let res: Awaited<ReturnType<typeof fetch>>;
+    try {
+      res = await fetch(`${cluster.server}${path}`, { ...init, method: "GET", signal: ac.signal as never });
+    } catch (err) {
+      throw late ? Object.assign(new Error(`no answer within ${ms} ms`), { code: "ETIMEDOUT" }) : err;
+    } finally {
+      clearTimeout(t);
+    }
+    // As client-node's Watch does: a peer that vanishes is found by the kernel's probes.
+    if (init.agent && typeof init.agent === "object") for (const socket of Object.values(init.agent.sockets ?? {}).flat()) socket?.setKeepAlive(true, 30_000);
+    if (res.status !== 200) {
+      res.body.resume();
+      throw Object.assign(new Error(res.statusText || `HTTP ${res.status}`), { statusCode: res.status });
+    }
+    const lines = createInterface({ input: res.body, crlfDelay: Infinity });
+    lines.on("line", onLine);
+    // readline passes on the body's error (a reset, our abort): taken from finished() below.
+    lines.on("error", () => {});
+    // A stream that ends mid-line gives that part as a last line (no watch event: resumed from before it).
+    await finished(res.body).catch((err: NodeJS.ErrnoException) => {
+      throw err.code === "ERR_STREAM_PREMATURE_CLOSE" ? Object.assign(new Error("the watch stream was cut off"), { code: err.code }) : err;
+    });
   }
 
   async function request(path: string): Promise<unknown> {
@@ -226,6 +299,23 @@ export function startReflector<T extends KubeObjectLike>(kc: KubeConfig, ref: Re
 }
 
 class Gone extends Error {}
+
+/** A watch line as the API server sends it: {"type": "...", "object": {...}}; undefined for anything else. */
+function parseEvent(line: string): { type: string; object: object } | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const e = v as { type?: unknown; object?: unknown } | null;
+  return typeof e === "object" && e !== null && typeof e.type === "string" && typeof e.object === "object" && e.object !== null ? { type: e.type, object: e.object } : undefined;
+}
+
+/** A line for a message: quoted, at most 80 characters of it. */
+function clip(line: string): string {
+  return line.length > 80 ? `${JSON.stringify(line.slice(0, 80))}… (${line.length} characters)` : JSON.stringify(line);
+}
 
 /** 401 and 403 name the verb and resource (and the API server's own words); anything else is the server being unreachable or failing. */
 function toZtError(err: unknown, what: string): ZtError {

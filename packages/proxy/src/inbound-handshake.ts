@@ -12,10 +12,11 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 /**
  * The TLS side of an accepted HBONE connection: the certificate of the workload whose
  * address the connection arrived on, TLS 1.3 with ALPN h2, a client certificate that
- * chains to the mesh roots with our trust domain. Resolves with the secure socket, or
- * with undefined after the refusal was recorded (one log line, one metric).
+ * chains to the mesh roots with our trust domain. Resolves with the secure socket and the
+ * identity whose certificate it presented, or with undefined after the refusal was recorded
+ * (one log line, one metric).
  */
-export async function acceptTls(ctx: ProxyContext, raw: net.Socket): Promise<tls.TLSSocket | undefined> {
+export async function acceptTls(ctx: ProxyContext, raw: net.Socket): Promise<{ sock: tls.TLSSocket; presented: string } | undefined> {
   const localIp = normalizeIp(raw.localAddress ?? "") ?? "";
   const remote = formatHostPort(normalizeIp(raw.remoteAddress ?? "") ?? "?", raw.remotePort ?? 0);
   const dst = ctx.store.workloadByIp(localIp);
@@ -54,7 +55,7 @@ export async function acceptTls(ctx: ProxyContext, raw: net.Socket): Promise<tls
       if (bad) return resolve(refuse(new ProxyError(isConnectionCode(bad.code) ? bad.code : "TLS_FAILURE", `HBONE client ${remote} rejected: ${bad.message}`), sock));
       sock.removeAllListeners("error");
       sock.on("error", () => {});
-      resolve(sock);
+      resolve({ sock, presented: id });
     });
   });
 }

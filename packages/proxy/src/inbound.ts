@@ -2,7 +2,7 @@ import http2, { type ServerHttp2Session } from "node:http2";
 import type net from "node:net";
 import type tls from "node:tls";
 import { peerIdentity } from "@zt/identity";
-import { formatHostPort, normalizeIp } from "@zt/state";
+import { formatHostPort, normalizeIp, workloadIdentity } from "@zt/state";
 import type { ProxyContext } from "./context.js";
 import { ProxyError } from "./errors.js";
 import { watchHboneConnection, type HboneConnection } from "./hbone-connection.js";
@@ -44,10 +44,13 @@ export interface InboundServer {
  * workload chosen by the local address the connection arrived on, then HTTP/2
  * CONNECT streams, each checked, authorized and dialled to a workload of this node.
  * A connection that ends (the source agent died, its PINGs stopped) resets its streams.
+ * A connection whose address stops being its workload's (see `stale`) is told GOAWAY.
  */
 export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}): InboundServer {
   const log = ctx.logger.child({ component: "inbound" });
   const conns = new Map<ServerHttp2Session, HboneConnection>();
+  /** The local address each connection arrived on, and the identity whose certificate it was shown. */
+  const madeTo = new Map<ServerHttp2Session, { readonly localIp: string; readonly presented: string }>();
   const limits = createPeerLimits(opts.limits ?? { maxConnectionsPerIdentity: 1024, maxStreamsPerIdentity: 2048 });
   const pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
   // A client that vanished without a FIN would otherwise hold its streams and upstreams forever.
@@ -97,7 +100,39 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
     }
   };
 
-  const serve = (sock: tls.TLSSocket): void => {
+  // A connection is made to one workload of this node, with that workload's certificate.
+  // Once its address is no longer that (the pod went to another node keeping its IP, or a
+  // newer pod of another identity took the IP over), the client's pool would go on sending
+  // it streams: refused one by one (HBONE_NOT_LOCAL), or served to a workload other than
+  // the one the client verified. Why it is stale, or undefined.
+  const stale = (to: { readonly localIp: string; readonly presented: string }): string | undefined => {
+    const w = ctx.store.workloadByIp(to.localIp);
+    if (!w || w.node !== ctx.nodeName) return `${to.localIp} is no longer a workload of node ${ctx.nodeName}`;
+    const id = workloadIdentity(w);
+    return id === to.presented ? undefined : `${to.localIp} is now ${w.namespace}/${w.name}'s (${id}), not ${to.presented}'s`;
+  };
+  // GOAWAY: streams in flight finish; the client's next stream goes on a fresh connection,
+  // to wherever the address is served now and with the certificate of whoever owns it.
+  const goAwayIfStale = (sessions: Iterable<ServerHttp2Session>): void => {
+    const told = new Map<string, number>(); // why -> connections
+    for (const session of sessions) {
+      const to = madeTo.get(session);
+      const why = !to || session.closed ? undefined : stale(to);
+      if (!why) continue;
+      conns.get(session)?.close();
+      told.set(why, (told.get(why) ?? 0) + 1);
+    }
+    for (const [why, n] of told) log.info({ connections: n }, `${why}: GOAWAY to the ${n} HBONE connection(s) made to it; their clients reconnect`);
+  };
+  const unsubscribe = ctx.store.onChange(() => {
+    try {
+      goAwayIfStale([...madeTo.keys()]);
+    } catch (err) {
+      ctx.onFault("inbound stale connections", err);
+    }
+  });
+
+  const serve = (sock: tls.TLSSocket, presented: string): ServerHttp2Session | undefined => {
     const localIp = normalizeIp(sock.localAddress ?? "") ?? "";
     const ip = normalizeIp(sock.remoteAddress ?? "") ?? "?";
     const port = sock.remotePort ?? 0;
@@ -114,7 +149,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
       refused.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
       refused.close();
       sock.setTimeout(1000, () => sock.destroy());
-      return;
+      return undefined;
     }
     // What tls.Server does for its own sockets once secure; without it the HTTP/2
     // session waits forever for a 'secureConnect' that only client sockets emit.
@@ -141,6 +176,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
       lost: () => c.reason,
     };
     conns.set(session, c);
+    madeTo.set(session, { localIp, presented });
     keepalive.watch(session);
     if (!idleTimer) {
       idleTimer = setInterval(sweepIdle, Math.min(1000, idleTimeoutMs));
@@ -148,6 +184,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
     }
     session.once("close", () => {
       conns.delete(session);
+      madeTo.delete(session);
       limits.closeConnection(id);
     });
     session.on("error", (err) => log.debug({ err, peer: addr }, "HBONE session error"));
@@ -167,6 +204,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       });
     });
+    return session;
   };
 
   const unproven = new Unproven();
@@ -179,9 +217,12 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
       // (after GOAWAY Node sends no more PINGs).
       raw.setKeepAlive(true, opts.pingIntervalMs ?? 10_000);
       acceptTls(ctx, raw)
-        .then((sock) => {
+        .then((accepted) => {
           unproven.done(raw);
-          if (sock) serve(sock);
+          if (!accepted) return;
+          const session = serve(accepted.sock, accepted.presented);
+          // The store may have changed during the handshake.
+          if (session) goAwayIfStale([session]);
         })
         .catch((err: unknown) => {
           raw.resetAndDestroy();
@@ -197,6 +238,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
       for (const c of conns.values()) c.close();
     },
     close() {
+      unsubscribe();
       keepalive.close();
       if (idleTimer) clearInterval(idleTimer);
       for (const s of conns.keys()) s.destroy();

@@ -147,6 +147,16 @@ describe("the fake Kubernetes API server", () => {
     expect((await get("/api/v1/pods", "no-policies")).status).toBe(200);
   });
 
+  test("creationTimestamp: set at creation, kept across updates; one a test gives at creation is kept (a pod of a known age)", async () => {
+    api.store.apply("Pod", pod("aged", "age"));
+    const set = (await get("/api/v1/namespaces/age/pods/aged")).body["metadata"] as { creationTimestamp: string };
+    expect(set.creationTimestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    api.store.apply("Pod", { ...pod("aged", "age"), metadata: { name: "aged", namespace: "age", creationTimestamp: "2001-01-01T00:00:00Z" } });
+    expect(((await get("/api/v1/namespaces/age/pods/aged")).body["metadata"] as { creationTimestamp: string }).creationTimestamp).toBe(set.creationTimestamp);
+    api.store.apply("Pod", { ...pod("old", "age"), metadata: { name: "old", namespace: "age", creationTimestamp: "2001-01-01T00:00:00Z" } });
+    expect(((await get("/api/v1/namespaces/age/pods/old")).body["metadata"] as { creationTimestamp: string }).creationTimestamp).toBe("2001-01-01T00:00:00Z");
+  });
+
   test("dropping connections resets open watches", async () => {
     const w = await watch("/api/v1/pods?watch=true");
     await until("the watch open", () => api.watches(), (n) => n > 0);

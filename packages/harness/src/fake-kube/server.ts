@@ -7,7 +7,8 @@
  * events from a resourceVersion, with bookmarks (allowWatchBookmarks) and 410 Gone (an
  * ERROR event) for one compacted away; label and field selectors; bearer tokens (401,
  * 403 naming the verb and resource). For faults: drop every connection, answer slowly,
- * answer 404 for a resource, or answer a request with the test's own reply.
+ * answer 404 for a resource, answer a request with the test's own reply, or corrupt the
+ * open watch streams (a line that is no JSON, or the next event cut short).
  * Not served: writes over HTTP, server-side tables, protobuf.
  */
 import http from "node:http";
@@ -53,6 +54,12 @@ export interface FakeKubeApi {
   override: ((path: string) => { status: number; body: string } | undefined) | undefined;
   /** Reset every open connection, watches included (RST). */
   dropConnections(): void;
+  /**
+   * Corrupt every open watch stream, which stays open: "garbage" writes a line that is no
+   * JSON now (as a proxy in the way might); "truncate-next" writes the next event of each
+   * (not a bookmark) cut short, a line of half its JSON, then goes on with the events after it.
+   */
+  corruptWatches(how?: "garbage" | "truncate-next"): void;
   /** Requests served so far, as "VERB path?query" (most recent last). */
   readonly requests: string[];
   /** Open watch streams right now. */
@@ -70,6 +77,8 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
   const store = new FakeStore();
   const sockets = new Set<net.Socket>();
   const openWatches = new Set<http.ServerResponse>();
+  /** Open watches whose next event is written cut short. */
+  const truncateNext = new Set<http.ServerResponse>();
   const snapshots = new Map<string, Paged>();
   let snapshotId = 0;
   const requests: string[] = [];
@@ -88,6 +97,12 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
         // A TCP socket is reset; a unix one (socketPath) can only be closed.
         if (o.socketPath) s.destroy();
         else s.resetAndDestroy();
+      }
+    },
+    corruptWatches: (how = "garbage") => {
+      for (const res of openWatches) {
+        if (how === "garbage") res.write("<html><body>502 Bad Gateway</body></html>\n");
+        else truncateNext.add(res);
       }
     },
     watches: () => openWatches.size,
@@ -200,7 +215,11 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
     const timeout = Number(url.searchParams.get("timeoutSeconds") ?? "0");
     res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked", "cache-control": "no-cache, private" });
     res.flushHeaders();
-    const send = (type: string, object: unknown): void => void res.write(`${JSON.stringify({ type, object })}\n`);
+    const send = (type: string, object: unknown): void => {
+      const line = JSON.stringify({ type, object });
+      if (type !== "BOOKMARK" && truncateNext.delete(res)) return void res.write(`${line.slice(0, line.length >> 1)}\n`);
+      res.write(`${line}\n`);
+    };
     let backlog: Change[] | undefined;
     if (rvParam === "" || rvParam === "0") {
       for (const obj of store.items(r).filter(select).sort(byKey)) send("ADDED", obj);
@@ -223,6 +242,7 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
     const ending = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
     const done = (): void => {
       openWatches.delete(res);
+      truncateNext.delete(res);
       unsubscribe();
       clearInterval(bookmark);
       clearTimeout(ending);

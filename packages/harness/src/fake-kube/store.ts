@@ -67,7 +67,12 @@ export class FakeStore {
     return this.objects.get(r)!.get(key(r, namespace, name));
   }
 
-  /** Create or replace; the server sets uid (kept across updates), resourceVersion and creationTimestamp. */
+  /**
+   * Create or replace; the server sets uid (kept across updates), resourceVersion and
+   * creationTimestamp (kept across updates). A creationTimestamp given at creation is kept:
+   * the real API server never lets a client set it, but a test needs pods of a known age
+   * (which of two pods with one IP is the newer decides which one owns it).
+   */
   apply(kind: string, obj: Record<string, unknown>): KubeObject {
     const r = this.resource(kind);
     const o = structuredClone(obj) as KubeObject;
@@ -78,7 +83,7 @@ export class FakeStore {
     const k = key(r, meta.namespace, meta.name);
     const prev = this.objects.get(r)!.get(k);
     meta.uid = prev?.metadata.uid ?? randomUUID();
-    meta.creationTimestamp = prev?.metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    meta.creationTimestamp = prev?.metadata.creationTimestamp ?? meta.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, "Z");
     meta.resourceVersion = String(++this.rv);
     o["apiVersion"] = apiVersionOf(r);
     o["kind"] = r.kind;
