@@ -257,13 +257,22 @@ describe("AuthorizationPolicy as ztunnel enforces it", () => {
       problems: [`spec.rules[0].when[0].value is not a field of AuthorizationPolicy; ${DENY_IGNORED}`],
     },
     {
-      name: "unknown fields of the spec and of its selector are ignored; the rules apply as written",
-      spec: { selector: { matchLabels: { app: "echo" }, matchExpressions: [] }, rules: [{ from: [{ source: { namespaces: ["prod"] } }] }], rulez: [{}] },
+      name: "an unknown field of the selector is ignored: the rules apply as written, to more workloads",
+      spec: { selector: { matchLabels: { app: "echo" }, matchExpressions: [] }, rules: [{ from: [{ source: { namespaces: ["prod"] } }] }] },
       decisions: [[{ from: "prod/a" }, true], [{ from: "default/sleep" }, false]],
-      problems: [
-        "spec.rulez is not a field of AuthorizationPolicy; ignored, as Istio's own CRD would drop it",
-        "spec.selector.matchExpressions is not a field of AuthorizationPolicy; ignored: the policy applies to more workloads, not fewer",
-      ],
+      problems: ["spec.selector.matchExpressions is not a field of AuthorizationPolicy; ignored: the policy applies to more workloads, not fewer"],
+    },
+    {
+      name: "a misspelt action (`actoin: DENY`) would make an ALLOW of it: enforced closed",
+      spec: { actoin: "DENY", rules: [{ from: [{ source: { namespaces: ["prod"] } }] }] },
+      decisions: [[{ from: "prod/a" }, false], [{ from: "default/sleep" }, false]],
+      problems: ["spec.actoin is not a field of AuthorizationPolicy, so what the policy means is not known; enforced as an ALLOW that allows nothing until it is fixed"],
+    },
+    {
+      name: "misspelt rules of a DENY (`rulez:`) would deny nothing: enforced closed",
+      spec: { action: "DENY", rulez: [{ from: [{ source: { namespaces: ["prod"] } }] }] },
+      decisions: [[{ from: "prod/a" }, false], [{ from: "default/sleep" }, false]],
+      problems: ["spec.rulez is not a field of AuthorizationPolicy, so what the policy means is not known; enforced as a DENY of everything until it is fixed"],
     },
   ];
   test.each(unknownFields)("unknown fields: $name", ({ spec, decisions, problems }) => {

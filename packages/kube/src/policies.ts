@@ -14,8 +14,10 @@
  *   kind overlay's does, lets `form:` for `from:` through, where Istio's own CRD drops it):
  *   each is reported with its path. A rule of an ALLOW that has one, anywhere in it, is
  *   dropped (more restrictive: a rule `{form: …}` read without it would be `{}`, allow-all);
- *   in a DENY it is taken as a condition that holds (broader: denies more). Unknown fields
- *   of the spec itself are ignored: they are no part of any rule.
+ *   in a DENY it is taken as a condition that holds (broader: denies more). One of the spec
+ *   itself (`actoin:`, `rulez:`) may be the action or the rules misspelt, which would make
+ *   another policy of it: it is enforced closed (ALLOW nothing, DENY everything). One of the
+ *   selector is ignored (the policy applies to more workloads, not fewer).
  */
 import { normalizeIp, parseCidr, type Policy, type PolicyMatch } from "@zt/state";
 import type { AuthorizationPolicy, AuthorizationRule, ClusterNames, TranslationProblem } from "./objects.js";
@@ -85,7 +87,6 @@ export function translatePolicy(ap: AuthorizationPolicy, names: ClusterNames, re
     if (b === undefined) report(`annotation istio.io/dry-run: ${JSON.stringify(dryRunRaw)} is not a boolean; the policy is enforced`);
     dryRun = b ?? false;
   }
-  for (const k of Object.keys(spec)) if (!SPEC.has(k)) report(`spec.${k} ${NOT_A_FIELD}; ignored, as Istio's own CRD would drop it`);
   if (typeof spec.selector === "object" && spec.selector !== null && !Array.isArray(spec.selector)) {
     // Ignoring one widens the selection: an ALLOW then restricts more workloads, a DENY denies on more.
     for (const k of Object.keys(spec.selector)) if (!SELECTOR.has(k)) report(`spec.selector.${k} ${NOT_A_FIELD}; ignored: the policy applies to more workloads, not fewer`);
@@ -94,6 +95,10 @@ export function translatePolicy(ap: AuthorizationPolicy, names: ClusterNames, re
     report("it has targetRef(s): a waypoint enforces it, not ztunnel; skipped");
     return undefined;
   }
+  // A misspelt action or rules (`actoin: DENY`, `rulez:`) would turn the policy into another
+  // one: what it means is not known, so it is enforced closed.
+  const unknown = Object.keys(spec).filter((k) => !SPEC.has(k));
+  if (unknown.length > 0) return failClosed(ap, names, `${unknown.map((k) => `spec.${k}`).join(", ")} ${unknown.length > 1 ? "are not fields" : "is not a field"} of AuthorizationPolicy, so what the policy means is not known`, report);
   const action = spec.action ?? "ALLOW";
   const bad = typeof action === "string" ? malformed(spec) : undefined;
   if (bad && (action === "ALLOW" || action === "DENY")) return failClosed(ap, names, bad, report);
