@@ -157,6 +157,9 @@ export const CATALOG = {
   CAPTURE_COMMAND_FAILED: agent("error"),
   CAPTURE_REMOVE_FAILED: agent("error"),
   HANDOVER_UNAVAILABLE: agent("error"),
+  // Worker threads (ZTUNNEL_WORKER_THREADS): one that could not start, one that died.
+  WORKER_START_FAILED: agent("error"),
+  WORKER_DIED: agent("error"),
   // Kubernetes discovery: why a list or watch of a resource failed.
   KUBE_UNREACHABLE: agent("warn"),
   KUBE_UNAUTHORIZED: agent("error"),

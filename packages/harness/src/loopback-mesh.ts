@@ -13,6 +13,8 @@ export interface LoopbackMeshOptions {
   readonly workloadsFiles?: readonly (string | undefined)[];
   /** Extra environment for every agent (e.g. OUTBOUND_TRAFFIC_POLICY). */
   readonly env?: Record<string, string>;
+  /** Extra environment per node (index = node), over `env`. */
+  readonly envs?: readonly (Record<string, string> | undefined)[];
   /** Built-in CA directory shared by the agents; default: a fresh temp dir (removed on stop). */
   readonly caDir?: string;
   /** "answering": return once each agent answers readiness, ready or not (e.g. before its API server is up). */
@@ -58,7 +60,7 @@ export async function startLoopbackMesh(o: LoopbackMeshOptions): Promise<Loopbac
   try {
     for (const [i, node] of o.nodes.entries()) {
       const file = o.workloadsFiles?.[i] ?? o.workloadsFile;
-      const env = { ...loopbackEnv(host(i), caDir), ...(file ? { LOCAL_XDS_PATH: file } : {}), ...o.env };
+      const env = { ...loopbackEnv(host(i), caDir), ...(file ? { LOCAL_XDS_PATH: file } : {}), ...o.env, ...o.envs?.[i] };
       agents.push(await startAgentProcess(node, env, o.waitFor ? { waitFor: o.waitFor } : {}));
     }
   } catch (err) {

@@ -10,7 +10,7 @@ export {
   type CertManager,
   type CertManagerOptions,
 } from "./cert-manager.js";
-export type { CertDump, CertDumpEntry, WorkloadCertificate } from "./workload-cert.js";
+export { toWorkloadCertificate, type CertDump, type CertDumpEntry, type WorkloadCertificate } from "./workload-cert.js";
 export {
   HBONE_ALPN,
   checkClientIdentity,

@@ -25,41 +25,57 @@ export interface FdBudget {
   stats(): { inUse: number; capacity: number; listeners: Record<DataListener, number> };
 }
 
+const LISTENERS: readonly DataListener[] = ["outbound", "socks5", "hbone", "plaintext"];
+
+/** Int32 slots of the counters: the data path's total, then one per listener. */
+export const FD_BUDGET_SLOTS = 1 + LISTENERS.length;
+
 /**
  * Descriptor accounting for the data path, so that a flood of one kind cannot take the
  * descriptors everything else needs: each listener may hold its share, the data path as a
  * whole at most `capacity`, and what the process limit leaves beyond it stays in reserve
  * for the control ports, certificates, files and logs. Counting is two integer updates
  * per socket (at open and at 'close'); nothing is read from the system per connection.
+ * The counters may live in shared memory (`counters`, FD_BUDGET_SLOTS Int32 slots): the
+ * workers of one process then share one budget, as they share one descriptor limit.
  */
-export function createFdBudget(o: FdBudgetOptions): FdBudget {
-  let inUse = 0;
-  const counts: Record<DataListener, number> = { outbound: 0, socks5: 0, hbone: 0, plaintext: 0 };
+export function createFdBudget(o: FdBudgetOptions, counters: Int32Array = new Int32Array(FD_BUDGET_SLOTS)): FdBudget {
   const caps = Object.fromEntries(Object.entries(o.listenerShare).map(([k, share]) => [k, Math.max(1, Math.floor(o.capacity * share))])) as Record<DataListener, number>;
-  const onClose = (): void => {
-    inUse--;
-  };
+  const slot = (l: DataListener): number => 1 + LISTENERS.indexOf(l);
+  const onClose = (): void => void Atomics.sub(counters, 0, 1);
   return {
     admit(listener, socket, evicted = false) {
-      if (!evicted && (inUse >= o.capacity || counts[listener] >= caps[listener])) return false;
-      inUse++;
-      counts[listener]++;
+      const i = slot(listener);
+      // Taken first, then checked: two workers admitting at once cannot both pass the cap.
+      const total = Atomics.add(counters, 0, 1);
+      const mine = Atomics.add(counters, i, 1);
+      if (!evicted && (total >= o.capacity || mine >= caps[listener])) {
+        Atomics.sub(counters, 0, 1);
+        Atomics.sub(counters, i, 1);
+        return false;
+      }
       socket.once("close", () => {
-        inUse--;
-        counts[listener]--;
+        Atomics.sub(counters, 0, 1);
+        Atomics.sub(counters, i, 1);
       });
       return true;
     },
     claim() {
-      if (inUse >= o.capacity) return false;
-      inUse++;
+      if (Atomics.add(counters, 0, 1) >= o.capacity) {
+        Atomics.sub(counters, 0, 1);
+        return false;
+      }
       return true;
     },
     held(socket) {
       socket.once("close", onClose);
     },
     giveBack: onClose,
-    stats: () => ({ inUse, capacity: o.capacity, listeners: { ...counts } }),
+    stats: () => ({
+      inUse: Atomics.load(counters, 0),
+      capacity: o.capacity,
+      listeners: Object.fromEntries(LISTENERS.map((l) => [l, Atomics.load(counters, slot(l))])) as Record<DataListener, number>,
+    }),
   };
 }
 

@@ -17,6 +17,8 @@ export interface InboundOptions {
   readonly pingIntervalMs?: number;
   readonly pingTimeoutMs?: number;
   readonly limits?: PeerLimitsOptions;
+  /** SHARED_PEER_SLOTS Int32 slots of shared memory: the per-identity caps hold across the process's workers. */
+  readonly sharedPeerCounts?: Int32Array;
   /** Close (GOAWAY) a connection that has had no stream for this long; default 10 minutes. */
   readonly idleTimeoutMs?: number;
 }
@@ -51,7 +53,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
   const conns = new Map<ServerHttp2Session, HboneConnection>();
   /** The local address each connection arrived on, and the identity whose certificate it was shown. */
   const madeTo = new Map<ServerHttp2Session, { readonly localIp: string; readonly presented: string }>();
-  const limits = createPeerLimits(opts.limits ?? { maxConnectionsPerIdentity: 1024, maxStreamsPerIdentity: 2048 });
+  const limits = createPeerLimits(opts.limits ?? { maxConnectionsPerIdentity: 1024, maxStreamsPerIdentity: 2048 }, opts.sharedPeerCounts);
   const pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
   // A client that vanished without a FIN would otherwise hold its streams and upstreams forever.
   const keepalive = createKeepalive({

@@ -26,13 +26,56 @@ export interface PeerLimits {
   readonly options: PeerLimitsOptions;
 }
 
+/** Int32 slots of a shared table of per-identity counts (SHARED_PEER_ENTRIES identities). */
+export const SHARED_PEER_ENTRIES = 8192;
+export const SHARED_PEER_SLOTS = SHARED_PEER_ENTRIES * 3;
+const MAX_PROBES = 64;
+
+/**
+ * The counts that decide the caps, shared by the data-path workers of one process (one
+ * table in shared memory: [hash, connections, streams] per identity, by open addressing;
+ * an entry, once taken by an identity's hash, stays its). Two identities whose hashes
+ * collide share their caps: the error is towards refusing. An identity that finds no entry
+ * (the table full around its hash) is capped by this worker's own counts.
+ */
+class SharedCounts {
+  constructor(private readonly t: Int32Array) {}
+  entry(id: string): number | undefined {
+    const h = fnv1a(id) | 1;
+    const n = this.t.length / 3;
+    for (let p = 0, i = (h >>> 0) % n; p < MAX_PROBES; p++, i = (i + 1) % n) {
+      const at = Atomics.load(this.t, i * 3);
+      if (at === h) return i;
+      if (at === 0 && (Atomics.compareExchange(this.t, i * 3, 0, h) === 0 || Atomics.load(this.t, i * 3) === h)) return i;
+    }
+    return undefined;
+  }
+  /** Takes one of field (1 connections, 2 streams) under `max`; false at the cap. */
+  take(i: number, field: 1 | 2, max: number): boolean {
+    if (Atomics.add(this.t, i * 3 + field, 1) < max) return true;
+    Atomics.sub(this.t, i * 3 + field, 1);
+    return false;
+  }
+  give(i: number, field: 1 | 2): void {
+    Atomics.sub(this.t, i * 3 + field, 1);
+  }
+}
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h;
+}
+
 /**
  * One identity (one compromised workload, one misbehaving node) cannot hold more than its
  * share of the node: at most `maxConnectionsPerIdentity` HBONE connections and
  * `maxStreamsPerIdentity` open streams (each stream is an upstream socket, with its
- * descriptor and kernel buffers).
+ * descriptor and kernel buffers). With `shared` (SHARED_PEER_SLOTS Int32 slots of shared
+ * memory) the caps hold across every worker of the process; `usage()` is this one's.
  */
-export function createPeerLimits(options: PeerLimitsOptions): PeerLimits {
+export function createPeerLimits(options: PeerLimitsOptions, shared?: Int32Array): PeerLimits {
+  const table = shared ? new SharedCounts(shared) : undefined;
   const peers = new Map<string, PeerUsage>();
   const get = (id: string): PeerUsage => {
     let u = peers.get(id);
@@ -47,23 +90,37 @@ export function createPeerLimits(options: PeerLimitsOptions): PeerLimits {
     options,
     openConnection(id) {
       const u = get(id);
-      if (u.connections >= options.maxConnectionsPerIdentity) return false;
+      const i = table?.entry(id);
+      if (i !== undefined) {
+        if (!table!.take(i, 1, options.maxConnectionsPerIdentity)) return false;
+      } else if (u.connections >= options.maxConnectionsPerIdentity) return false;
       u.connections++;
       return true;
     },
     closeConnection(id) {
       const u = get(id);
+      if (u.connections > 0) {
+        const i = table?.entry(id);
+        if (i !== undefined) table!.give(i, 1);
+      }
       u.connections = Math.max(0, u.connections - 1);
       forget(id, u);
     },
     openStream(id) {
       const u = get(id);
-      if (u.streams >= options.maxStreamsPerIdentity) return false;
+      const i = table?.entry(id);
+      if (i !== undefined) {
+        if (!table!.take(i, 2, options.maxStreamsPerIdentity)) return false;
+      } else if (u.streams >= options.maxStreamsPerIdentity) return false;
       u.streams++;
       return true;
     },
     closeStream(id) {
       const u = get(id);
+      if (u.streams > 0) {
+        const i = table?.entry(id);
+        if (i !== undefined) table!.give(i, 2);
+      }
       u.streams = Math.max(0, u.streams - 1);
       forget(id, u);
     },

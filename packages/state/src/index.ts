@@ -15,7 +15,7 @@ export {
   type LocalConfigWatcher,
   type LocalConfigWatchOptions,
 } from "./local-file-source.js";
-export { createMeshStore, EMPTY_SNAPSHOT, type MeshChangeListener, type MeshStore } from "./store.js";
+export { createMeshStore, EMPTY_SNAPSHOT, type MeshChange, type MeshChangeListener, type MeshStore } from "./store.js";
 export { pickEndpoint, targetPort } from "./resolve.js";
 export {
   authorize,

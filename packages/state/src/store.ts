@@ -8,7 +8,10 @@
 import { normalizeIp } from "./ip.js";
 import { type MeshDelta, type MeshSnapshot, type Policy, type Service, serviceKey, type Workload } from "./types.js";
 
-export type MeshChangeListener = (snapshot: MeshSnapshot, version: number) => void;
+/** What a change was: a whole new snapshot, or a delta applied. */
+export type MeshChange = { readonly kind: "replace"; readonly snapshot: MeshSnapshot } | { readonly kind: "apply"; readonly delta: MeshDelta };
+
+export type MeshChangeListener = (snapshot: MeshSnapshot, version: number, change: MeshChange) => void;
 
 export interface MeshStore {
   /** 0 for an empty store created without a snapshot, 1 with one; +1 on every replace or apply. */
@@ -183,12 +186,12 @@ export function createMeshStore(initial?: MeshSnapshot): MeshStore {
 
   const snapshot = (): MeshSnapshot => (current ??= Object.freeze({ workloads: [...ix.workloads.values()], services: [...ix.services.values()], policies: ix.policies }));
 
-  function changed(): void {
+  function changed(change: MeshChange): void {
     version++;
     const errors: unknown[] = [];
     for (const l of [...listeners]) {
       try {
-        l(snapshot(), version);
+        l(snapshot(), version, change);
       } catch (e) {
         errors.push(e);
       }
@@ -206,7 +209,7 @@ export function createMeshStore(initial?: MeshSnapshot): MeshStore {
     replace(s: MeshSnapshot): void {
       ix = indexesOf(s);
       current = s;
-      changed();
+      changed({ kind: "replace", snapshot: s });
     },
     apply(d: MeshDelta): void {
       // Removals first: a delta may move an IP (or a VIP) from what it removes to what it adds.
@@ -218,10 +221,10 @@ export function createMeshStore(initial?: MeshSnapshot): MeshStore {
       for (const s of d.services ?? []) ix.putService(s);
       if (d.policies) ix.setPolicies(d.policies);
       current = undefined;
-      changed();
+      changed({ kind: "apply", delta: d });
     },
     onChange(listener: MeshChangeListener): () => void {
-      const wrapped: MeshChangeListener = (s, v) => listener(s, v);
+      const wrapped: MeshChangeListener = (s, v, c) => listener(s, v, c);
       listeners.add(wrapped);
       return () => {
         listeners.delete(wrapped);

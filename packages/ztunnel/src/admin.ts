@@ -10,7 +10,7 @@ import { LOG_LEVELS, operatorLevel, parseLogLevel, pinoLevel } from "./logging.j
 
 export interface AdminDeps {
   /** The `/config_dump` document (serialized as pretty JSON). */
-  readonly configDump: () => unknown;
+  readonly configDump: () => unknown | Promise<unknown>;
   readonly logger: Logger;
   /** Receives a pino level name ("trace" … "error", or "silent" for off). */
   setLogLevel(level: string): void;
@@ -19,7 +19,7 @@ export interface AdminDeps {
   /** Called once the `/quitquitquit` answer has been sent. */
   shutdown(): void;
   /** Shown on `/` as a key/value table (e.g. node, version, counts). */
-  readonly summary: () => unknown;
+  readonly summary: () => unknown | Promise<unknown>;
   /** Which Host and Origin are this admin's own (see admin-origin.ts). */
   readonly origin: AdminOriginPolicy;
 }
@@ -52,7 +52,7 @@ export function createAdminServer(deps: AdminDeps): http.Server {
     try {
       switch (url.pathname) {
         case "/config_dump":
-          if (only("GET")) send(200, `${JSON.stringify(deps.configDump(), null, 2)}\n`, "application/json");
+          if (only("GET")) later(deps.configDump, (dump) => send(200, `${JSON.stringify(dump, null, 2)}\n`, "application/json"));
           return;
         case "/logging":
           return logging(method, url.searchParams.get("level"));
@@ -62,7 +62,7 @@ export function createAdminServer(deps: AdminDeps): http.Server {
           res.once("finish", () => deps.shutdown());
           return send(200, "OK\n");
         case "/":
-          if (only("GET")) send(200, homePage(deps.summary()), "text/html; charset=utf-8");
+          if (only("GET")) later(deps.summary, (summary) => send(200, homePage(summary), "text/html; charset=utf-8"));
           return;
         default:
           return send(404, `not found: ${url.pathname}; see / for the admin pages\n`);
@@ -71,6 +71,16 @@ export function createAdminServer(deps: AdminDeps): http.Server {
       log.error({ err, path: url.pathname }, "admin request failed");
       if (!res.headersSent) send(500, `internal error: ${err instanceof Error ? err.message : String(err)}\n`);
       else res.destroy();
+    }
+
+    /** A page whose content is gathered (from the workers) before it is sent. */
+    function later(get: () => unknown, then: (v: unknown) => void): void {
+      Promise.resolve()
+        .then(get)
+        .then(then, (err: unknown) => {
+          log.error({ err, path: url.pathname }, "admin request failed");
+          if (!res.headersSent) send(500, `internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+        });
     }
 
     function logging(m: string, raw: string | null): void {

@@ -1,21 +1,23 @@
 import { rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { AggregatorRegistry, collectDefaultMetrics, Registry } from "prom-client";
 import { createCertManager, loadOrCreateCa, type CertManager } from "@zt/identity";
-import { createHbonePool, createReceiveBudget, type ProxyContext } from "@zt/proxy";
+import { FD_BUDGET_SLOTS } from "@zt/proxy";
 import { workloadIdentity, type MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 import { describeConfig } from "./config.js";
 import { createConfigDump } from "./config-dump.js";
-import { startListeners, type Listeners } from "./listeners.js";
+import { listen } from "./listen.js";
+import { startControlListeners } from "./listeners.js";
 import { createLocalAddresses } from "./local-addresses.js";
-import { setLingerReset, sockopt } from "@zt/sockopt";
+import { sockopt } from "@zt/sockopt";
 import { createFaults } from "./faults.js";
 import { createMemoryReducer } from "./memory-reducer.js";
 import { planFds } from "./fd-limit.js";
 import { createRedirect, type Redirect } from "./redirect.js";
-import { createTelemetry } from "./telemetry.js";
+import { startWorkers, type Workers } from "./workers/workers.js";
 import { openKubeSource } from "./kube-source.js";
 import { openWorkloadSource } from "./workload-source.js";
 
@@ -28,8 +30,6 @@ export interface Agent {
   readonly config: Config;
   readonly store: MeshStore;
   readonly certs: CertManager;
-  readonly ctx: ProxyContext;
-  readonly listeners: Listeners;
   readonly registry: Registry;
   /** Bound addresses by listener name (useful when ports were 0). */
   addresses(): Record<string, string[]>;
@@ -38,8 +38,15 @@ export interface Agent {
   readonly closed: Promise<void>;
 }
 
-/** Start one agent: state, certificates, listeners, admin. Rejects with a named error on bad input. */
-export async function startAgent(config: Config, logger: Logger): Promise<Agent> {
+/** Readiness turns 503 when the data path holds this share of its descriptors. */
+const FD_PRESSURE = 0.9;
+
+/**
+ * Start one agent. This (main) thread holds discovery, certificates, the node rules and the
+ * control ports; ZTUNNEL_WORKER_THREADS workers carry the traffic. Rejects with a named
+ * error on bad input.
+ */
+export async function startAgent(config: Config, logger: Logger, env: Record<string, string | undefined> = process.env): Promise<Agent> {
   logger.info({ config: describeConfig(config) }, "starting ztunnel");
   // One left by a crashed predecessor of this container (its /tmp survives a restart) would pass the startup probe now.
   if (config.startedFile) rmSync(config.startedFile, { force: true });
@@ -52,9 +59,15 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   const store = source.store;
   const faults = createFaults(logger, registry);
   const localAddresses = createLocalAddresses(faults.report);
+  // Several workers bind each listener beside each other: SO_REUSEPORT, which needs the addon.
+  let workerCount = config.workerThreads;
+  if (workerCount > 1 && !sockopt.available) {
+    logger.warn({ workers: workerCount }, `ZTUNNEL_WORKER_THREADS=${workerCount} needs SO_REUSEPORT from the socket-option addon, and ${sockopt.reason}: running 1 worker`);
+    workerCount = 1;
+  }
   let redirect: Redirect;
   try {
-    redirect = createRedirect(config, store, localAddresses.has, logger);
+    redirect = createRedirect(config, store, localAddresses.has, logger, workerCount > 1);
     // Early, so that the node's running agent hands over its control ports before we bind ours.
     await redirect.announce();
   } catch (err) {
@@ -64,12 +77,15 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   }
 
   const ca = await loadOrCreateCa({ dir: config.caCertsDir, trustDomain: config.trustDomain });
+  let workers: Workers | undefined;
   const certs = createCertManager({
     source: ca,
     ttlMs: config.secretTtlMs,
     onEvent: (e) => {
       if (e.type === "failed") logger.error({ identity: e.identity, err: e.error }, "certificate issuance failed; retrying");
       else logger.info({ identity: e.identity }, `certificate ${e.type}`);
+      const c = e.type === "failed" ? undefined : certs.get(e.identity);
+      if (c) workers?.certChanged(c);
     },
   });
   const wantCerts = (): void => {
@@ -80,105 +96,99 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   wantCerts();
   store.onChange(wantCerts);
 
-  const observer = createTelemetry({ registry, logger });
-  const fdPlan = planFds();
-  logger.info({ openFilesLimit: fdPlan.limit ?? "unknown", dataPathDescriptors: fdPlan.budget.stats().capacity, reserve: fdPlan.reserve }, "descriptor budget");
-  const receiveBudget = createReceiveBudget({ streamWindow: config.http2StreamWindowSize, sessionBytes: config.http2ConnectionWindowSize, totalBytes: config.hboneBufferBudget });
-  const pool = createHbonePool({
-    receiveBudget,
-    fds: fdPlan.budget,
-    certs,
-    logger,
-    maxStreamsPerConnection: config.poolMaxStreamsPerConnection,
-    idleTimeoutMs: config.poolUnusedReleaseTimeoutMs,
-    streamWindowSize: config.http2StreamWindowSize,
-    connectionWindowSize: config.http2ConnectionWindowSize,
-    pingIntervalMs: config.hboneKeepaliveIntervalMs,
-    pingTimeoutMs: config.hboneKeepaliveTimeoutMs,
-    dialer: redirect.dialer,
-    onFault: faults.report,
-  });
-  const ctx: ProxyContext = {
-    nodeName: config.nodeName,
-    trustDomain: config.trustDomain,
-    outboundPolicy: config.outboundTrafficPolicy,
-    hbonePort: 15008,
-    ownPorts: ownPorts(config),
-    isLocalAddress: localAddresses.has,
-    store,
-    certs,
-    pool,
-    observer,
-    logger,
-    streamWindowSize: config.http2StreamWindowSize,
-    connectionWindowSize: config.http2ConnectionWindowSize,
-    connectTimeoutMs: 10_000,
-    dialer: redirect.upstreamDialer,
-    live: new Set(),
-    receiveBudget,
-    fds: fdPlan.budget,
-    onFault: faults.report,
-    ...(sockopt.available ? { lingerReset: setLingerReset } : {}),
-  };
+  const fdCounters = new SharedArrayBuffer(FD_BUDGET_SLOTS * 4);
+  const fdPlan = planFds(undefined, new Int32Array(fdCounters));
+  logger.info({ openFilesLimit: fdPlan.limit ?? "unknown", dataPathDescriptors: fdPlan.budget.stats().capacity, reserve: fdPlan.reserve, workers: workerCount }, "descriptor budget");
+  if (workerCount > 1 && config.redirectMode === "none") await guardExclusive(config);
+  try {
+    workers = await startWorkers({
+      count: workerCount,
+      env,
+      store,
+      certs,
+      logger,
+      registry,
+      receiveBytes: config.hboneBufferBudget,
+      shared: workerCount > 1,
+      fdCounters,
+      logLevel: () => logger.level,
+    });
+  } catch (err) {
+    certs.close();
+    localAddresses.close();
+    source.close();
+    await redirect.stop();
+    throw err;
+  }
+  const running = workers;
 
-  const memoryReducer = createMemoryReducer(() => ctx.live.size);
+  const memoryReducer = createMemoryReducer(() => running.live());
+  let draining = false;
   let shuttingDown: Promise<void> | undefined;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
-  const dataPath = (): unknown => ({
-    descriptors: { ...ctx.fds.stats(), limit: fdPlan.limit ?? null, reserve: fdPlan.reserve },
-    hbone: { ...ctx.receiveBudget.stats(), pool: pool.stats(), inbound: listeners.inbound.stats() },
-    peers: Object.fromEntries(listeners.inbound.limits.usage()),
-  });
+  const dataPath = async (): Promise<unknown> => {
+    const each = await running.stats();
+    return {
+      descriptors: { ...fdPlan.budget.stats(), limit: fdPlan.limit ?? null, reserve: fdPlan.reserve },
+      hbone: { ...sum(each.map((e) => e.receiveBudget)), pool: sum(each.map((e) => e.pool)), inbound: sum(each.map((e) => e.inbound)) },
+      peers: Object.assign({}, ...each.map((e) => e.peers)),
+      workers: each.map((e, i) => ({ worker: i, live: e.live, open: e.open, pool: e.pool, inbound: e.inbound })),
+    };
+  };
   const configDump = createConfigDump({ config, store, certs, version: VERSION, capture: redirect.dump, source, dataPath });
-  const listeners = await startListeners({
+  const pending = async (): Promise<string[]> => {
+    const p = certs.pending().map((id) => `certificate ${id}`);
+    p.push(...(await running.pending()));
+    p.push(...redirect.pending());
+    p.push(...(source.pending?.() ?? []));
+    if (draining) p.push("draining");
+    const fds = fdPlan.budget.stats();
+    if (fds.inUse >= fds.capacity * FD_PRESSURE) p.push(`descriptor pressure: the data path holds ${fds.inUse} of the ${fds.capacity} descriptors it may use; new connections are being refused`);
+    return p;
+  };
+  const metrics = async (): Promise<string> => AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...(await running.metrics())]).metrics();
+  const control = await startControlListeners({
     config,
-    ctx,
     logger,
     registry,
+    pending,
+    metrics,
     configDump,
-    redirect,
+    summary: async () => {
+      const each = await running.stats();
+      return { node: config.nodeName, workloads: store.counts().workloads, workers: each.length, live: running.live(), pool: sum(each.map((e) => e.pool)) };
+    },
+    setLogLevel: (level) => {
+      logger.level = level;
+      running.setLogLevel(level);
+    },
+    isLocalAddress: localAddresses.has,
     shutdown: () => void agent.shutdown("admin /quitquitquit"),
-    ...(source.pending ? { discoveryPending: () => source.pending!() } : {}),
   });
-  redirect.attachControl({ release: () => listeners.closeAdmin(), retake: () => listeners.retakeAdmin() });
+  redirect.attachControl({ release: () => control.closeAdmin(), retake: () => control.retakeAdmin() });
 
   const agent: Agent = {
     config,
     store,
     certs,
-    ctx,
-    listeners,
     registry,
     closed,
-    addresses: () => listeners.addresses(),
+    addresses: () => ({ ...running.addresses(), ...control.addresses() }),
     shutdown(reason) {
       shuttingDown ??= (async () => {
-        logger.info({ reason, drainTimeoutMs: config.drainTimeoutMs, live: ctx.live.size }, "draining");
+        logger.info({ reason, drainTimeoutMs: config.drainTimeoutMs, live: running.live() }, "draining");
         if (config.startedFile) rmSync(config.startedFile, { force: true });
-        listeners.markDraining();
+        draining = true;
         redirect.markDraining();
-        await listeners.stopAccepting();
-        listeners.inbound.drain();
-        pool.drain();
-        await waitForDrain(() => ctx.live.size + listeners.openConnections(), config.drainTimeoutMs);
-        const open = listeners.openConnections();
-        if (ctx.live.size > 0 || open > 0) logger.warn({ live: ctx.live.size, open }, "drain window over; closing the remaining connections");
-        for (const c of [...ctx.live]) c.destroy();
-        // Each reset becomes an RST_STREAM on its HBONE session: let those reach the peers
-        // before the sessions go, or a peer would see a bare FIN and keep its side open.
-        await waitForDrain(() => ctx.live.size, 1000);
-        await new Promise((r) => setImmediate(r));
-        listeners.inbound.close();
-        pool.close();
-        receiveBudget.close();
+        await running.drain(config.drainTimeoutMs);
         memoryReducer.close();
         source.close();
         certs.close();
         localAddresses.close();
         await redirect.stop();
         faults.uninstall();
-        await listeners.closeAdmin();
+        await control.closeAdmin();
         logger.info("ztunnel stopped");
         resolveClosed();
       })();
@@ -187,9 +197,36 @@ export async function startAgent(config: Config, logger: Logger): Promise<Agent>
   };
   faults.install();
   await redirect.start();
-  logger.info({ addresses: listeners.addresses() }, "ztunnel ready to accept");
+  logger.info({ addresses: agent.addresses() }, "ztunnel ready to accept");
   if (config.startedFile) writeStartedFile(config.startedFile, logger);
   return agent;
+}
+
+/** Numeric fields added up across workers (what each holds, in all). */
+function sum(xs: readonly unknown[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const x of xs) for (const [k, v] of Object.entries((x ?? {}) as Record<string, unknown>)) if (typeof v === "number") out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+/**
+ * Without capture a second agent on the same addresses must fail (EADDRINUSE), as it does
+ * with one worker; SO_REUSEPORT listeners would share them silently. So each address is
+ * first bound exclusively, once, and let go before the workers bind it together.
+ */
+async function guardExclusive(config: Config): Promise<void> {
+  const addrs: [{ ip: string; port: number }, string][] = [
+    [config.outboundAddr, "OUTBOUND_ADDR"],
+    [config.inboundPlaintextAddr, "INBOUND_PLAINTEXT_ADDR"],
+    [config.socks5Addr, "SOCKS5_ADDR"],
+  ];
+  if (config.inboundAddr.kind === "addr") addrs.push([config.inboundAddr, "INBOUND_ADDR"]);
+  for (const [addr, env] of addrs) {
+    if (addr.port === 0) continue;
+    const probe = net.createServer();
+    await listen(probe, addr, { env });
+    await new Promise<void>((r) => probe.close(() => r()));
+  }
 }
 
 /** The started marker (STARTED_FILE). Failing to write it is logged: the startup probe then keeps the pod unready. */
@@ -198,18 +235,6 @@ function writeStartedFile(file: string, logger: Logger): void {
     writeFileSync(file, `${process.pid}\n`);
   } catch (err) {
     logger.error({ err, file }, `cannot write STARTED_FILE ${file}: ${(err as Error).message}`);
-  }
-}
-
-function ownPorts(c: Config): Set<number> {
-  const ports = [c.adminAddr.port, c.statsAddr.port, c.readinessAddr.port, c.outboundAddr.port, c.inboundPlaintextAddr.port, c.socks5Addr.port, c.inboundAddr.port, 15008];
-  return new Set(ports.filter((p) => p > 0));
-}
-
-async function waitForDrain(busy: () => number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (busy() > 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

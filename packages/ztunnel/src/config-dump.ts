@@ -13,12 +13,14 @@ export interface ConfigDumpDeps {
   /** The workload file: reload status, and warnings about it. */
   readonly source?: Pick<WorkloadSource, "dump" | "warnings">;
   /** What the data path holds: descriptors, unconsumed HBONE bytes, per peer identity. */
-  readonly dataPath?: () => unknown;
+  readonly dataPath?: () => Promise<unknown>;
 }
 
 /** `/config_dump`: the mesh state as this agent sees it, in the contract's shape (§8). */
-export function createConfigDump(d: ConfigDumpDeps): () => unknown {
-  return () => {
+export function createConfigDump(d: ConfigDumpDeps): () => Promise<unknown> {
+  return async () => {
+    // Asked first: what the workers hold arrives after a round trip, the rest is read at once after it.
+    const dataPath = (await d.dataPath?.()) ?? null;
     const s = d.store.snapshot();
     return {
       warnings: d.source?.warnings() ?? [],
@@ -29,7 +31,7 @@ export function createConfigDump(d: ConfigDumpDeps): () => unknown {
       config: describeConfig(d.config),
       capture: d.capture?.() ?? { mode: d.config.redirectMode },
       source: d.source?.dump() ?? null,
-      dataPath: d.dataPath?.() ?? null,
+      dataPath,
       version: { agent: d.version, stateVersion: d.store.version, node: process.version },
     };
   };

@@ -60,6 +60,8 @@ export interface Config {
   readonly hboneBufferBudget: number;
   readonly hboneMaxConnectionsPerIdentity: number;
   readonly hboneMaxStreamsPerIdentity: number;
+  /** Data-path worker threads, each with its own listeners and pool (Istio's name; default 2, as in Istio). */
+  readonly workerThreads: number;
   readonly secretTtlMs: number;
   /** Absolute path of the built-in CA's Istio-style `cacerts` directory. */
   readonly caCertsDir: string;
@@ -138,6 +140,7 @@ const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
   hboneBufferBudget: int("HBONE_BUFFER_BUDGET", 256 * MiB, MiB, 2 ** 40),
   hboneMaxConnectionsPerIdentity: int("HBONE_MAX_CONNECTIONS_PER_IDENTITY", 1024, 1, 1_000_000),
   hboneMaxStreamsPerIdentity: int("HBONE_MAX_STREAMS_PER_IDENTITY", 2048, 1, 1_000_000),
+  workerThreads: int("ZTUNNEL_WORKER_THREADS", 2, 1, 64),
   secretTtlMs: duration("SECRET_TTL", "24h", 10_000),
   caCertsDir: text("CA_CERTS_DIR", () => "./.ztunnel/cacerts"),
   redirectMode: oneOf("REDIRECT_MODE", ["none", "tproxy"], "none"),
@@ -257,6 +260,7 @@ export function describeConfig(c: Config): Record<string, string | number | null
     hboneBufferBudget: c.hboneBufferBudget,
     hboneMaxConnectionsPerIdentity: c.hboneMaxConnectionsPerIdentity,
     hboneMaxStreamsPerIdentity: c.hboneMaxStreamsPerIdentity,
+    workerThreads: c.workerThreads,
     secretTtlMs: c.secretTtlMs,
     caCertsDir: c.caCertsDir,
     redirectMode: c.redirectMode,

@@ -21,12 +21,13 @@ const UNKNOWN_LIMIT = 1024;
  * kind (plaintext clients on 15006, handshakes on 15008) can take what the others need —
  * and the data path as a whole at most the limit minus the reserve.
  */
-export function planFds(limitsText: string | undefined = readLimits()): FdPlan {
+export function planFds(limitsText: string | undefined = readLimits(), counters?: Int32Array): FdPlan {
   const m = limitsText ? /^Max open files\s+(\d+|unlimited)\s+/m.exec(limitsText) : null;
   const limit = m ? (m[1] === "unlimited" ? Number.MAX_SAFE_INTEGER : Number(m[1])) : undefined;
   const l = limit ?? UNKNOWN_LIMIT;
   const reserve = Math.min(Math.max(MIN_RESERVE, Math.floor(l / 10)), Math.floor(l / 2));
-  const budget = createFdBudget({ capacity: l - reserve, listenerShare: { outbound: 0.5, socks5: 0.25, hbone: 0.25, plaintext: 0.25 } });
+  // The counters may be shared memory: every worker of the process counts against one limit.
+  const budget = createFdBudget({ capacity: l - reserve, listenerShare: { outbound: 0.5, socks5: 0.25, hbone: 0.25, plaintext: 0.25 } }, counters);
   return { limit, reserve, budget };
 }
 

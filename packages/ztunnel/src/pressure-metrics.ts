@@ -8,6 +8,8 @@ export function registerPressureMetrics(registry: Registry, ctx: ProxyContext, i
     help: "Descriptors the data path holds (in_use) and may hold (capacity: the open-files limit minus the reserve)",
     labelNames: ["state"],
     registers: [registry],
+    // The workers share one budget: each reports all of it.
+    aggregator: "first",
     collect() {
       const s = ctx.fds.stats();
       this.set({ state: "in_use" }, s.inUse);

@@ -4,7 +4,7 @@ import { CONTROL_SERVER_OPTIONS } from "./control-limits.js";
 
 export interface ReadinessDeps {
   /** What the agent still waits for (e.g. "certificate spiffe://…"); empty when ready. */
-  readonly pending: () => string[];
+  readonly pending: () => string[] | Promise<string[]>;
 }
 
 /** 200 "ready" when nothing is pending, else 503 listing what is, one per line. */
@@ -17,13 +17,11 @@ export function createReadinessServer(deps: ReadinessDeps): http.Server {
     };
     if (path !== "/healthz/ready") return send(404, "not found; readiness is at /healthz/ready\n");
     if (req.method !== "GET" && req.method !== "HEAD") return send(405, "use GET\n", { allow: "GET, HEAD" });
-    let pending: string[];
-    try {
-      pending = deps.pending();
-    } catch (err) {
-      return send(503, `readiness check failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    }
-    if (pending.length === 0) return send(200, "ready\n");
-    send(503, `${pending.join("\n")}\n`);
+    Promise.resolve()
+      .then(() => deps.pending())
+      .then(
+        (pending) => (pending.length === 0 ? send(200, "ready\n") : send(503, `${pending.join("\n")}\n`)),
+        (err: unknown) => send(503, `readiness check failed: ${err instanceof Error ? err.message : String(err)}\n`),
+      );
   });
 }

@@ -1,15 +1,12 @@
 import type net from "node:net";
 import type { Logger } from "pino";
 import { defaultCaptureParams, installCapture, type Capture, type CaptureParams } from "@zt/capture";
-import { plainDialer, type Dialer } from "@zt/proxy";
-import { connectTcp, sockopt } from "@zt/sockopt";
+import { sockopt } from "@zt/sockopt";
 import { ZtError } from "@zt/errors";
 import type { MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 import { startHandover, type ControlPorts, type Handover } from "./handover.js";
-import type { ListenOpts } from "./listen.js";
-
-export type DataPathListener = "inbound" | "outbound" | "inbound_plaintext" | "socks5";
+import { dataPathSockets, type DataPathSockets } from "./sockets.js";
 
 /**
  * REDIRECT_MODE: how connections reach the agent and how it dials out. `none`: explicit
@@ -18,12 +15,10 @@ export type DataPathListener = "inbound" | "outbound" | "inbound_plaintext" | "s
  * only when none runs), upstream sockets marked and speaking from the client's address.
  */
 export interface Redirect {
-  /** Opens HBONE connections to other nodes' agents (kernel buffers autotuned). */
-  readonly dialer: Dialer;
-  /** Opens connections to destinations (pods, passthrough): fixed, small kernel buffers when the addon is there. */
-  readonly upstreamDialer: Dialer;
-  /** How a data-path listener binds: SO_REUSEPORT, and IP_TRANSPARENT for the captured ports, under tproxy. */
-  listenOptions(name: DataPathListener): ListenOpts;
+  /** The data path's sockets (workers make their own with dataPathSockets, the same way). */
+  readonly sockets: DataPathSockets;
+  /** The SO_MARK of the agent's own sockets (0 without capture). */
+  readonly mark: number;
   /** tproxy: announce this agent on the node (HANDOVER_DIR); the running agents release the control ports. */
   announce(): Promise<void>;
   /** Once this agent's control ports are bound: give them to a successor that announces itself. */
@@ -39,15 +34,13 @@ export interface Redirect {
 }
 
 /** Throws CAPTURE_UNAVAILABLE before anything is touched when tproxy cannot work here. */
-export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: string) => boolean, logger: Logger): Redirect {
+export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: string) => boolean, logger: Logger, shared = false): Redirect {
   const log = logger.child({ component: "capture" });
   if (config.redirectMode === "none") {
     if (!sockopt.available) log.info(`transparent capture is unavailable on this host: ${sockopt.reason}`);
-    const upstreamDialer: Dialer = sockopt.available ? (ip, port) => noDelay(connectTcp(ip, port, { bufferBytes: UPSTREAM_BUFFER_BYTES }, { allowHalfOpen: true })) : plainDialer;
     return {
-      dialer: plainDialer,
-      upstreamDialer,
-      listenOptions: () => ({}),
+      sockets: dataPathSockets(config, isLocal, 0, shared),
+      mark: 0,
       announce: async () => {},
       attachControl: () => {},
       markDraining: () => {},
@@ -62,13 +55,6 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
   }
   const params = captureParams(config);
   const mark = params.agentMark;
-  const open = (bufferBytes: number): Dialer => (ip, port, srcIp) => {
-    // A local source (a SOCKS5 client on this host) needs no spoofing, and a loopback one cannot leave the host.
-    const bindIp = srcIp !== undefined && !isLocal(srcIp) && !srcIp.includes(":") ? srcIp : undefined;
-    return noDelay(connectTcp(ip, port, { mark, bindIp, transparent: bindIp !== undefined, bufferBytes }, { allowHalfOpen: true }));
-  };
-  const dialer = open(0);
-  const upstreamDialer = open(UPSTREAM_BUFFER_BYTES);
   const localPods = (): string[] =>
     store
       .workloadsOnNode(config.nodeName)
@@ -81,10 +67,8 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
   let handover: Handover | undefined;
 
   return {
-    dialer,
-    upstreamDialer,
-    // SOCKS5 is not captured, but the successor binds it too while this agent drains.
-    listenOptions: (name) => ({ reusePort: true, transparent: name !== "socks5" }),
+    sockets: dataPathSockets(config, isLocal, mark, shared),
+    mark,
     async announce() {
       handover = await startHandover({ dir: config.handoverDir, nodeName: config.nodeName, logger });
     },
@@ -149,20 +133,6 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
     // The workload file may have changed while the rules were being installed.
     resync();
   }
-}
-
-/**
- * SO_SNDBUF/SO_RCVBUF of the agent's sockets to destinations (doubled by the kernel): the
- * kernel memory one proxied connection can pin stays ~256 KiB however the peers behave
- * (a destination that does not read, a client that never opens its window), instead of
- * autotuning up to tcp_wmem/tcp_rmem's maximum. Destinations are on this node, a few tens
- * of microseconds away, so this is no limit on throughput.
- */
-const UPSTREAM_BUFFER_BYTES = 64 * 1024;
-
-function noDelay(s: net.Socket): net.Socket {
-  s.setNoDelay(true);
-  return s;
 }
 
 function sameSet(have: readonly string[], want: readonly string[]): boolean {

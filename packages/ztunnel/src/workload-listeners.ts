@@ -10,7 +10,7 @@ import type { ProxyContext } from "@zt/proxy";
 import { ZtError } from "@zt/errors";
 import { formatHostPort } from "@zt/state";
 import type { Config } from "./config.js";
-import { listen } from "./listen.js";
+import { listen, type ListenOpts } from "./listen.js";
 
 export interface WorkloadListeners {
   /** Bind what is missing, close what is no longer wanted. */
@@ -27,11 +27,15 @@ export interface WorkloadListenerDeps {
   readonly ctx: ProxyContext;
   readonly logger: Logger;
   readonly port: number;
+  /** How each binds (SO_REUSEPORT when several workers bind each address). */
+  readonly listenOpts?: ListenOpts;
   /** A new (not yet listening) HBONE listener. */
   readonly create: () => net.Server;
   /** Called on every bound server (the permanent error handler). */
   readonly bound: (server: net.Server) => void;
   readonly retryMs?: number;
+  /** Whether this one logs its binds (with several workers, the first speaks for all: each meets the same). */
+  readonly logBinds?: boolean;
 }
 
 export function createWorkloadListeners(d: WorkloadListenerDeps): WorkloadListeners {
@@ -56,10 +60,10 @@ export function createWorkloadListeners(d: WorkloadListenerDeps): WorkloadListen
       if (servers.has(ip) || closed) continue;
       const s = d.create();
       try {
-        await listen(s, { ip, port: d.port });
+        await listen(s, { ip, port: d.port }, d.listenOpts ?? {});
       } catch (err) {
         const why = bindFailure(err, ip, workload, d.config.nodeName);
-        if (failed.get(ip) !== why) d.logger.error({ ip, workload, code: errno(err) }, `cannot bind HBONE inbound ${formatHostPort(ip, d.port)}: ${why}`);
+        if (failed.get(ip) !== why && d.logBinds !== false) d.logger.error({ ip, workload, code: errno(err) }, `cannot bind HBONE inbound ${formatHostPort(ip, d.port)}: ${why}`);
         failed.set(ip, why);
         continue;
       }
@@ -67,7 +71,7 @@ export function createWorkloadListeners(d: WorkloadListenerDeps): WorkloadListen
         s.close();
         continue;
       }
-      if (failed.delete(ip)) d.logger.info({ ip, workload }, `HBONE inbound ${formatHostPort(ip, d.port)} bound after all`);
+      if (failed.delete(ip) && d.logBinds !== false) d.logger.info({ ip, workload }, `HBONE inbound ${formatHostPort(ip, d.port)} bound after all`);
       d.bound(s);
       servers.set(ip, s);
     }
