@@ -147,7 +147,7 @@ async function main(): Promise<number> {
     if (ONLY.has("mesh")) try {
       // One client identity holds every idle connection (4,400 at an open-file limit of 20,000), above the default cap of
       // 2,048 streams per peer identity at the destination's agent: raised for this measure.
-      mesh = await startMesh({ env: { HBONE_MAX_STREAMS_PER_IDENTITY: "20000" } });
+      mesh = await startMesh({ env: { HBONE_MAX_STREAMS_PER_IDENTITY: "20000", ZTUNNEL_WORKER_THREADS: process.env["BENCH_WORKERS"] ?? "2" } });
       const m = mesh;
       const open: Open = () => m.open(server.meshPort);
       try {

@@ -43,7 +43,8 @@ export interface AgentProcessOptions {
 export async function startAgentProcess(node: string, env: Record<string, string>, opts: AgentProcessOptions = {}): Promise<AgentProcess> {
   const argv = [...(opts.prefix ?? []), process.execPath, ZTUNNEL_BIN, "run"];
   const proc = spawn(argv[0]!, argv.slice(1), {
-    env: { PATH: process.env["PATH"] ?? "", LOG_FORMAT: "json", ...env, NODE_NAME: node },
+    // ZTUNNEL_WORKER_THREADS passes through: the suite runs once with each setting (package.json "test").
+    env: { PATH: process.env["PATH"] ?? "", LOG_FORMAT: "json", ...workerThreads(), ...env, NODE_NAME: node },
     stdio: ["ignore", "pipe", "pipe"],
   });
   track(proc);
@@ -162,4 +163,9 @@ export function httpGet(addr: string, path: string): Promise<{ status: number; b
 function splitAddr(a: string): [string, number] {
   const i = a.lastIndexOf(":");
   return [a.slice(0, i).replace(/^\[|\]$/g, ""), Number(a.slice(i + 1))];
+}
+
+function workerThreads(): Record<string, string> {
+  const n = process.env["ZTUNNEL_WORKER_THREADS"];
+  return n ? { ZTUNNEL_WORKER_THREADS: n } : {};
 }

@@ -67,7 +67,7 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
   }
   let redirect: Redirect;
   try {
-    redirect = createRedirect(config, store, localAddresses.has, logger, workerCount > 1);
+    redirect = createRedirect(config, store, logger);
     // Early, so that the node's running agent hands over its control ports before we bind ours.
     await redirect.announce();
   } catch (err) {

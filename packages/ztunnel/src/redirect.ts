@@ -6,7 +6,6 @@ import { ZtError } from "@zt/errors";
 import type { MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 import { startHandover, type ControlPorts, type Handover } from "./handover.js";
-import { dataPathSockets, type DataPathSockets } from "./sockets.js";
 
 /**
  * REDIRECT_MODE: how connections reach the agent and how it dials out. `none`: explicit
@@ -15,10 +14,6 @@ import { dataPathSockets, type DataPathSockets } from "./sockets.js";
  * only when none runs), upstream sockets marked and speaking from the client's address.
  */
 export interface Redirect {
-  /** The data path's sockets (workers make their own with dataPathSockets, the same way). */
-  readonly sockets: DataPathSockets;
-  /** The SO_MARK of the agent's own sockets (0 without capture). */
-  readonly mark: number;
   /** tproxy: announce this agent on the node (HANDOVER_DIR); the running agents release the control ports. */
   announce(): Promise<void>;
   /** Once this agent's control ports are bound: give them to a successor that announces itself. */
@@ -34,13 +29,11 @@ export interface Redirect {
 }
 
 /** Throws CAPTURE_UNAVAILABLE before anything is touched when tproxy cannot work here. */
-export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: string) => boolean, logger: Logger, shared = false): Redirect {
+export function createRedirect(config: Config, store: MeshStore, logger: Logger): Redirect {
   const log = logger.child({ component: "capture" });
   if (config.redirectMode === "none") {
     if (!sockopt.available) log.info(`transparent capture is unavailable on this host: ${sockopt.reason}`);
     return {
-      sockets: dataPathSockets(config, isLocal, 0, shared),
-      mark: 0,
       announce: async () => {},
       attachControl: () => {},
       markDraining: () => {},
@@ -67,8 +60,6 @@ export function createRedirect(config: Config, store: MeshStore, isLocal: (ip: s
   let handover: Handover | undefined;
 
   return {
-    sockets: dataPathSockets(config, isLocal, mark, shared),
-    mark,
     async announce() {
       handover = await startHandover({ dir: config.handoverDir, nodeName: config.nodeName, logger });
     },

@@ -26,7 +26,7 @@ describe("stats server", () => {
   it("serves the registry at /metrics and /stats/prometheus", async () => {
     const registry = new Registry();
     new Counter({ name: "zt_test_total", help: "test", registers: [registry] }).inc(3);
-    const server = createStatsServer(registry);
+    const server = createStatsServer(() => registry.metrics());
     servers.push(server);
     const addr = await listen(server, { ip: "127.0.0.1", port: 0 });
     for (const path of ["/metrics", "/stats/prometheus"]) {
