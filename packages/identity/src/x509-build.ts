@@ -6,9 +6,10 @@
  * issuer's key: sha256WithRSAEncryption for RSA, ECDSA with the curve's hash for EC.
  */
 import type { KeyObject } from "node:crypto";
+import { ZtError } from "@zt/errors";
 import { bitString, contextConstructed, fromDer, integerHex, oid, seq, set, smallInteger, time, toDer, utf8 } from "./asn1.js";
 import { derToPem, randomSerialHex } from "./pem.js";
-import { algorithmIdentifier, signatureAlgorithmFor, signNative } from "./signing.js";
+import { algorithmIdentifier, signatureAlgorithmFor, signNative, SUPPORTED_SIGNING_KEYS } from "./signing.js";
 import { extensionNode, type Extension } from "./x509-extensions.js";
 
 const NAME_OIDS = { O: "2.5.4.10", CN: "2.5.4.3" } as const;
@@ -43,7 +44,7 @@ export function nameDer(attrs: readonly NameAttribute[]): Buffer {
 /** Builds the certificate and signs it with `issuerKey` (RSA, or EC on P-256/384/521). */
 export async function buildCertificate(t: CertTemplate, issuerKey: KeyObject): Promise<BuiltCert> {
   const alg = signatureAlgorithmFor(issuerKey);
-  if (!alg) throw new Error(`cannot sign with a ${issuerKey.asymmetricKeyType ?? "unknown"} key`);
+  if (!alg) throw new ZtError("CA_KEY_UNSUPPORTED", `cannot sign a certificate with a ${issuerKey.asymmetricKeyType ?? "unknown"} key; ${SUPPORTED_SIGNING_KEYS} keys can`);
   const serialHex = randomSerialHex();
   const subject = nameDer(t.subject);
   const tbs = seq([
