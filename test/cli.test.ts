@@ -57,7 +57,7 @@ describe("ztunnel run refuses bad input with named errors", () => {
 });
 
 describe("certificate rotation", () => {
-  test("certificates rotate at half-life while a live connection keeps flowing", async () => {
+  test("certificates rotate (by half of their lifetime) while a live connection keeps flowing", async () => {
     const file = files.write("rot.yaml", meshYaml(16));
     const env = { ...loopbackEnv("127.16.1.1", `${files.dir}/ca16`), LOCAL_XDS_PATH: file, SECRET_TTL: "10s" };
     const agent = await startAgentProcess("node-a", env);

@@ -277,7 +277,7 @@ function writeSection(empty: Phase, full: Phase, c: Churn, started: number): voi
     "  it runs in this process, on the same CPUs). The cluster: " +
       `${PODS.toLocaleString("en-US")} running pods on ${NODES} nodes in ${NAMESPACES} ambient namespaces, ${SERVICES.toLocaleString("en-US")} services (5 pods each, a named target port) with one EndpointSlice each, ${NAMESPACES} AuthorizationPolicies.`,
     "- Ready = readiness 200: every resource listed, the first mesh state built, and a certificate for each identity with a pod",
-    `  on node-0 (${Math.min(50, PODS / NODES)} service accounts; RSA keys, generated on this machine's 2 CPUs).`,
+    `  on node-0 (${Math.min(50, PODS / NODES)} service accounts; ECDSA P-256 keys, generated on this machine's 2 CPUs).`,
     `- Memory added by the mesh state: the same agent against a cluster of just the ${NAMESPACES} namespaces, 5 s after ready, both.`,
     `- Churn: ${CHURN_PER_S} pod changes/s (a label) for ${CHURN_S} s. Visibility latency: from the change in the API to the end of the update`,
     "  that includes its resourceVersion (the store that /config_dump and the data path read is changed there; the agent's debug",

@@ -4,7 +4,6 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ZtError } from "@zt/errors";
-import { forgePrivateKey, forgePublicKey } from "./pem.js";
 import { buildCertificate } from "./x509-build.js";
 
 export const CA_CERT_FILE = "ca-cert.pem";
@@ -49,24 +48,26 @@ export async function readCaFiles(dir: string): Promise<CaFileTexts | undefined>
   return Object.fromEntries(found) as CaFileTexts;
 }
 
-/** Generates a self-signed RSA 2048 root for `trustDomain`; returns the four file texts. */
+/**
+ * Generates a self-signed RSA 2048 root for `trustDomain` (the key type of Istio's own
+ * self-signed root); returns the four file texts.
+ */
 export async function generateRootCa(trustDomain: string): Promise<CaFileTexts> {
-  const { privateKey } = await generateKeyPairAsync("rsa", { modulusLength: 2048 });
-  const key = forgePrivateKey(privateKey);
+  const { publicKey, privateKey } = await generateKeyPairAsync("rsa", { modulusLength: 2048 });
   const now = Date.now();
-  const { pem } = buildCertificate(
+  const { pem } = await buildCertificate(
     {
-      publicKey: forgePublicKey(key),
-      subject: [{ name: "organizationName", value: trustDomain }],
+      spki: publicKey.export({ type: "spki", format: "der" }),
+      subject: [{ type: "O", value: trustDomain }],
       notBefore: new Date(now - CLOCK_SKEW_MS),
       notAfter: new Date(now + ROOT_LIFETIME_MS),
       extensions: [
-        { name: "basicConstraints", cA: true, critical: true },
-        { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true },
-        { name: "subjectKeyIdentifier" },
+        { kind: "basicConstraints", ca: true },
+        { kind: "keyUsage", keyCertSign: true, cRLSign: true },
+        { kind: "subjectKeyIdentifier" },
       ],
     },
-    key,
+    privateKey,
   );
   const keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
   return { [CA_CERT_FILE]: pem, [CA_KEY_FILE]: keyPem, [ROOT_CERT_FILE]: pem, [CERT_CHAIN_FILE]: pem };

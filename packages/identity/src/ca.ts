@@ -1,10 +1,9 @@
 /**
  * The built-in CA: an Istio-style `cacerts` directory (loaded, or generated on
- * first start) that signs workload CSRs. Signing uses node-forge, hence RSA only.
+ * first start) that signs workload CSRs, with an RSA or an EC key (node:crypto signs).
  */
 import { createPrivateKey, type KeyObject, type X509Certificate } from "node:crypto";
 import { join } from "node:path";
-import forge from "node-forge";
 import { ZtError, type ErrorCode } from "@zt/errors";
 import {
   CA_CERT_FILE,
@@ -18,10 +17,14 @@ import {
   writeCaFiles,
   type CaFileTexts,
 } from "./ca-files.js";
-import { forgePrivateKey, isSelfSigned, parseCerts, splitPemCerts } from "./pem.js";
+import { verifyCsr } from "./csr-verify.js";
+import { isSelfSigned, parseCerts, splitPemCerts } from "./pem.js";
+import { signatureAlgorithmFor, SUPPORTED_SIGNING_KEYS } from "./signing.js";
 import { parseSpiffe } from "./spiffe.js";
 import type { CertificateSource, SignedCertificate } from "./types.js";
-import { buildCertificate, subjectNameOf } from "./x509-build.js";
+import { buildCertificate } from "./x509-build.js";
+import { keyIdentifier } from "./x509-extensions.js";
+import { allowsKeyCertSign, spkiOf, subjectKeyIdOf, subjectNameOf } from "./x509-read.js";
 
 export interface BuiltinCa extends CertificateSource {
   readonly dir: string;
@@ -80,11 +83,12 @@ function loadKey(dir: string, text: string): KeyObject {
   } catch (err) {
     fail("CA_KEY_INVALID", `${path} is not an unencrypted PEM private key: ${(err as Error).message}`, err);
   }
-  if (key.asymmetricKeyType !== "rsa") {
+  if (!signatureAlgorithmFor(key)) {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
     fail(
       "CA_KEY_UNSUPPORTED",
-      `${path} holds a ${keyTypeName(key)} key; the built-in CA signs with node-forge, which supports ` +
-        `RSA keys only. Provide an RSA CA key and certificate (e.g. "openssl genrsa 2048").`,
+      `${path} holds a ${keyTypeName(key)}${curve ? ` (${curve})` : ""} key; the built-in CA signs with ` +
+        `${SUPPORTED_SIGNING_KEYS} keys (e.g. "openssl genrsa 2048" or "openssl ecparam -name prime256v1 -genkey").`,
     );
   }
   return key;
@@ -100,14 +104,18 @@ function createCa(opts: CaOptions, files: CaFileTexts, generated: boolean): Buil
   if (!caCert.checkPrivateKey(key)) {
     fail("CA_KEY_MISMATCH", `${join(dir, CA_KEY_FILE)} is not the private key of ${join(dir, CA_CERT_FILE)}`);
   }
-  let forgeCert: forge.pki.Certificate;
+  let keyCertSign: boolean | undefined;
+  let issuerName: Buffer;
+  let authorityKeyId: Buffer;
   try {
-    forgeCert = forge.pki.certificateFromPem(caCert.toString());
+    keyCertSign = allowsKeyCertSign(caCert.raw);
+    issuerName = subjectNameOf(caCert.raw);
+    // Leaves name their issuer's key as the issuer itself does, or by RFC 5280's method 1 when it does not.
+    authorityKeyId = subjectKeyIdOf(caCert.raw) ?? keyIdentifier(spkiOf(caCert.raw));
   } catch (err) {
-    fail("CA_CERT_INVALID", `${join(dir, CA_CERT_FILE)} cannot be read by node-forge: ${(err as Error).message}`, err);
+    fail("CA_CERT_INVALID", `${join(dir, CA_CERT_FILE)} has a malformed TBSCertificate: ${(err as Error).message}`, err);
   }
-  const ku = forgeCert.getExtension("keyUsage") as { keyCertSign?: boolean } | undefined;
-  if (!caCert.ca || (ku && !ku.keyCertSign)) {
+  if (!caCert.ca || keyCertSign === false) {
     fail(
       "CA_CERT_NOT_CA",
       `${join(dir, CA_CERT_FILE)} (subject "${(caCert.subject ?? "").replace(/\n/g, ", ")}") is not a CA certificate: ` +
@@ -129,12 +137,6 @@ function createCa(opts: CaOptions, files: CaFileTexts, generated: boolean): Buil
     );
   }
 
-  const signingKey = forgePrivateKey(key);
-  const issuerName = subjectNameOf(caCert.raw);
-  const ski = forgeCert.getExtension("subjectKeyIdentifier") as { subjectKeyIdentifier?: string } | undefined;
-  const authorityKeyId = ski?.subjectKeyIdentifier
-    ? forge.util.hexToBytes(ski.subjectKeyIdentifier)
-    : forgeCert.generateSubjectKeyIdentifier().getBytes();
   const intermediates = chain.filter((c) => !isSelfSigned(c)).map((c) => c.toString());
   const rootPems = splitPemCerts(files[ROOT_CERT_FILE]);
 
@@ -154,10 +156,10 @@ function createCa(opts: CaOptions, files: CaFileTexts, generated: boolean): Buil
     if (notAfter.getTime() <= now) {
       fail("CA_CERT_EXPIRED", `${join(dir, CA_CERT_FILE)} expired at ${notAfter.toISOString()}; replace the CA files and restart`);
     }
-    const publicKey = csrPublicKey(csrPem);
-    const { pem } = buildCertificate(
+    const { spki } = await verifyCsr(csrPem);
+    const { pem } = await buildCertificate(
       {
-        publicKey,
+        spki,
         subject: [],
         issuerName,
         notBefore: new Date(now - CLOCK_SKEW_MS),
@@ -165,34 +167,19 @@ function createCa(opts: CaOptions, files: CaFileTexts, generated: boolean): Buil
         // but a leaf never outlives its issuer.
         notAfter: new Date(Math.min(Math.ceil((now + ttlMs) / 1000) * 1000, notAfter.getTime())),
         extensions: [
-          { name: "basicConstraints", cA: false, critical: true },
-          { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
-          { name: "extKeyUsage", serverAuth: true, clientAuth: true },
-          { name: "subjectAltName", altNames: [{ type: 6, value: identity }], critical: true },
-          { name: "authorityKeyIdentifier", keyIdentifier: authorityKeyId },
+          { kind: "basicConstraints", ca: false },
+          // Istio's CA gives every workload leaf both, whatever its key: keyEncipherment means
+          // nothing to an EC key, and TLS 1.3 (ECDHE, signatures) never relies on it.
+          { kind: "keyUsage", digitalSignature: true, keyEncipherment: true },
+          { kind: "extKeyUsage", serverAuth: true, clientAuth: true },
+          { kind: "subjectAltName", uri: identity },
+          { kind: "authorityKeyIdentifier", keyIdentifier: authorityKeyId },
         ],
       },
-      signingKey,
+      key,
     );
     return { certChain: [pem, ...intermediates], roots: [...rootPems] };
   }
 
   return { dir, trustDomain, generated, sign, roots: () => [...rootPems] };
-}
-
-function csrPublicKey(csrPem: string): forge.pki.PublicKey {
-  let csr: forge.pki.CertificateSigningRequest;
-  try {
-    csr = forge.pki.certificationRequestFromPem(csrPem);
-  } catch (err) {
-    fail("CSR_INVALID", `the CSR is not a PEM PKCS#10 request with an RSA key: ${(err as Error).message}`, err);
-  }
-  let ok = false;
-  try {
-    ok = csr.verify();
-  } catch (err) {
-    fail("CSR_INVALID", `the CSR signature cannot be checked: ${(err as Error).message}`, err);
-  }
-  if (!ok || !csr.publicKey) fail("CSR_INVALID", "the CSR signature does not verify against its public key");
-  return csr.publicKey;
 }

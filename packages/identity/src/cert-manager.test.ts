@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { loadOrCreateCa, type BuiltinCa } from "./ca.js";
-import { backoffMs, createCertManager, type CertEvent } from "./cert-manager.js";
+import { backoffMs, createCertManager, rotationTime, type CertEvent } from "./cert-manager.js";
 import { clientConnectOptions } from "./tls.js";
 import { connect, roundTrip, startEchoServer, tempDir } from "./test-support/helpers.js";
 import type { CertificateSource } from "./types.js";
@@ -75,7 +75,7 @@ describe("cert manager", () => {
     }
   });
 
-  it("rotates at half-life without disturbing an established connection", async () => {
+  it("rotates before half-life without disturbing an established connection", async () => {
     const events: CertEvent[] = [];
     const mgr = createCertManager({ source: ca, ttlMs: 3_000, onEvent: (e) => events.push(e) });
     mgr.setWanted([A, B]);
@@ -159,6 +159,61 @@ describe("cert manager", () => {
       await expect(mgr.fetch("spiffe://elsewhere/ns/a/sa/a")).rejects.toMatchObject({ code: "CA_IDENTITY_REJECTED" });
     } finally {
       mgr.close();
+    }
+  });
+
+  it("rotationTime: 50 % of the lifetime for a draw of 0, towards 40 % as it nears 1, never outside", () => {
+    expect(rotationTime(1_000, 101_000, 0)).toBe(51_000);
+    expect(rotationTime(1_000, 101_000, 0.5)).toBe(46_000);
+    expect(rotationTime(1_000, 101_000, 0.999999)).toBeCloseTo(41_000, 0);
+    expect(rotationTime(1_000, 101_000, 1)).toBe(41_000);
+    expect(rotationTime(1_000, 101_000, -3)).toBe(51_000);
+  });
+
+  it("spreads the rotations of certificates issued together over the window, each at its own time (injected random, fake clock)", async () => {
+    const T0 = Date.parse("2031-01-01T00:00:00Z");
+    vi.useFakeTimers({ toFake: ["Date", "setTimeout", "clearTimeout"], now: T0 });
+    const N = 50;
+    const TTL = 3_600_000;
+    const draws = Array.from({ length: N }, (_, i) => i / N); // then the same again for the next generation
+    let draw = 0;
+    const source = flakySource();
+    const events: CertEvent[] = [];
+    const mgr = createCertManager({ source, ttlMs: TTL, random: () => draws[draw++ % N]!, onEvent: (e) => events.push(e) });
+    /** Lets the issuance already under way (real key generation and signing, in the threadpool) finish. */
+    const settle = async (done: () => boolean): Promise<void> => {
+      const deadline = performance.now() + 10_000;
+      while (!done() && performance.now() < deadline) await new Promise((r) => setImmediate(r));
+    };
+    const rotations = (): number => events.filter((e) => e.type === "rotated").length;
+    try {
+      const ids = Array.from({ length: N }, (_, i) => `spiffe://${TD}/ns/jitter/sa/s${i}`);
+      mgr.setWanted(ids);
+      await Promise.all(ids.map((id) => mgr.fetch(id)));
+      const planned = events.filter((e) => e.type === "issued").map((e) => e.rotatesAt!.getTime()).sort((a, b) => a - b);
+      // The clock stood still: every certificate lives from T0 to T0 + TTL, and draw i puts
+      // its rotation at T0 + TTL × (50 % − 10 % × i/N): 7.2 s apart, 40.2 % ... 50 %.
+      expect(planned).toHaveLength(N);
+      planned.forEach((at, k) => expect(at).toBeCloseTo(T0 + TTL * (0.5 - 0.1 * ((N - 1 - k) / N)), 3));
+      expect(new Set(planned.map((at) => Math.floor(at / 1000))).size).toBe(N); // no two in one second
+      expect(planned[0]! - T0).toBeGreaterThanOrEqual(0.4 * TTL);
+      expect(planned.at(-1)! - T0).toBe(0.5 * TTL);
+
+      // Walk the clock through the window: nothing rotates early, and each one at its time.
+      for (const [k, at] of planned.entries()) {
+        await vi.advanceTimersByTimeAsync(Math.ceil(at) - 1 - Date.now());
+        expect(rotations()).toBe(k);
+        await vi.advanceTimersByTimeAsync(1);
+        await settle(() => rotations() === k + 1);
+        expect(rotations()).toBe(k + 1);
+      }
+      expect(source.calls).toBe(2 * N);
+      // The next generation is drawn afresh, from its own rotation time.
+      const next = events.filter((e) => e.type === "rotated").map((e) => e.rotatesAt!.getTime());
+      expect(Math.min(...next)).toBeGreaterThanOrEqual(planned[0]! + 0.4 * TTL);
+    } finally {
+      mgr.close();
+      vi.useRealTimers();
     }
   });
 

@@ -1,5 +1,4 @@
-import { X509Certificate, randomBytes, type KeyObject } from "node:crypto";
-import forge from "node-forge";
+import { X509Certificate, randomBytes } from "node:crypto";
 
 const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -38,13 +37,14 @@ export function randomSerialHex(): string {
   return bytes.toString("hex");
 }
 
-/** Converts an RSA node KeyObject into a node-forge private key. */
-export function forgePrivateKey(key: KeyObject): forge.pki.rsa.PrivateKey {
-  const pem = key.export({ type: "pkcs1", format: "pem" }).toString();
-  return forge.pki.privateKeyFromPem(pem);
+/** PEM with 64-column base64 lines and a final newline, as OpenSSL writes it. */
+export function derToPem(der: Buffer, label: string): string {
+  const b64 = der.toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "");
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
-/** The forge public key matching a forge RSA private key. */
-export function forgePublicKey(key: forge.pki.rsa.PrivateKey): forge.pki.rsa.PublicKey {
-  return forge.pki.setRsaPublicKey(key.n, key.e);
+/** The DER of the first PEM block labelled `label`; undefined when there is none. */
+export function pemToDer(pem: string, label: string): Buffer | undefined {
+  const m = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+)-----END ${label}-----`).exec(pem);
+  return m ? Buffer.from(m[1]!.replace(/\s+/g, ""), "base64") : undefined;
 }

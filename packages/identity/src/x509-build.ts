@@ -1,27 +1,34 @@
 /**
- * Certificate assembly with node-forge. The issuer name is copied byte for
- * byte from the issuing certificate (forge would otherwise re-encode it, and
- * chain building compares names), then the TBSCertificate is signed with the
- * issuer's RSA key (SHA-256). node-forge signs with RSA keys only.
+ * Certificate assembly: the TBSCertificate is built with node-forge's asn1 encoder, the
+ * subject's SubjectPublicKeyInfo is node:crypto's own DER export (any key type node can
+ * read, where forge's pki holds RSA only), the issuer Name is copied from the issuing
+ * certificate as it is (chain building compares names), and node:crypto signs with the
+ * issuer's key: sha256WithRSAEncryption for RSA, ECDSA with the curve's hash for EC.
  */
-import forge from "node-forge";
-import { randomSerialHex } from "./pem.js";
+import type { KeyObject } from "node:crypto";
+import { ZtError } from "@zt/errors";
+import { bitString, contextConstructed, fromDer, integerHex, oid, seq, set, smallInteger, time, toDer, utf8 } from "./asn1.js";
+import { derToPem, randomSerialHex } from "./pem.js";
+import { algorithmIdentifier, signatureAlgorithmFor, signNative, SUPPORTED_SIGNING_KEYS } from "./signing.js";
+import { extensionNode, type Extension } from "./x509-extensions.js";
 
-const { asn1, pki } = forge;
-const pkiInternal = pki as typeof pki & {
-  getTBSCertificate(cert: forge.pki.Certificate): forge.asn1.Asn1;
-};
+const NAME_OIDS = { O: "2.5.4.10", CN: "2.5.4.3" } as const;
+
+export interface NameAttribute {
+  readonly type: keyof typeof NAME_OIDS;
+  readonly value: string;
+}
 
 export interface CertTemplate {
-  readonly publicKey: forge.pki.PublicKey;
-  /** Subject attributes; empty for workload certificates (the identity lives in the SAN). */
-  readonly subject: forge.pki.CertificateField[];
-  /** DER-derived Name of the issuer; omitted for a self-signed certificate. */
-  readonly issuerName?: forge.asn1.Asn1;
+  /** The subject's public key: DER SubjectPublicKeyInfo (`publicKey.export({ type: "spki", format: "der" })`). */
+  readonly spki: Buffer;
+  /** Empty for workload certificates (the identity lives in the SAN). */
+  readonly subject: readonly NameAttribute[];
+  /** The issuer's subject Name, DER as found in its certificate; omitted for a self-signed certificate. */
+  readonly issuerName?: Buffer;
   readonly notBefore: Date;
   readonly notAfter: Date;
-  /** node-forge extension descriptors. */
-  readonly extensions: object[];
+  readonly extensions: readonly Extension[];
 }
 
 export interface BuiltCert {
@@ -29,43 +36,29 @@ export interface BuiltCert {
   readonly serialHex: string;
 }
 
-/** Builds and signs a certificate; returns its PEM. */
-export function buildCertificate(t: CertTemplate, signingKey: forge.pki.rsa.PrivateKey): BuiltCert {
-  const cert = pki.createCertificate();
-  const serialHex = randomSerialHex();
-  cert.serialNumber = serialHex;
-  cert.publicKey = t.publicKey;
-  cert.validity.notBefore = t.notBefore;
-  cert.validity.notAfter = t.notAfter;
-  cert.setSubject(t.subject);
-  cert.setIssuer(t.subject);
-  cert.setExtensions(t.extensions);
-  const oid = pki.oids["sha256WithRSAEncryption"];
-  if (oid === undefined) throw new Error("node-forge lacks the sha256WithRSAEncryption OID");
-  cert.signatureOid = oid;
-  cert.siginfo.algorithmOid = oid;
-  const tbs = pkiInternal.getTBSCertificate(cert);
-  if (t.issuerName) {
-    const fields = tbs.value as forge.asn1.Asn1[];
-    // TBSCertificate: [0] version, serialNumber, signature, issuer, ...
-    fields[3] = t.issuerName;
-  }
-  cert.tbsCertificate = tbs;
-  const md = forge.md.sha256.create();
-  md.update(asn1.toDer(tbs).getBytes());
-  cert.signature = signingKey.sign(md);
-  return { pem: pki.certificateToPem(cert).replace(/\r\n/g, "\n"), serialHex };
+/** A Name of one attribute per RDN, as UTF8String (a trust domain may hold '_', which PrintableString lacks). */
+export function nameDer(attrs: readonly NameAttribute[]): Buffer {
+  return toDer(seq(attrs.map((a) => set([seq([oid(NAME_OIDS[a.type]), utf8(a.value)])]))));
 }
 
-/** The subject Name of a DER certificate, as an ASN.1 node, for use as an issuer name. */
-export function subjectNameOf(certDer: Buffer): forge.asn1.Asn1 {
-  const certAsn1 = asn1.fromDer(forge.util.createBuffer(certDer.toString("binary")));
-  const tbs = (certAsn1.value as forge.asn1.Asn1[])[0];
-  const fields = tbs?.value as forge.asn1.Asn1[] | undefined;
-  if (!fields) throw new Error("certificate has no TBSCertificate");
-  // An explicit version is context-specific tag [0]; v1 certificates omit it.
-  const offset = fields[0]?.tagClass === asn1.Class.CONTEXT_SPECIFIC ? 1 : 0;
-  const subject = fields[offset + 4];
-  if (!subject) throw new Error("certificate has no subject");
-  return subject;
+/** Builds the certificate and signs it with `issuerKey` (RSA, or EC on P-256/384/521). */
+export async function buildCertificate(t: CertTemplate, issuerKey: KeyObject): Promise<BuiltCert> {
+  const alg = signatureAlgorithmFor(issuerKey);
+  if (!alg) throw new ZtError("CA_KEY_UNSUPPORTED", `cannot sign a certificate with a ${issuerKey.asymmetricKeyType ?? "unknown"} key; ${SUPPORTED_SIGNING_KEYS} keys can`);
+  const serialHex = randomSerialHex();
+  const subject = nameDer(t.subject);
+  const tbs = seq([
+    contextConstructed(0, [smallInteger(2)]), // v3
+    integerHex(serialHex),
+    algorithmIdentifier(alg),
+    fromDer(t.issuerName ?? subject),
+    seq([time(t.notBefore), time(t.notAfter)]),
+    fromDer(subject),
+    fromDer(t.spki),
+    contextConstructed(3, [seq(t.extensions.map((e) => extensionNode(e, t.spki)))]),
+  ]);
+  const tbsDer = toDer(tbs);
+  const signature = await signNative(alg, tbsDer, issuerKey);
+  const cert = seq([tbs, algorithmIdentifier(alg), bitString(signature)]);
+  return { pem: derToPem(toDer(cert), "CERTIFICATE"), serialHex };
 }

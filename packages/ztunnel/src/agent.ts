@@ -83,7 +83,7 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
     ttlMs: config.secretTtlMs,
     onEvent: (e) => {
       if (e.type === "failed") logger.error({ identity: e.identity, err: e.error }, "certificate issuance failed; retrying");
-      else logger.info({ identity: e.identity }, `certificate ${e.type}`);
+      else logger.info({ identity: e.identity, rotatesAt: e.rotatesAt?.toISOString() }, `certificate ${e.type}`);
       const c = e.type === "failed" ? undefined : certs.get(e.identity);
       if (c) workers?.certChanged(c);
     },

@@ -1,58 +1,86 @@
 /** Test-only helpers: temporary CA directories, issued certificates, loopback mTLS. */
-import { createPrivateKey, generateKeyPairSync, X509Certificate } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject, type KeyPairKeyObjectResult } from "node:crypto";
+import { execFileSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
-import forge from "node-forge";
 import type { BuiltinCa } from "../ca.js";
 import { generateRootCa } from "../ca-files.js";
 import { createKeyAndCsr } from "../csr.js";
-import { forgePrivateKey, forgePublicKey } from "../pem.js";
 import { checkClientIdentity, serverSocketOptions } from "../tls.js";
 import { toWorkloadCertificate, type WorkloadCertificate } from "../workload-cert.js";
-import { buildCertificate, subjectNameOf } from "../x509-build.js";
+import { buildCertificate } from "../x509-build.js";
+import { subjectKeyIdOf, subjectNameOf } from "../x509-read.js";
 
 export async function tempDir(): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), "zt-identity-"));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
 
-/** Writes root -> intermediate cacerts (ca-cert = intermediate) into `dir`. */
-export async function writeIntermediateCaDir(dir: string, trustDomain: string): Promise<{ rootPem: string }> {
-  const root = await generateRootCa(trustDomain);
-  const rootPem = root["ca-cert.pem"];
-  const rootKey = forgePrivateKey(createPrivateKey(root["ca-key.pem"]));
-  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-  const key = forgePrivateKey(privateKey);
-  const rootCert = forge.pki.certificateFromPem(rootPem);
-  const ski = rootCert.generateSubjectKeyIdentifier().getBytes();
+export type CaKeyType = "rsa" | "ec-p256" | "ec-p384";
+
+function caKey(type: CaKeyType): KeyPairKeyObjectResult {
+  if (type === "rsa") return generateKeyPairSync("rsa", { modulusLength: 2048 });
+  return generateKeyPairSync("ec", { namedCurve: type === "ec-p256" ? "P-256" : "P-384" });
+}
+
+export interface TestCa {
+  readonly certPem: string;
+  readonly key: KeyObject;
+}
+
+/** A CA certificate made with the project's own builder: self-signed, or signed by `issuer`. */
+export async function makeCaCert(type: CaKeyType, commonName: string, trustDomain: string, issuer?: TestCa): Promise<TestCa> {
+  const { publicKey, privateKey } = caKey(type);
   const now = Date.now();
-  const { pem: interPem } = buildCertificate(
+  const issuerCert = issuer && new X509Certificate(issuer.certPem);
+  const { pem } = await buildCertificate(
     {
-      publicKey: forgePublicKey(key),
+      spki: publicKey.export({ type: "spki", format: "der" }),
       subject: [
-        { name: "organizationName", value: trustDomain },
-        { name: "commonName", value: "Intermediate CA" },
+        { type: "O", value: trustDomain },
+        { type: "CN", value: commonName },
       ],
-      issuerName: subjectNameOf(new X509Certificate(rootPem).raw),
+      ...(issuerCert ? { issuerName: subjectNameOf(issuerCert.raw) } : {}),
       notBefore: new Date(now - 60_000),
       notAfter: new Date(now + 365 * 24 * 3600 * 1000),
       extensions: [
-        { name: "basicConstraints", cA: true, critical: true },
-        { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true },
-        { name: "subjectKeyIdentifier" },
-        { name: "authorityKeyIdentifier", keyIdentifier: ski },
+        { kind: "basicConstraints", ca: true },
+        { kind: "keyUsage", keyCertSign: true, cRLSign: true },
+        { kind: "subjectKeyIdentifier" },
+        ...(issuerCert ? [{ kind: "authorityKeyIdentifier" as const, keyIdentifier: subjectKeyIdOf(issuerCert.raw)! }] : []),
       ],
     },
-    rootKey,
+    issuer?.key ?? privateKey,
   );
-  await writeFile(join(dir, "ca-cert.pem"), interPem);
-  await writeFile(join(dir, "ca-key.pem"), privateKey.export({ type: "pkcs1", format: "pem" }), { mode: 0o600 });
-  await writeFile(join(dir, "root-cert.pem"), rootPem);
-  await writeFile(join(dir, "cert-chain.pem"), interPem + rootPem);
-  return { rootPem };
+  return { certPem: pem, key: privateKey };
+}
+
+/**
+ * Writes root -> intermediate cacerts (ca-cert = intermediate) into `dir`. The root is the
+ * generated RSA one unless `rootKey` says otherwise; the intermediate's key is `interKey`.
+ */
+export async function writeIntermediateCaDir(
+  dir: string,
+  trustDomain: string,
+  keys: { rootKey?: CaKeyType; interKey?: CaKeyType } = {},
+): Promise<{ rootPem: string }> {
+  let root: TestCa;
+  if (keys.rootKey === undefined) {
+    const files = await generateRootCa(trustDomain);
+    root = { certPem: files["ca-cert.pem"], key: createPrivateKey(files["ca-key.pem"]) };
+  } else {
+    root = await makeCaCert(keys.rootKey, "Root CA", trustDomain);
+  }
+  const inter = await makeCaCert(keys.interKey ?? "rsa", "Intermediate CA", trustDomain, root);
+  const keyPem = inter.key.asymmetricKeyType === "rsa" ? inter.key.export({ type: "pkcs1", format: "pem" }) : inter.key.export({ type: "sec1", format: "pem" });
+  await writeFile(join(dir, "ca-cert.pem"), inter.certPem);
+  await writeFile(join(dir, "ca-key.pem"), keyPem, { mode: 0o600 });
+  await writeFile(join(dir, "root-cert.pem"), root.certPem);
+  await writeFile(join(dir, "cert-chain.pem"), inter.certPem + root.certPem);
+  return { rootPem: root.certPem };
 }
 
 export async function issue(ca: BuiltinCa, identity: string, ttlMs = 3_600_000): Promise<WorkloadCertificate> {
@@ -142,4 +170,15 @@ export function outcome(sock: tls.TLSSocket): Promise<Error | "closed"> {
     sock.once("close", () => resolve("closed"));
     sock.resume();
   });
+}
+
+/** `openssl <x509|req> -noout -text` of a PEM: a second, independent reading of what we built. */
+export function opensslText(kind: "x509" | "req", pem: string): string {
+  return execFileSync("openssl", [kind, "-noout", "-text", ...(kind === "req" ? ["-verify"] : [])], { input: pem, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
+}
+
+/** The hex of a key identifier line after `label` in openssl's text ("AB:CD:..."). */
+export function keyIdFromText(text: string, label: string): string | undefined {
+  const m = new RegExp(`${label}:[^\\n]*\\n\\s*(?:keyid:)?([0-9A-F:]+)`).exec(text);
+  return m?.[1];
 }
