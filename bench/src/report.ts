@@ -354,7 +354,7 @@ export function renderReport(r: Results): { table: string; markdown: string } {
     "- \"per proxy CPU-second\": the figure divided by the proxies' CPU share during the measure (how much they get",
     "  done per CPU-second they burn; on a small machine, where every path is CPU-bound, this is the fairer comparison).",
     "- stunnel: two stunnel4 processes (threaded, one thread per connection), TLS 1.3 only, client certificate",
-    "  required and verified, RSA-2048 keys from an ad-hoc CA (the mesh's workload certificates are RSA-2048 too),",
+    "  required and verified, ECDSA P-256 leaves from an ad-hoc RSA-2048 CA (as the mesh's workload certificates and root),",
     "  TCP_NODELAY both sides, stunnel's defaults otherwise (including TLS session resumption on the client side).",
     "",
     ...(fails.length ? ["## Failures and errors", "", ...fails.flatMap((f) => [f, ""])] : []),

@@ -2,8 +2,8 @@
  * The TLS-tunnel baseline: a pair of stunnel4 processes in the foreground.
  *   client -> stunnel client (accept 127.0.0.1:A, TLS) -> stunnel server (accept 127.0.0.1:B,
  *   TLS 1.3, client certificate required and verified) -> bench server.
- * An ad-hoc CA and RSA-2048 leaf certificates (the key type of the mesh's workload
- * certificates) are made with the openssl CLI in a temp dir that is removed afterwards.
+ * An ad-hoc RSA-2048 CA and ECDSA P-256 leaf certificates (as the mesh's: an RSA root, P-256
+ * workload keys) are made with the openssl CLI in a temp dir that is removed afterwards.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -46,7 +46,7 @@ function makeCerts(dir: string): void {
   openssl(dir, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=bench-ca",
     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
   for (const [name, section] of [["server", "srv"], ["client", "cli"]] as const) {
-    openssl(dir, ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=bench-${name}`]);
+    openssl(dir, ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=bench-${name}`]);
     openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.crt`, "-days", "2",
       "-extfile", "ext.cnf", "-extensions", section]);
   }
