@@ -225,7 +225,7 @@ function addrOf(s: net.Server): string {
   return a && typeof a === "object" ? formatHostPort(a.address, a.port) : "";
 }
 
-export async function waitFor(busy: () => number, timeoutMs: number): Promise<void> {
+async function waitFor(busy: () => number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (busy() > 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
