@@ -5,6 +5,8 @@
  *   direct     pod outside the mesh -> pod outside the mesh on the other node (no capture)
  *   mesh       mesh pod -> mesh pod on the other node (captured, HBONE between the agents)
  *   same-node  mesh pod -> mesh pod on the same node (captured, HBONE through lo)
+ * Measures: throughput of one connection, new connections/s, and the round-trip time of a
+ * 1 KiB echo on one connection (what a node adds to a request/response exchange).
  * Writes its section of bench/RESULTS.md (between the capture markers).
  */
 import os from "node:os";
@@ -16,6 +18,7 @@ const MiB = 1 << 20;
 const BULK = (QUICK ? 64 : 512) * MiB;
 const ROUNDS = QUICK ? 1 : 3;
 const RATE_MS = QUICK ? 1000 : 3000;
+const RTT_N = QUICK ? 2000 : 10_000;
 
 // argv: port. Counts bytes; after the client's FIN answers the count and ends.
 const SINK = `
@@ -25,7 +28,10 @@ net.createServer({ allowHalfOpen: true }, (s) => {
   s.on("data", (b) => { n += b.length; });
   s.on("end", () => s.end(String(n)));
   s.on("error", () => {});
-}).listen(Number(process.argv[1]), process.argv[2], () => process.stdout.write("listening\\n"));
+}).listen(Number(process.argv[1]), process.argv[2], () => {
+  // Port + 1: an echo, for the round trips.
+  net.createServer((s) => { s.setNoDelay(true); s.pipe(s); s.on("error", () => {}); }).listen(Number(process.argv[1]) + 1, process.argv[2], () => process.stdout.write("listening\\n"));
+});
 `;
 
 // argv: mode host port amount. bulk: send amount bytes, wait for the count; rate: for amount ms,
@@ -54,9 +60,31 @@ const once = (bytes) => new Promise((resolve, reject) => {
     pump();
   });
 });
+// rtt: amount round trips of 1 KiB on one connection to the echo (port + 1), after a tenth as many unrecorded.
+const rtt = (n) => new Promise((resolve, reject) => {
+  const s = net.connect({ host, port: Number(port) + 1, noDelay: true });
+  const msg = Buffer.alloc(1024, 7);
+  const times = [];
+  let got = 0, sent = 0n, i = -Math.floor(n / 10);
+  const next = () => { sent = process.hrtime.bigint(); s.write(msg); };
+  s.on("data", (b) => {
+    got += b.length;
+    if (got < msg.length) return;
+    got -= msg.length;
+    if (i++ >= 0) times.push(Number(process.hrtime.bigint() - sent) / 1000);
+    if (times.length < n) return next();
+    s.destroy();
+    times.sort((a, b) => a - b);
+    resolve({ p50us: times[Math.floor(n * 0.5)], p99us: times[Math.floor(n * 0.99)] });
+  });
+  s.on("error", reject);
+  s.on("connect", next);
+});
 (async () => {
   const t0 = process.hrtime.bigint();
-  if (mode === "bulk") {
+  if (mode === "rtt") {
+    process.stdout.write(JSON.stringify(await rtt(Number(amount))));
+  } else if (mode === "bulk") {
     const got = await once(Number(amount));
     const sec = Number(process.hrtime.bigint() - t0) / 1e9;
     if (got !== Number(amount)) throw new Error("sink got " + got + " of " + amount);
@@ -126,6 +154,17 @@ async function main(): Promise<void> {
         await new Promise((res) => setTimeout(res, 2000));
       }
     }
+    const p50: Record<string, number[]> = {};
+    const p99: Record<string, number[]> = {};
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const p of r % 2 ? [...paths].reverse() : paths) {
+        const x = await run(p.from, p.to, "rtt", RTT_N);
+        (p50[p.name] ??= []).push(x["p50us"] ?? NaN);
+        (p99[p.name] ??= []).push(x["p99us"] ?? NaN);
+        log(`round ${r + 1} ${p.name}: RTT p50 ${x["p50us"]?.toFixed(0)} us, p99 ${x["p99us"]?.toFixed(0)} us`);
+      }
+    }
+    const added = (m: Record<string, number[]>, k: string): string => `${(median(m[k] ?? []) - median(m["direct"] ?? [])).toFixed(0)}`;
     const row = (label: string, m: Record<string, number[]>, digits = 0): string => {
       const v = (k: string): number => median(m[k] ?? []);
       const f = (x: number): string => x.toLocaleString("en-US", { maximumFractionDigits: digits });
@@ -150,6 +189,11 @@ async function main(): Promise<void> {
       "|---|---:|---:|---:|---:|---:|",
       row(`Throughput, 1 conn, ${BULK / MiB} MiB (MiB/s)`, bulk),
       row("New connections/s (16 concurrent, 1 byte each way)", rate),
+      row(`RTT p50, 1 KiB echo, one connection (us; ${RTT_N.toLocaleString("en-US")} round trips)`, p50),
+      row("RTT p99 (us)", p99),
+      "",
+      `Added by the mesh to the round trip: p50 ${added(p50, "mesh")} us, p99 ${added(p99, "mesh")} us between nodes; p50 ${added(p50, "same-node")} us, p99 ${added(p99, "same-node")} us on one node`,
+      `(ZTUNNEL_WORKER_THREADS ${process.env["ZTUNNEL_WORKER_THREADS"] ?? "2"}, the agents' default). The issue's goal: p99 added ≤ 200 us.`,
       "<!-- capture:end -->",
     ].join("\n");
     writeResultsSection("capture", section, QUICK);
