@@ -94,7 +94,10 @@ describe("floods of connections that never prove anything", () => {
     expect(dump.status).toBe(200);
     const dataPath = (JSON.parse(dump.body) as { dataPath: { descriptors: { capacity: number; limit: number; reserve: number; listeners: Record<string, number> } } }).dataPath;
     expect(dataPath.descriptors).toMatchObject({ limit: 700, reserve: 256, capacity: 444 });
-    expect(dataPath.descriptors.listeners["hbone"]).toBeLessThanOrEqual(111);
+    // At most its share (111) once the flood's evictions are through: a socket evicted to make room
+    // counts until its close, and the dump, read by the main thread, may land while a worker evicts.
+    const hbone = async (): Promise<number> => (JSON.parse((await get("admin", "/config_dump")).body) as { dataPath: { descriptors: { listeners: Record<string, number> } } }).dataPath.descriptors.listeners["hbone"] ?? NaN;
+    expect(await until("the hbone listener within its share", hbone, (n) => n <= 111)).toBeLessThanOrEqual(111);
     expect((await get("stats", "/metrics")).status).toBe(200);
     expect([200, 503]).toContain((await get("readiness", "/healthz/ready")).status);
     // A new HBONE connection (a source identity with no pooled connection yet) gets through.
