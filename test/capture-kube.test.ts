@@ -28,8 +28,9 @@ afterAll(async () => {
 }, 30_000);
 
 const ip = (pod: string): string => c.pod(pod).ip;
-const logFor = (a: AgentProcess, direction: string, srcAddr: string): Promise<Record<string, unknown>> =>
-  until(`${a.node} ${direction} access log for ${srcAddr}`, () => a.accessLogs().find((l) => l["direction"] === direction && l["src.addr"] === srcAddr), (l) => l !== undefined) as Promise<Record<string, unknown>>;
+/** The newest line for a flow from `srcAddr`, logged at or after `since` (a source port comes back in a file of many flows). */
+const logFor = (a: AgentProcess, direction: string, srcAddr: string, since = 0): Promise<Record<string, unknown>> =>
+  until(`${a.node} ${direction} access log for ${srcAddr}`, () => a.accessLogs().findLast((l) => l["direction"] === direction && l["src.addr"] === srcAddr && Date.parse(String(l["time"])) >= since), (l) => l !== undefined) as Promise<Record<string, unknown>>;
 const dump = async (node: string): Promise<{ source: { kind: string; synced: boolean }; capture: { pods: string[] } }> => JSON.parse((await c.agent(node).get("admin", "/config_dump")).body);
 
 describe("capture with the mesh from the Kubernetes API", () => {
@@ -111,15 +112,17 @@ describe("capture with the mesh from the Kubernetes API", () => {
   }
 
   test("a pod added to the API is captured and reached over HBONE; deleted, it leaves the node's captured set", async () => {
+    const t0 = Date.now() - 5;
     const before = await c.flow("sleep-a", ip("late-b"), 8080);
     expect(before).toMatchObject({ ok: true, detail: "intact" });
-    expect((await logFor(c.agent("node-a"), "outbound", before.client))["dst.hbone_addr"]).toBeUndefined();
+    expect((await logFor(c.agent("node-a"), "outbound", before.client, t0))["dst.hbone_addr"]).toBeUndefined();
     c.kube!.announce("late-b");
     await until("late-b in node-b's set", () => dump("node-b"), (d) => d.capture.pods.includes(ip("late-b")), 10_000);
     await until("node-a knows late-b", () => c.agent("node-a").get("admin", "/config_dump"), (r) => r.body.includes(`"${ip("late-b")}"`), 10_000);
+    const t1 = Date.now() - 5;
     const after = await c.flow("sleep-a", ip("late-b"), 8080);
     expect(after).toMatchObject({ ok: true, detail: "intact" });
-    expect(await logFor(c.agent("node-b"), "inbound", after.client)).toMatchObject({ "src.identity": c.pod("sleep-a").identity, "dst.workload": "late-b", "dst.identity": c.pod("late-b").identity });
+    expect(await logFor(c.agent("node-b"), "inbound", after.client, t1)).toMatchObject({ "src.identity": c.pod("sleep-a").identity, "dst.workload": "late-b", "dst.identity": c.pod("late-b").identity });
     c.kube!.withdraw("late-b");
     await until("late-b out of node-b's set", () => dump("node-b"), (d) => !d.capture.pods.includes(ip("late-b")), 10_000);
     const set = (await c.lab.exec(c.lab.node("node-b").ns, ["ipset", "list", "ztunnel-pods-ips"])).stdout;
