@@ -82,7 +82,7 @@ describe("createMeshStore", () => {
   it("replaces: bumps the version, rebuilds the indexes, notifies listeners", () => {
     const s = createMeshStore(snap);
     const seen: number[] = [];
-    const off = s.onChange((_snap, v) => seen.push(v));
+    const off = s.onChange((v) => seen.push(v));
     const next: MeshSnapshot = { workloads: [workload("n", ["10.0.0.1"])], services: [], policies: [] };
     s.replace(next);
     expect(s.version).toBe(2);
@@ -112,7 +112,7 @@ describe("createMeshStore", () => {
   it("applies a delta: removals, then adds and changes; a changed workload keeps its place; the indexes follow", () => {
     const s = createMeshStore(snap);
     const seen: number[] = [];
-    s.onChange((_snap, v) => seen.push(v));
+    s.onChange((v) => seen.push(v));
     const [a, b] = snap.workloads;
     if (!a || !b) throw new Error("fixture");
     // b changes node and leaves echo; a gives 10.0.0.1 to a new workload d in the same delta; c is gone.

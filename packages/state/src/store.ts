@@ -11,7 +11,8 @@ import { type MeshDelta, type MeshSnapshot, type Policy, type Service, serviceKe
 /** What a change was: a whole new snapshot, or a delta applied. */
 export type MeshChange = { readonly kind: "replace"; readonly snapshot: MeshSnapshot } | { readonly kind: "apply"; readonly delta: MeshDelta };
 
-export type MeshChangeListener = (snapshot: MeshSnapshot, version: number, change: MeshChange) => void;
+/** Called after each replace or apply; `store.snapshot()` builds the whole state, so a listener that needs little asks for little. */
+export type MeshChangeListener = (version: number, change: MeshChange) => void;
 
 export interface MeshStore {
   /** 0 for an empty store created without a snapshot, 1 with one; +1 on every replace or apply. */
@@ -103,10 +104,8 @@ class Indexes {
   globalPolicies: readonly Policy[] = [];
   policyCache = new WeakMap<Workload, readonly Policy[]>();
 
-  /** Adds or changes a workload; a changed one keeps its place in the snapshot. */
+  /** Adds or changes a workload (its old self already unindexed); a changed one keeps its place in the snapshot. */
   putWorkload(w: Workload): void {
-    const old = this.workloads.get(w.uid);
-    if (old) this.unindex(old);
     this.workloads.set(w.uid, w);
     for (const ip of w.workloadIps) if (!this.byIp.has(ipKey(ip))) this.byIp.set(ipKey(ip), w);
     for (const key of w.services.keys()) this.endpoints.add(key, w);
@@ -132,11 +131,9 @@ class Indexes {
     this.byNode.remove(w.node, w);
   }
 
+  /** Adds or changes a service (its old self already unindexed). */
   putService(s: Service): void {
-    const key = serviceKey(s);
-    const old = this.services.get(key);
-    if (old) this.unindexSvc(old);
-    this.services.set(key, s);
+    this.services.set(serviceKey(s), s);
     for (const vip of s.vips) if (!this.byVip.has(ipKey(vip.address))) this.byVip.set(ipKey(vip.address), s);
     if (!this.byHostname.has(s.hostname)) this.byHostname.set(s.hostname, s);
   }
@@ -191,7 +188,7 @@ export function createMeshStore(initial?: MeshSnapshot): MeshStore {
     const errors: unknown[] = [];
     for (const l of [...listeners]) {
       try {
-        l(snapshot(), version, change);
+        l(version, change);
       } catch (e) {
         errors.push(e);
       }
@@ -224,7 +221,7 @@ export function createMeshStore(initial?: MeshSnapshot): MeshStore {
       changed({ kind: "apply", delta: d });
     },
     onChange(listener: MeshChangeListener): () => void {
-      const wrapped: MeshChangeListener = (s, v, c) => listener(s, v, c);
+      const wrapped: MeshChangeListener = (v, c) => listener(v, c);
       listeners.add(wrapped);
       return () => {
         listeners.delete(wrapped);

@@ -74,7 +74,7 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
       post(s, { type: "request", id, what });
     });
 
-  o.store.onChange((_s, _v, change) => {
+  o.store.onChange((_v, change) => {
     const m: ToWorker = change.kind === "replace" ? { type: "mesh", replace: change.snapshot } : { type: "mesh", apply: change.delta };
     for (const s of slots) post(s, m);
   });
