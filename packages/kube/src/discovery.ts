@@ -65,10 +65,10 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
   let full = true;
   const changes: { [K in Kind]: Set<string> } = { namespaces: new Set(), pods: new Set(), services: new Set(), endpointSlices: new Set(), authorizationPolicies: new Set() };
   const reflectors = new Map<Kind, Reflector>();
-  let translator = createTranslator(o.names);
+  const translator = createTranslator(o.names);
   const keyOf = (k: Kind, obj: { metadata?: { name?: string; namespace?: string } }): string => (k === "namespaces" ? (obj.metadata?.name ?? "") : `${obj.metadata?.namespace ?? "default"}/${obj.metadata?.name ?? ""}`);
 
-  const synced = (): boolean => reflectors.size === Object.keys(RESOURCES).length && [...reflectors.values()].every((r) => r.status().synced);
+  const synced = (): boolean => [...reflectors.values()].every((r) => r.status().synced);
   const update = (): void => {
     timer = undefined;
     if (closed || !synced()) return;
@@ -80,8 +80,7 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
     try {
       u = translator.update(objects as unknown as KubeObjects, full ? "full" : changes);
     } catch (err) {
-      // What the translator remembered may be half updated: start again from everything.
-      translator = createTranslator(o.names);
+      // What the translator remembered may be half updated: the next update translates everything.
       full = true;
       o.onError?.(err);
       return;

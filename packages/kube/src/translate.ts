@@ -13,7 +13,7 @@
  * The first update (or one with `full`) translates everything; the same objects give the
  * same result whatever order they came in (sorted).
  */
-import type { MeshDelta, MeshSnapshot, Policy, PortMap, Service, Workload } from "@zt/state";
+import { serviceKey, type MeshDelta, type MeshSnapshot, type Policy, type PortMap, type Service, type Workload } from "@zt/state";
 import type { AuthorizationPolicy, ClusterNames, KubeObjects, KubeService, Namespace, Pod, TranslationProblem } from "./objects.js";
 import { enrollment, podWorkload } from "./pods.js";
 import { translatePolicies } from "./policies.js";
@@ -123,7 +123,7 @@ class State {
         this.servicesInNs.remove(ns, key);
       }
       if (model) services.push(model);
-      else if (had?.model) removedServices.push(`${had.model.namespace}/${had.model.hostname}`);
+      else if (had?.model) removedServices.push(serviceKey(had.model));
       for (const s of this.slicesOfService.get(key)) dirtySlices.add(s);
       dirtyServices.add(key);
       // Whether a service selects a pod outside the mesh decides whether that pod is a workload.
@@ -152,7 +152,7 @@ class State {
     if (touched.size > 0 || policies) this.problems = [...[...this.conflicts.entries()].sort(byKey).map((e) => e[1]), ...[...this.policies.entries()].sort(byKey).flatMap((e) => e[1].problems)];
 
     const delta: MeshDelta = full
-      ? { workloads: workloads.sort((a, b) => cmp(a.uid, b.uid)), services: services.sort((a, b) => cmp(`${a.namespace}/${a.hostname}`, `${b.namespace}/${b.hostname}`)), policies: policies ?? [] }
+      ? { workloads: workloads.sort((a, b) => cmp(a.uid, b.uid)), services: services.sort((a, b) => cmp(serviceKey(a), serviceKey(b))), policies: policies ?? [] }
       : {
           ...(workloads.length ? { workloads } : {}),
           ...(removedWorkloads.length ? { removedWorkloads } : {}),
