@@ -9,12 +9,11 @@ import { workloadIdentity, type MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 import { describeConfig } from "./config.js";
 import { createConfigDump } from "./config-dump.js";
-import { listen } from "./listen.js";
+import { closeServer, listen } from "./listen.js";
 import { startControlListeners } from "./listeners.js";
 import { createLocalAddresses } from "./local-addresses.js";
 import { sockopt } from "@zt/sockopt";
 import { createFaults } from "./faults.js";
-import { createMemoryReducer } from "./memory-reducer.js";
 import { planFds } from "./fd-limit.js";
 import { createRedirect, type Redirect } from "./redirect.js";
 import { startWorkers, type Workers } from "./workers/workers.js";
@@ -122,7 +121,6 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
   }
   const running = workers;
 
-  const memoryReducer = createMemoryReducer(() => running.live());
   let draining = false;
   let shuttingDown: Promise<void> | undefined;
   let resolveClosed!: () => void;
@@ -132,7 +130,7 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
     return {
       descriptors: { ...fdPlan.budget.stats(), limit: fdPlan.limit ?? null, reserve: fdPlan.reserve },
       hbone: { ...sum(each.map((e) => e.receiveBudget)), pool: sum(each.map((e) => e.pool)), inbound: sum(each.map((e) => e.inbound)) },
-      peers: Object.assign({}, ...each.map((e) => e.peers)),
+      peers: sumByKey(each.map((e) => e.peers)),
       workers: each.map((e, i) => ({ worker: i, live: e.live, open: e.open, pool: e.pool, inbound: e.inbound })),
     };
   };
@@ -182,7 +180,6 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
         draining = true;
         redirect.markDraining();
         await running.drain(config.drainTimeoutMs);
-        memoryReducer.close();
         source.close();
         certs.close();
         localAddresses.close();
@@ -200,6 +197,13 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
   logger.info({ addresses: agent.addresses() }, "ztunnel ready to accept");
   if (config.startedFile) writeStartedFile(config.startedFile, logger);
   return agent;
+}
+
+/** Per key (a peer identity), what every worker holds for it, added up. */
+function sumByKey(xs: readonly Record<string, unknown>[]): Record<string, Record<string, number>> {
+  const groups = new Map<string, unknown[]>();
+  for (const x of xs) for (const [k, v] of Object.entries(x)) groups.set(k, [...(groups.get(k) ?? []), v]);
+  return Object.fromEntries([...groups].map(([k, vs]) => [k, sum(vs)]));
 }
 
 /** Numeric fields added up across workers (what each holds, in all). */
@@ -225,7 +229,7 @@ async function guardExclusive(config: Config): Promise<void> {
     if (addr.port === 0) continue;
     const probe = net.createServer();
     await listen(probe, addr, { env });
-    await new Promise<void>((r) => probe.close(() => r()));
+    await closeServer(probe);
   }
 }
 

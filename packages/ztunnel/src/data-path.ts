@@ -20,9 +20,9 @@ import {
   type ProxyContext,
 } from "@zt/proxy";
 import { setLingerReset, sockopt } from "@zt/sockopt";
-import { formatHostPort, type MeshStore } from "@zt/state";
+import type { MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
-import { listen, type ListenOpts } from "./listen.js";
+import { addrOf, listen, type ListenOpts } from "./listen.js";
 import { createListenerErrors } from "./listener-errors.js";
 import { registerPressureMetrics } from "./pressure-metrics.js";
 import type { DataPathListener, DataPathSockets } from "./sockets.js";
@@ -218,11 +218,6 @@ class CountingSet<T> extends Set<T> {
 function ownPorts(c: Config): Set<number> {
   const ports = [c.adminAddr.port, c.statsAddr.port, c.readinessAddr.port, c.outboundAddr.port, c.inboundPlaintextAddr.port, c.socks5Addr.port, c.inboundAddr.port, 15008];
   return new Set(ports.filter((p) => p > 0));
-}
-
-function addrOf(s: net.Server): string {
-  const a = s.address();
-  return a && typeof a === "object" ? formatHostPort(a.address, a.port) : "";
 }
 
 async function waitFor(busy: () => number, timeoutMs: number): Promise<void> {

@@ -74,3 +74,17 @@ function bindError(err: NodeJS.ErrnoException, addr: ListenTarget, env: string |
   }
   return new ZtError("BIND_FAILED", message, { cause: err });
 }
+
+/** "ip:port" a listening server is bound to, "" when it is not. */
+export function addrOf(s: net.Server): string {
+  const a = s.address();
+  return a && typeof a === "object" ? formatHostPort(a.address, a.port) : "";
+}
+
+/** Stop listening; resolves once closed (at once when it was not listening). */
+export function closeServer(s: net.Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!s.listening) return resolve();
+    s.close(() => resolve());
+  });
+}

@@ -3,14 +3,12 @@
  * (15020). The data path's listeners belong to the workers (data-path.ts).
  */
 import type http from "node:http";
-import type net from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { formatHostPort } from "@zt/state";
 import { createAdminServer } from "./admin.js";
 import type { Config } from "./config.js";
 import { createControlLimits, type ControlListener } from "./control-limits.js";
-import { listen } from "./listen.js";
+import { addrOf, closeServer, listen } from "./listen.js";
 import { createListenerErrors } from "./listener-errors.js";
 import { createReadinessServer } from "./readiness.js";
 import { createStatsServer } from "./stats.js";
@@ -75,16 +73,4 @@ export async function startControlListeners(d: ControlDeps): Promise<ControlList
       for (const [s, [, addr, env]] of control) if (!s.listening) await listen(s, addr, { env });
     },
   };
-}
-
-function addrOf(s: net.Server): string {
-  const a = s.address();
-  return a && typeof a === "object" ? formatHostPort(a.address, a.port) : "";
-}
-
-function closeServer(s: net.Server): Promise<void> {
-  return new Promise((resolve) => {
-    if (!s.listening) return resolve();
-    s.close(() => resolve());
-  });
 }

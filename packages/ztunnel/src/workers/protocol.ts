@@ -41,7 +41,6 @@ export type ToWorker =
   | { readonly type: "certReply"; readonly id: number; readonly cert?: CertMaterial; readonly error?: { code?: string; message: string } }
   | { readonly type: "logLevel"; readonly level: string }
   | { readonly type: "request"; readonly id: number; readonly what: "stats" | "metrics" | "pending" }
-  | { readonly type: "stopAccepting" }
   | { readonly type: "drain"; readonly timeoutMs: number };
 
 export type FromWorker =

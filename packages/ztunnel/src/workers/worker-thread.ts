@@ -63,9 +63,6 @@ function onMessage(m: ToWorker): void {
     case "request":
       void answer(m.id, m.what);
       return;
-    case "stopAccepting":
-      dataPath?.stopAccepting();
-      return;
     case "drain":
       void (async () => {
         await dataPath?.drain(m.timeoutMs);

@@ -39,7 +39,6 @@ export interface Workers {
   /** A certificate was issued or rotated in the main thread: every worker gets it. */
   certChanged(cert: WorkloadCertificate): void;
   setLogLevel(level: string): void;
-  stopAccepting(): void;
   /** Every worker drains (DRAIN_TIMEOUT), then they end. */
   drain(timeoutMs: number): Promise<void>;
 }
@@ -53,6 +52,9 @@ interface Slot {
   replies: Map<number, (v: unknown) => void>;
   drained: (() => void) | undefined;
 }
+
+/** How long a question to a worker (readiness, metrics, what it holds) may wait for its answer. */
+const ASK_TIMEOUT_MS = 2000;
 
 const material = (c: WorkloadCertificate): CertMaterial => ({ identity: c.identity, keyPem: c.keyPem, certChain: c.certChain, roots: c.roots });
 
@@ -70,7 +72,15 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
     new Promise((resolve) => {
       if (!s.ready) return resolve(undefined);
       const id = nextId++;
-      s.replies.set(id, resolve);
+      // A worker stuck in a loop never answers: readiness, /metrics and /config_dump go on without it.
+      const t = setTimeout(() => {
+        s.replies.delete(id);
+        resolve(undefined);
+      }, ASK_TIMEOUT_MS);
+      s.replies.set(id, (v) => {
+        clearTimeout(t);
+        resolve(v);
+      });
       post(s, { type: "request", id, what });
     });
 
@@ -87,7 +97,7 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
       index,
       env: o.env,
       snapshot: o.store.snapshot(),
-      certs: [],
+      certs: held(),
       fdCounters: o.fdCounters,
       peerCounters,
       liveCounter: live,
@@ -144,7 +154,6 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
         spawn(index, true).then(
           (fresh) => {
             if (stopping) return void fresh.worker.terminate();
-            pushCerts(fresh);
             log.info({ worker: index }, `data-path worker ${index} replaced`);
           },
           (err: unknown) => log.error({ err, code: "WORKER_START_FAILED", worker: index }, `data-path worker ${index} could not be replaced: ${(err as Error).message}`),
@@ -153,12 +162,13 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
     });
   };
 
-  const pushCerts = (s: Slot): void => {
-    for (const d of o.certs.dump()) {
-      const c = o.certs.get(d.identity);
-      if (c) post(s, { type: "cert", cert: material(c) });
-    }
-  };
+  /** The certificates the main thread holds now: a worker starts with them (later ones are pushed as they come). */
+  const held = (): CertMaterial[] =>
+    o.certs
+      .dump()
+      .map((d) => o.certs.get(d.identity))
+      .filter((c): c is WorkloadCertificate => c !== undefined)
+      .map(material);
 
   try {
     for (let i = 0; i < o.count; i++) await spawn(i);
@@ -167,7 +177,6 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
     await Promise.all(slots.map((s) => s.worker.terminate()));
     throw err;
   }
-  for (const s of slots) pushCerts(s);
 
   return {
     addresses() {
@@ -193,9 +202,6 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
     },
     setLogLevel(level) {
       for (const s of slots) post(s, { type: "logLevel", level });
-    },
-    stopAccepting() {
-      for (const s of slots) post(s, { type: "stopAccepting" });
     },
     async drain(timeoutMs) {
       stopping = true;
