@@ -3,11 +3,25 @@
  * server through one path (direct, stunnel, mesh), and is bounded by a count and a deadline.
  */
 import { randomBytes } from "node:crypto";
-import type net from "node:net";
+import net from "node:net";
 import { treeRssKiB } from "./procfs.js";
 import { errMsg, percentile, sleep, withTimeout } from "./util.js";
 
 export type Open = () => Promise<net.Socket>;
+
+/** A plain TCP connection to host:port (no delay), paused until the caller reads. */
+export function tcpOpen(host: string, port: number): Open {
+  return () =>
+    new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host, port, noDelay: true });
+      s.once("error", reject);
+      s.once("connect", () => {
+        s.removeListener("error", reject);
+        s.pause();
+        resolve(s);
+      });
+    });
+}
 
 const OPEN_TIMEOUT_MS = 10_000;
 const CHUNK = 256 * 1024;

@@ -5,7 +5,6 @@
 import { execFileSync, spawnSync, type ChildProcess } from "node:child_process";
 import { startBenchServer } from "./bench-server.js";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import {
@@ -15,6 +14,7 @@ import {
   medianRound,
   preflight,
   summarizeLatency,
+  tcpOpen,
   throughput,
   type ConnRateResult,
   type LatencySamples,
@@ -51,19 +51,6 @@ const P = {
 
 function log(s: string): void {
   process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
-}
-
-function tcpOpen(host: string, port: number): Open {
-  return () =>
-    new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ host, port, noDelay: true });
-      s.once("error", reject);
-      s.once("connect", () => {
-        s.removeListener("error", reject);
-        s.pause();
-        resolve(s);
-      });
-    });
 }
 
 async function startServer(): Promise<{ proc: ChildProcess; directPort: number; meshPort: number }> {

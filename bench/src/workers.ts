@@ -7,7 +7,7 @@
 import net from "node:net";
 import os from "node:os";
 import { startBenchServer } from "./bench-server.js";
-import { preflight, throughput, type ThroughputResult } from "./load.js";
+import { medianRound, preflight, tcpOpen, throughput, type ThroughputResult } from "./load.js";
 import { SERVER_IP, startMesh, type Mesh } from "./mesh.js";
 import { treeCpuSeconds } from "./procfs.js";
 import { startStunnelPair, type StunnelPair } from "./stunnel.js";
@@ -32,11 +32,7 @@ async function main(): Promise<void> {
   const [directPort, meshPort] = [ports[0]!, ports[1]!];
   let stunnel: StunnelPair | undefined;
   try {
-    const connect = (port: number) => (): Promise<net.Socket> =>
-      new Promise((resolve, reject) => {
-        const s = net.connect({ host: "127.0.0.1", port, noDelay: true }, () => resolve(s));
-        s.once("error", reject);
-      });
+    const connect = (port: number): (() => Promise<net.Socket>) => tcpOpen("127.0.0.1", port);
     stunnel = await startStunnelPair(directPort, (port) => preflight(connect(port), 1024));
     const pair = stunnel;
     const runs: Run[] = [
@@ -76,7 +72,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    const median = (name: string): { r: ThroughputResult; cpuPerGiB: number } => [...results.get(name)!].sort((a, b) => a.r.mibPerSec - b.r.mibPerSec)[1] ?? results.get(name)![0]!;
+    const median = (name: string): { r: ThroughputResult; cpuPerGiB: number } => medianRound(results.get(name)!, (x) => x.r.mibPerSec);
     const base = median("stunnel pair").r.mibPerSec;
     const rows = runs.map((run) => {
       const m = median(run.name);
