@@ -70,6 +70,40 @@ export function splice(tcp: Socket, peer: Socket | Http2Stream, done: (outcome: 
     finish();
   });
 
+  const L = LEVERS;
+  if (L.hwm) {
+    const side = process.env["ZT_LEVER_SIDE"];
+    for (const w of (side === "tcp" ? [tcp] : side === "peer" ? [peer] : side === "stream" ? (isStream(peer) ? [peer] : []) : [tcp, peer]) as unknown as { _writableState: { highWaterMark: number }; _readableState: { highWaterMark: number } }[]) {
+      w._writableState.highWaterMark = L.hwm;
+      if (L.rhwm) w._readableState.highWaterMark = L.rhwm;
+    }
+  }
+  if (L.cork) {
+    for (const [src, dst] of [[peer, tcp], [tcp, peer]] as [Socket | Http2Stream, Socket | Http2Stream][]) {
+      let corked = false;
+      const uncork = (): void => {
+        corked = false;
+        dst.uncork();
+      };
+      src.on("data", () => {
+        if (corked) return;
+        corked = true;
+        dst.cork();
+        setImmediate(uncork);
+      });
+    }
+  }
+  if (L.direct) {
+    direct(tcp, peer);
+    direct(peer, tcp);
+    peer.once("end", () =>
+      setImmediate(() => {
+        if (!isStream(peer) || peer.rstCode === undefined || peer.rstCode === constants.NGHTTP2_NO_ERROR) tcp.end();
+      }),
+    );
+    tcp.once("end", () => peer.end());
+    return;
+  }
   tcp.pipe(peer);
   if (isStream(peer)) {
     // A received RST_STREAM first ends the readable side, then reports the reset:
@@ -100,4 +134,19 @@ export function resetStream(stream: Http2Stream): void {
 
 function isStream(s: Socket | Http2Stream): s is Http2Stream {
   return "rstCode" in s;
+}
+
+const LEVERS = {
+  hwm: Number(process.env["ZT_LEVER_HWM"]) || 0,
+  rhwm: Number(process.env["ZT_LEVER_RHWM"]) || 0,
+  cork: process.env["ZT_LEVER_CORK"] === "1",
+  direct: process.env["ZT_LEVER_DIRECT"] === "1",
+};
+
+function direct(src: Socket | Http2Stream, dst: Socket | Http2Stream): void {
+  const resume = (): void => void src.resume();
+  dst.on("drain", resume);
+  src.on("data", (chunk: Buffer) => {
+    if (!dst.write(chunk)) src.pause();
+  });
 }
