@@ -1,9 +1,11 @@
 /**
  * Data-path levers (`bash bench/levers.sh`): one connection pushing 512 MiB through the mesh
  * pair (1 worker per agent), once per setting in BENCH_LEVERS (a `;`-separated list of
- * `name=ENV=VALUE,ENV=VALUE` entries, `base` with no variables), the settings alternating over
- * 3 rounds; per setting the median round's MiB/s and each agent's CPU seconds per GiB.
- * Prints a table; writes nothing. Asserts nothing.
+ * `name=ENV=VALUE,ENV=VALUE` entries of the agents' environment, `base` with none), the
+ * settings alternating over 3 rounds; per setting the median round's MiB/s and each agent's
+ * CPU seconds per GiB. BENCH_MEASURE=rtt: the 1 KiB round trip instead. Prints a table;
+ * writes nothing. Asserts nothing. The lever switches the issue-10 trials used
+ * (ZT_LEVER_*) live in commit 1ce5fc7 only (bench/RESULTS.md, "Levers").
  */
 import { startBenchServer } from "./bench-server.js";
 import { latencySamples, medianRound, summarizeLatency, throughput, type LatencySamples } from "./load.js";

@@ -157,8 +157,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
     // session waits forever for a 'secureConnect' that only client sockets emit.
     (sock as tls.TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
     const window = ctx.receiveBudget.initialWindow();
-    if (process.env["ZT_LEVER_FRAG"]) sock.setMaxSendFragment(Number(process.env["ZT_LEVER_FRAG"]));
-    const session = http2.performServerHandshake(sock, { settings: { ...settings, initialWindowSize: window, ...(process.env["ZT_LEVER_FRAME"] ? { maxFrameSize: Number(process.env["ZT_LEVER_FRAME"]) } : {}) }, maxSessionMemory: 64 });
+    const session = http2.performServerHandshake(sock, { settings: { ...settings, initialWindowSize: window }, maxSessionMemory: 64 });
     const c = watchHboneConnection(session, sock, `HBONE client ${addr}`, { of: ctx.receiveBudget, window }, (err) => refuseConnection(ctx, sock, err, identity?.id));
     let misused = 0;
     const peer: InboundPeer = {

@@ -8,7 +8,7 @@ export { createPlaintextInboundServer } from "./inbound-passthrough.js";
 export { createProxyListener } from "./listener.js";
 export { route, baggage, traceparent, type Route, type OutboundRequest } from "./route.js";
 export { createFdBudget, FD_BUDGET_SLOTS, unlimitedFds, type DataListener, type FdBudget, type FdBudgetOptions } from "./fd-budget.js";
-export { splice, type SpliceOutcome } from "./splice.js";
+export { splice, SPLICE_BUFFER_BYTES, useSpliceBuffers, type SpliceOutcome } from "./splice.js";
 export { readSocksRequest, SocksReply } from "./socks5.js";
 export { dialTcp, plainDialer, type Dialer, type DialDeps, type DialOptions } from "./dial.js";
 export { createReceiveBudget, type ReceiveBudget, type ReceiveBudgetOptions } from "./receive-budget.js";

@@ -204,12 +204,11 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       s.once("error", onError);
     });
     socket.setNoDelay(true);
-    if (process.env["ZT_LEVER_FRAG"]) socket.setMaxSendFragment(Number(process.env["ZT_LEVER_FRAG"]));
     const peer = formatHostPort(k.hboneIp, k.hbonePort);
     const window = budget.initialWindow();
     const session = http2.connect(`https://${peer}`, {
       createConnection: () => socket,
-      settings: { initialWindowSize: window, enablePush: false, ...(process.env["ZT_LEVER_FRAME"] ? { maxFrameSize: Number(process.env["ZT_LEVER_FRAME"]) } : {}) },
+      settings: { initialWindowSize: window, enablePush: false },
     });
     const c: Conn = { session, key, hbone: watchHboneConnection(session, socket, `the destination's agent at ${peer}`, { of: budget, window }, (err) => log.warn({ code: err.code, peer }, err.message)), active: 0, dead: false };
     bySession.set(session, c);

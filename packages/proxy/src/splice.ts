@@ -1,5 +1,25 @@
 import type { Socket } from "node:net";
 import { constants, type Http2Stream } from "node:http2";
+import { setDefaultHighWaterMark } from "node:stream";
+
+/**
+ * What a spliced socket or stream may buffer before it pushes back. Node's default (16 KiB
+ * on Node 20) makes every 64 KiB read from a socket, and every 16 KiB DATA frame, fill its
+ * destination: the source pauses (read stop, a WINDOW_UPDATE held back) and resumes once
+ * per chunk. At 256 KiB one connection costs the two agents about a third less CPU per GiB
+ * (`bench/levers.sh`, bench/RESULTS.md). A stalled destination holds this much more than
+ * its HTTP/2 stream window.
+ */
+export const SPLICE_BUFFER_BYTES = 256 * 1024;
+
+/**
+ * Make SPLICE_BUFFER_BYTES the high-water mark of every byte stream this thread creates from
+ * now on (Node offers no option for the streams of an HTTP/2 session). A data-path worker
+ * calls it once, before it opens a socket.
+ */
+export function useSpliceBuffers(): void {
+  setDefaultHighWaterMark(false, SPLICE_BUFFER_BYTES);
+}
 
 export interface SpliceOutcome {
   /** True when either side ended abruptly (RST, error, destroy) rather than by FIN / END_STREAM. */
@@ -70,40 +90,6 @@ export function splice(tcp: Socket, peer: Socket | Http2Stream, done: (outcome: 
     finish();
   });
 
-  const L = LEVERS;
-  if (L.hwm) {
-    const side = process.env["ZT_LEVER_SIDE"];
-    for (const w of (side === "tcp" ? [tcp] : side === "peer" ? [peer] : side === "stream" ? (isStream(peer) ? [peer] : []) : [tcp, peer]) as unknown as { _writableState: { highWaterMark: number }; _readableState: { highWaterMark: number } }[]) {
-      w._writableState.highWaterMark = L.hwm;
-      if (L.rhwm) w._readableState.highWaterMark = L.rhwm;
-    }
-  }
-  if (L.cork) {
-    for (const [src, dst] of [[peer, tcp], [tcp, peer]] as [Socket | Http2Stream, Socket | Http2Stream][]) {
-      let corked = false;
-      const uncork = (): void => {
-        corked = false;
-        dst.uncork();
-      };
-      src.on("data", () => {
-        if (corked) return;
-        corked = true;
-        dst.cork();
-        setImmediate(uncork);
-      });
-    }
-  }
-  if (L.direct) {
-    direct(tcp, peer);
-    direct(peer, tcp);
-    peer.once("end", () =>
-      setImmediate(() => {
-        if (!isStream(peer) || peer.rstCode === undefined || peer.rstCode === constants.NGHTTP2_NO_ERROR) tcp.end();
-      }),
-    );
-    tcp.once("end", () => peer.end());
-    return;
-  }
   tcp.pipe(peer);
   if (isStream(peer)) {
     // A received RST_STREAM first ends the readable side, then reports the reset:
@@ -134,19 +120,4 @@ export function resetStream(stream: Http2Stream): void {
 
 function isStream(s: Socket | Http2Stream): s is Http2Stream {
   return "rstCode" in s;
-}
-
-const LEVERS = {
-  hwm: Number(process.env["ZT_LEVER_HWM"]) || 0,
-  rhwm: Number(process.env["ZT_LEVER_RHWM"]) || 0,
-  cork: process.env["ZT_LEVER_CORK"] === "1",
-  direct: process.env["ZT_LEVER_DIRECT"] === "1",
-};
-
-function direct(src: Socket | Http2Stream, dst: Socket | Http2Stream): void {
-  const resume = (): void => void src.resume();
-  dst.on("drain", resume);
-  src.on("data", (chunk: Buffer) => {
-    if (!dst.write(chunk)) src.pause();
-  });
 }

@@ -5,7 +5,6 @@
  * runs none and only asks the workers what they hold.
  */
 import type net from "node:net";
-import { setDefaultHighWaterMark } from "node:stream";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { CertManager } from "@zt/identity";
@@ -73,7 +72,6 @@ export interface DataPath {
 }
 
 export async function startDataPath(d: DataPathDeps): Promise<DataPath> {
-  if (process.env["ZT_LEVER_DEFHWM"]) setDefaultHighWaterMark(false, Number(process.env["ZT_LEVER_DEFHWM"]));
   const { config, logger } = d;
   const observer = createTelemetry({ registry: d.registry, logger });
   const receiveBudget = createReceiveBudget({ streamWindow: config.http2StreamWindowSize, sessionBytes: config.http2ConnectionWindowSize, totalBytes: d.receiveBytes });

@@ -7,6 +7,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { Registry } from "prom-client";
 import { isErrorCode, ZtError } from "@zt/errors";
 import { toWorkloadCertificate, type CertManager, type WorkloadCertificate } from "@zt/identity";
+import { useSpliceBuffers } from "@zt/proxy";
 import { createMeshStore } from "@zt/state";
 import { loadConfig } from "../config.js";
 import { startDataPath, type DataPath } from "../data-path.js";
@@ -19,6 +20,7 @@ import { dataPathSockets } from "../sockets.js";
 import { captureParams } from "../redirect.js";
 import type { CertMaterial, FromWorker, ToWorker, WorkerInit } from "./protocol.js";
 
+useSpliceBuffers();
 const port = parentPort!;
 const init = workerData as WorkerInit;
 const send = (m: FromWorker): void => port.postMessage(m);
