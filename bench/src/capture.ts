@@ -3,6 +3,7 @@
  * one agent per node with REDIRECT_MODE=tproxy. The same plain-TCP client runs inside a
  * pod namespace against a sink in another pod, side by side on three paths:
  *   direct     pod outside the mesh -> pod outside the mesh on the other node (no capture)
+ *   stunnel    the same pods through a stunnel pair in the two node namespaces (the TLS-tunnel baseline)
  *   mesh       mesh pod -> mesh pod on the other node (captured, HBONE between the agents)
  *   same-node  mesh pod -> mesh pod on the same node (captured, HBONE through lo)
  * Measures: throughput of one connection, new connections/s, and the round-trip time of a
@@ -10,6 +11,7 @@
  * Writes its section of bench/RESULTS.md (between the capture markers).
  */
 import os from "node:os";
+import { startStunnel } from "./stunnel.js";
 import { writeResultsSection } from "./util.js";
 
 const HARNESS = new URL("../../packages/harness/dist/index.js", import.meta.url);
@@ -19,6 +21,7 @@ const BULK = (QUICK ? 64 : 512) * MiB;
 const ROUNDS = QUICK ? 1 : 3;
 const RATE_MS = QUICK ? 1000 : 3000;
 const RTT_N = QUICK ? 2000 : 10_000;
+const STUNNEL_PORT = 19000;
 
 // argv: port. Counts bytes; after the client's FIN answers the count and ends.
 const SINK = `
@@ -103,6 +106,7 @@ interface Lab {
   namespaces: string[];
   spawn(ns: string, argv: string[], opts?: object): import("node:child_process").ChildProcess;
   exec(ns: string, argv: string[], opts?: { timeoutMs?: number }): Promise<{ stdout: string }>;
+  node(name: string): { ns: string; uplinkIp: string };
 }
 interface Cluster {
   lab: Lab;
@@ -124,6 +128,7 @@ async function main(): Promise<void> {
     ],
     echoPorts: [],
   });
+  let stunnel: Awaited<ReturnType<typeof startStunnel>> | undefined;
   try {
     // Thousands of short connections per second would otherwise exhaust the ports in TIME_WAIT.
     for (const ns of c.lab.namespaces) await c.lab.exec(ns, ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
@@ -131,24 +136,34 @@ async function main(): Promise<void> {
       const child = c.lab.spawn(c.pod(p).ns, [process.execPath, "-e", SINK, "9000", c.pod(p).ip], { stdio: ["ignore", "pipe", "inherit"] });
       await new Promise<void>((resolve) => child.stdout?.once("data", () => resolve()));
     }
+    const run = async (from: string, host: string, port: number, mode: string, amount: number): Promise<Record<string, number>> =>
+      JSON.parse((await c.lab.exec(c.pod(from).ns, [process.execPath, "-e", CLIENT, mode, host, String(port), String(amount)], { timeoutMs: 120_000 })).stdout) as Record<string, number>;
+    // The stunnel pair: its client side in node-a's namespace, its server side in node-b's, one
+    // tunnel for the sink (9000) and one for the echo (9001), as the client expects them (port, port + 1).
+    const [nodeA, nodeB] = [c.lab.node("node-a"), c.lab.node("node-b")];
+    const plainB = c.pod("plain-b").ip;
+    stunnel = await startStunnel(
+      [0, 1].map((i) => ({ clientAccept: `${nodeA.uplinkIp}:${STUNNEL_PORT + i}`, serverAccept: `${nodeB.uplinkIp}:${STUNNEL_PORT + 100 + i}`, connect: `${plainB}:${9000 + i}` })),
+      async () => void (await run("plain-a", nodeA.uplinkIp, STUNNEL_PORT, "bulk", 1)),
+      (side, argv) => c.lab.spawn(side === "client" ? nodeA.ns : nodeB.ns, argv, { stdio: ["ignore", "pipe", "pipe"] }),
+    );
     const paths = [
-      { name: "direct", from: "plain-a", to: "plain-b" },
-      { name: "mesh", from: "client-a", to: "sink-b" },
-      { name: "same-node", from: "client-a", to: "sink-a" },
+      { name: "direct", from: "plain-a", host: plainB, port: 9000 },
+      { name: "stunnel", from: "plain-a", host: nodeA.uplinkIp, port: STUNNEL_PORT },
+      { name: "mesh", from: "client-a", host: c.pod("sink-b").ip, port: 9000 },
+      { name: "same-node", from: "client-a", host: c.pod("sink-a").ip, port: 9000 },
     ];
-    const run = async (from: string, to: string, mode: string, amount: number): Promise<Record<string, number>> =>
-      JSON.parse((await c.lab.exec(c.pod(from).ns, [process.execPath, "-e", CLIENT, mode, c.pod(to).ip, "9000", String(amount)], { timeoutMs: 120_000 })).stdout) as Record<string, number>;
     const bulk: Record<string, number[]> = {};
     const rate: Record<string, number[]> = {};
     for (let r = 0; r < ROUNDS; r++) {
       for (const p of paths) {
-        (bulk[p.name] ??= []).push((await run(p.from, p.to, "bulk", BULK))["mibPerSec"] ?? NaN);
+        (bulk[p.name] ??= []).push((await run(p.from, p.host, p.port, "bulk", BULK))["mibPerSec"] ?? NaN);
         log(`round ${r + 1} ${p.name}: ${bulk[p.name]!.at(-1)!.toFixed(0)} MiB/s`);
       }
     }
     for (let r = 0; r < ROUNDS; r++) {
       for (const p of paths) {
-        (rate[p.name] ??= []).push((await run(p.from, p.to, "rate", RATE_MS))["perSec"] ?? NaN);
+        (rate[p.name] ??= []).push((await run(p.from, p.host, p.port, "rate", RATE_MS))["perSec"] ?? NaN);
         log(`round ${r + 1} ${p.name}: ${rate[p.name]!.at(-1)!.toFixed(0)} conn/s`);
         // Let TIME_WAIT from this burst drain a little before the next path.
         await new Promise((res) => setTimeout(res, 2000));
@@ -158,7 +173,7 @@ async function main(): Promise<void> {
     const p99: Record<string, number[]> = {};
     for (let r = 0; r < ROUNDS; r++) {
       for (const p of r % 2 ? [...paths].reverse() : paths) {
-        const x = await run(p.from, p.to, "rtt", RTT_N);
+        const x = await run(p.from, p.host, p.port, "rtt", RTT_N);
         (p50[p.name] ??= []).push(x["p50us"] ?? NaN);
         (p99[p.name] ??= []).push(x["p99us"] ?? NaN);
         log(`round ${r + 1} ${p.name}: RTT p50 ${x["p50us"]?.toFixed(0)} us, p99 ${x["p99us"]?.toFixed(0)} us`);
@@ -168,7 +183,7 @@ async function main(): Promise<void> {
     const row = (label: string, m: Record<string, number[]>, digits = 0): string => {
       const v = (k: string): number => median(m[k] ?? []);
       const f = (x: number): string => x.toLocaleString("en-US", { maximumFractionDigits: digits });
-      return `| ${label} | ${f(v("direct"))} | ${f(v("mesh"))} | ${f(v("same-node"))} | ${(v("mesh") / v("direct")).toFixed(2)}x | ${(v("same-node") / v("direct")).toFixed(2)}x |`;
+      return `| ${label} | ${f(v("direct"))} | ${f(v("stunnel"))} | ${f(v("mesh"))} | ${f(v("same-node"))} | ${(v("mesh") / v("direct")).toFixed(2)}x | ${(v("mesh") / v("stunnel")).toFixed(2)}x | ${(v("same-node") / v("direct")).toFixed(2)}x |`;
     };
     const section = [
       "<!-- capture:begin -->",
@@ -182,23 +197,27 @@ async function main(): Promise<void> {
       "- Two emulated nodes (network namespaces, pods behind veths), one agent per node with `REDIRECT_MODE=tproxy`.",
       "  The same plain-TCP client runs in a pod namespace; nothing in the pod knows about the mesh.",
       "  direct: pod outside the mesh to a pod outside the mesh on the other node (not captured);",
+      "  stunnel: the same two pods through a stunnel pair, its client side in node-a's namespace and its server side in node-b's",
+      "  (TLS 1.3, client certificate verified, as in the loopback bench);",
       "  mesh: mesh pod to mesh pod on the other node (captured, HBONE); same-node: mesh pods on one node (captured, HBONE via lo).",
       "  `net.ipv4.tcp_tw_reuse=1` in every namespace of the cluster (ports in TIME_WAIT would otherwise limit the connection rate).",
       "",
-      "| Measure | direct | mesh | same-node | mesh/direct | same-node/direct |",
-      "|---|---:|---:|---:|---:|---:|",
+      "| Measure | direct | stunnel | mesh | same-node | mesh/direct | mesh/stunnel | same-node/direct |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|",
       row(`Throughput, 1 conn, ${BULK / MiB} MiB (MiB/s)`, bulk),
       row("New connections/s (16 concurrent, 1 byte each way)", rate),
       row(`RTT p50, 1 KiB echo, one connection (us; ${RTT_N.toLocaleString("en-US")} round trips)`, p50),
       row("RTT p99 (us)", p99),
       "",
-      `Added by the mesh to the round trip: p50 ${added(p50, "mesh")} us, p99 ${added(p99, "mesh")} us between nodes; p50 ${added(p50, "same-node")} us, p99 ${added(p99, "same-node")} us on one node`,
+      `Added to the round trip by the mesh: p50 ${added(p50, "mesh")} us, p99 ${added(p99, "mesh")} us between nodes; p50 ${added(p50, "same-node")} us, p99 ${added(p99, "same-node")} us on one node;`,
+      `by the stunnel pair: p50 ${added(p50, "stunnel")} us, p99 ${added(p99, "stunnel")} us`,
       `(ZTUNNEL_WORKER_THREADS ${process.env["ZTUNNEL_WORKER_THREADS"] ?? "2"}, the agents' default). The issue's goal: p99 added ≤ 200 us.`,
       "<!-- capture:end -->",
     ].join("\n");
     writeResultsSection("capture", section, QUICK);
     process.stdout.write(`\n${section}\n`);
   } finally {
+    await stunnel?.stop();
     await c.stop();
   }
 }

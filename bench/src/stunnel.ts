@@ -2,6 +2,7 @@
  * The TLS-tunnel baseline: a pair of stunnel4 processes in the foreground.
  *   client -> stunnel client (accept 127.0.0.1:A, TLS) -> stunnel server (accept 127.0.0.1:B,
  *   TLS 1.3, client certificate required and verified) -> bench server.
+ * The capture benchmark runs a pair in two node namespaces (`startStunnel`).
  * An ad-hoc RSA-2048 CA and ECDSA P-256 leaf certificates (as the mesh's: an RSA root, P-256
  * workload keys) are made with the openssl CLI in a temp dir that is removed afterwards.
  */
@@ -52,31 +53,59 @@ function makeCerts(dir: string): void {
   }
 }
 
-function conf(dir: string, o: { client: boolean; accept: number; connect: number }): string {
-  const name = o.client ? "client" : "server";
+/** One tunnel of a pair: where the client side accepts, where the server side accepts and connects. */
+export interface StunnelService {
+  readonly clientAccept: string;
+  readonly serverAccept: string;
+  readonly connect: string;
+}
+
+function conf(dir: string, client: boolean, services: readonly StunnelService[]): string {
+  const name = client ? "client" : "server";
   return [
     "foreground = yes",
     "syslog = no",
     "pid =",
     "debug = 4",
-    ...(o.client ? ["client = yes"] : []),
-    "[bench]",
-    `accept = 127.0.0.1:${o.accept}`,
-    `connect = 127.0.0.1:${o.connect}`,
-    `cert = ${path.join(dir, `${name}.crt`)}`,
-    `key = ${path.join(dir, `${name}.key`)}`,
-    `CAfile = ${path.join(dir, "ca.crt")}`,
-    "verifyChain = yes",
-    ...(o.client ? ["checkHost = bench-server"] : ["requireCert = yes"]),
-    "sslVersionMin = TLSv1.3",
-    "socket = l:TCP_NODELAY=1",
-    "socket = r:TCP_NODELAY=1",
+    ...(client ? ["client = yes"] : []),
+    ...services.flatMap((svc, i) => [
+      `[bench${i}]`,
+      `accept = ${client ? svc.clientAccept : svc.serverAccept}`,
+      `connect = ${client ? svc.serverAccept : svc.connect}`,
+      `cert = ${path.join(dir, `${name}.crt`)}`,
+      `key = ${path.join(dir, `${name}.key`)}`,
+      `CAfile = ${path.join(dir, "ca.crt")}`,
+      "verifyChain = yes",
+      ...(client ? ["checkHost = bench-server"] : ["requireCert = yes"]),
+      "sslVersionMin = TLSv1.3",
+      "socket = l:TCP_NODELAY=1",
+      "socket = r:TCP_NODELAY=1",
+    ]),
     "",
   ].join("\n");
 }
 
+/** How a side of the pair is started (default: a child of this process). */
+export type StunnelSpawn = (side: "client" | "server", argv: string[]) => ChildProcess;
+
 /** Start the pair in front of the bench server at 127.0.0.1:serverPort; `check` proves the path works. */
 export async function startStunnelPair(serverPort: number, check: (port: number) => Promise<void>): Promise<StunnelPair> {
+  const a = await freePort("127.0.0.1");
+  let b = await freePort("127.0.0.1");
+  for (let i = 0; b === a && i < 10; i++) b = await freePort("127.0.0.1");
+  const pair = await startStunnel([{ clientAccept: `127.0.0.1:${a}`, serverAccept: `127.0.0.1:${b}`, connect: `127.0.0.1:${serverPort}` }], () => check(a));
+  return { ...pair, port: a };
+}
+
+/**
+ * Start a pair carrying `services` (the sides spawned by `spawn`, e.g. inside two network
+ * namespaces); resolves once `check` succeeds (bounded: 50 tries, ~5 s).
+ */
+export async function startStunnel(
+  services: readonly StunnelService[],
+  check: () => Promise<void>,
+  spawnSide: StunnelSpawn = (_side, argv) => spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] }),
+): Promise<Omit<StunnelPair, "port">> {
   const dir = mkdtempSync(path.join(tmpdir(), "zt-bench-stunnel-"));
   const procs: ChildProcess[] = [];
   let err = "";
@@ -95,23 +124,18 @@ export async function startStunnelPair(serverPort: number, check: (port: number)
   };
   try {
     makeCerts(dir);
-    const a = await freePort("127.0.0.1");
-    let b = await freePort("127.0.0.1");
-    for (let i = 0; b === a && i < 10; i++) b = await freePort("127.0.0.1");
-    writeFileSync(path.join(dir, "server.conf"), conf(dir, { client: false, accept: b, connect: serverPort }));
-    writeFileSync(path.join(dir, "client.conf"), conf(dir, { client: true, accept: a, connect: b }));
-    for (const which of ["server", "client"]) {
-      const p = spawn(STUNNEL_BIN, [path.join(dir, `${which}.conf`)], { stdio: ["ignore", "pipe", "pipe"] });
-      p.stdout!.on("data", (c: Buffer) => (err += c.toString()));
-      p.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+    for (const side of ["server", "client"] as const) {
+      writeFileSync(path.join(dir, `${side}.conf`), conf(dir, side === "client", services));
+      const p = spawnSide(side, [STUNNEL_BIN, path.join(dir, `${side}.conf`)]);
+      p.stdout?.on("data", (c: Buffer) => (err += c.toString()));
+      p.stderr?.on("data", (c: Buffer) => (err += c.toString()));
       procs.push(p);
     }
-    // Wait until the whole chain carries an echo (bounded: 50 tries, ~5 s).
     let last: unknown;
     for (let i = 0; i < 50; i++) {
       if (procs.some((p) => p.exitCode !== null)) throw new Error(`stunnel exited: ${err}`);
       try {
-        await check(a);
+        await check();
         last = undefined;
         break;
       } catch (e) {
@@ -121,7 +145,7 @@ export async function startStunnelPair(serverPort: number, check: (port: number)
     }
     if (last !== undefined) throw new Error(`stunnel pair not working: ${(last as Error).message}\n${err}`);
     // Client side first, as for the mesh (agent A, then agent B).
-    return { port: a, pids: [procs[1]!.pid!, procs[0]!.pid!], stderr: () => err, stop };
+    return { pids: [procs[1]!.pid!, procs[0]!.pid!], stderr: () => err, stop };
   } catch (e) {
     await stop();
     throw e;
