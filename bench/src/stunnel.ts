@@ -27,7 +27,7 @@ function openssl(dir: string, args: string[]): void {
   execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
 }
 
-function makeCerts(dir: string): void {
+export function makeCerts(dir: string): void {
   writeFileSync(
     path.join(dir, "ext.cnf"),
     [
