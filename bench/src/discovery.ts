@@ -17,7 +17,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { cpuSeconds, rssKiB } from "./procfs.js";
-import { percentile, sleep, writeResultsSection } from "./util.js";
+import { agentWorkers, percentile, sleep, writeResultsSection } from "./util.js";
 
 const HARNESS = new URL("../../packages/harness/dist/index.js", import.meta.url);
 const ZTUNNEL = fileURLToPath(new URL("../../packages/ztunnel/dist/cli.js", import.meta.url));
@@ -98,6 +98,7 @@ function startAgent(h: Harness, kubeconfig: string, caDir: string): RunningAgent
     KUBECONFIG: kubeconfig,
     LOG_FORMAT: "json",
     LOG_LEVEL: "debug",
+    ...(process.env["ZTUNNEL_WORKER_THREADS"] ? { ZTUNNEL_WORKER_THREADS: process.env["ZTUNNEL_WORKER_THREADS"] } : {}),
   };
   // BENCH_NODE_ARGS: extra node flags for the agent (e.g. "--cpu-prof --cpu-prof-dir=bench/out/prof").
   const nodeArgs = (process.env["BENCH_NODE_ARGS"] ?? "").split(" ").filter(Boolean);
@@ -272,7 +273,7 @@ function writeSection(empty: Phase, full: Phase, c: Churn, started: number): voi
     "bash bench/discovery.sh",
     "```",
     "",
-    `- Date: ${new Date().toISOString()}; ${os.cpus().length} CPUs; Node ${process.version}; ${((Date.now() - started) / 1000).toFixed(0)} s${QUICK ? " (BENCH_QUICK: a smaller cluster)" : ""}`,
+    `- Date: ${new Date().toISOString()}; ${os.cpus().length} CPUs; Node ${process.version}; ${((Date.now() - started) / 1000).toFixed(0)} s${QUICK ? " (BENCH_QUICK: a smaller cluster)" : ""}; ${agentWorkers()}`,
     `- One agent (\`ztunnel run\`, DISCOVERY=kubernetes, NODE_NAME=node-0) against the fake API server of @zt/harness (HTTPS, a token;`,
     "  it runs in this process, on the same CPUs). The cluster: " +
       `${PODS.toLocaleString("en-US")} running pods on ${NODES} nodes in ${NAMESPACES} ambient namespaces, ${SERVICES.toLocaleString("en-US")} services (5 pods each, a named target port) with one EndpointSlice each, ${NAMESPACES} AuthorizationPolicies.`,

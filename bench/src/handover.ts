@@ -7,7 +7,7 @@
  * Nothing is asserted: the tests (test/upgrade-handover.test.ts) do that.
  */
 import os from "node:os";
-import { writeResultsSection } from "./util.js";
+import { agentWorkers, writeResultsSection } from "./util.js";
 
 const HARNESS = new URL("../../packages/harness/dist/index.js", import.meta.url);
 const QUICK = process.env["BENCH_QUICK"] === "1";
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
     "sudo bash bench/handover.sh",
     "```",
     "",
-    `- Date: ${new Date().toISOString()}; ${os.cpus().length} CPUs; Node ${process.version}; ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    `- Date: ${new Date().toISOString()}; ${os.cpus().length} CPUs; Node ${process.version}; ${((Date.now() - started) / 1000).toFixed(0)} s; ${agentWorkers()}`,
     `- Two emulated nodes, one \`REDIRECT_MODE=tproxy\` agent each. A mesh pod on node-a runs ${CONCURRENCY} loops per target`,
     "  (a pod on node-b, a pod on node-a) of connect, 16 KiB each way, close. Meanwhile each node's agent is replaced",
     "  again and again: a successor started next to it, 0.5 s, SIGTERM to the old one (`DRAIN_TIMEOUT=1s`), its exit, 0.5 s.",

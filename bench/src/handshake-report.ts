@@ -82,6 +82,7 @@ export function renderHandshake(r: HandshakeReport): string {
     "  node:crypto signatures in libuv's threadpool). The same benchmark code drives both builds' public APIs, rounds alternating.",
     "- One process: the client side's HBONE pool and the server side's 15008 listeners (one per destination IP, 127.213.2.x), each",
     "  side with its own certificate manager (as two agents), one CA per build (an RSA 2048 root, as the built-in CA generates).",
+    "  No agent process runs, so no data-path workers: the pool and the listeners share the bench's one thread.",
     `- Issuance: \`createKeyAndCsr\` + the CA's \`sign\`, ${p.oneByOne} identities one at a time per round (wall: median of all), then`,
     `  ${p.atOnce} at once (an agent starting with ${p.atOnce} identities on its node). Event-loop busy: ELU active time; CPU: this`,
     "  process, every thread (key generation and, after, signing run in the threadpool).",

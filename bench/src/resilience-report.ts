@@ -2,6 +2,7 @@
 import { execFileSync } from "node:child_process";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
+import { agentWorkers } from "./util.js";
 
 export interface ProcFigures {
   readonly rssKiB: number;
@@ -294,6 +295,7 @@ export function renderResilience(r: ResilienceResults): string {
     `- Date: ${r.date}; whole run ${f(r.totalSec)} s`,
     `- Machine: ${M.nproc} CPUs (nproc), ${M.cpu}, ${M.memGiB} GiB RAM, Linux ${M.kernel}; Node ${M.node}; tree: ${M.commit}`,
     `- Open-file limit: ${M.nofile} (the agents inherit it); machine busy before the run: ${f(M.busyAtStartPct)}% of one core (other processes)`,
+    `- Agents: ${agentWorkers()}`,
     "- `ztunnel run` agents started by `startLoopbackMesh` (@zt/harness) on 127.74.x.x with `bench/resilience-workloads.yaml`,",
     "  default settings: the load generator (this process) binds a client workload IP (one identity each) and talks SOCKS5 to",
     "  that node's agent, which carries the connection over HBONE to agent B (node-b), which dials the echo server",

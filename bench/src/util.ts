@@ -74,3 +74,9 @@ export function writeResultsSection(name: string, section: string, quick: boolea
   return file;
 }
 
+
+/** What each bench section says of the agents: how many data-path workers each ran (harness and benches pass ZTUNNEL_WORKER_THREADS through). */
+export function agentWorkers(): string {
+  const n = process.env["ZTUNNEL_WORKER_THREADS"];
+  return `ZTUNNEL_WORKER_THREADS=${n ?? "2"} data-path workers per agent${n ? "" : " (the agents' default)"}`;
+}
