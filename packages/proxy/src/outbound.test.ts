@@ -103,4 +103,16 @@ describe("CONNECT headers", () => {
     expect(a).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
     expect(traceparent()).not.toBe(a);
   });
+
+  test("traceparents stay distinct and well-formed across refills of their random pool", () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 1000; i++) {
+      const t = traceparent();
+      expect(t).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+      expect(t).not.toMatch(/^00-0{32}-/);
+      seen.add(t.slice(3, 35));
+      seen.add(t.slice(36, 52));
+    }
+    expect(seen.size).toBe(2000);
+  });
 });
