@@ -63,18 +63,25 @@ function resetIfAgentDies(ctx: ProxyContext, s: net.Socket): void {
   } catch {
     return; // already closed
   }
-  let ended = false;
-  let finished = false;
-  const settle = (): void => {
-    if (!ended || !finished || s.destroyed) return;
+  const settle = settlers.get(set) ?? lingerOff(set);
+  s.on("end", settle);
+  s.on("finish", settle);
+}
+
+/** Per setter, one listener for every socket (its `this`): no closure per connection. */
+const settlers = new WeakMap<NonNullable<ProxyContext["lingerReset"]>, (this: net.Socket) => void>();
+
+function lingerOff(set: NonNullable<ProxyContext["lingerReset"]>): (this: net.Socket) => void {
+  const settle = function (this: net.Socket): void {
+    if (!this.readableEnded || !this.writableFinished || this.destroyed) return;
     try {
-      set(s, false);
+      set(this, false);
     } catch {
       // closed meanwhile
     }
   };
-  s.once("end", () => ((ended = true), settle()));
-  s.once("finish", () => ((finished = true), settle()));
+  settlers.set(set, settle);
+  return settle;
 }
 
 /**
