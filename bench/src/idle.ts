@@ -40,6 +40,7 @@ interface ThreadHeap {
   heapTotal: number;
   external: number;
   arrayBuffers: number;
+  spaces: Record<string, { size: number; used: number }>;
 }
 
 let reqId = 0;
@@ -123,6 +124,13 @@ async function main(): Promise<void> {
         liveHeapKiB: !LIVE ? NaN : KiB(sum(live.held, pid, "heapUsed") - sum(live.base, pid, "heapUsed")),
         externalKiB: d("external"),
         nativeKiB: rss - d("heapTotal"),
+        // Committed size of each V8 space, before and held (MiB, all the agent's threads).
+        spacesMiB: Object.fromEntries(
+          Object.keys(held!.heap[0]?.spaces ?? {}).map((sp) => {
+            const size = (hs: ThreadHeap[]): number => hs.filter((h) => h.pid === pid).reduce((a, h) => a + (h.spaces[sp]?.size ?? 0), 0) / 1048576;
+            return [sp, `${size(before!.heap).toFixed(1)} -> ${size(held!.heap).toFixed(1)}`];
+          }),
+        ),
       };
     });
     const result = { workers: Number(WORKERS), conns, opened: r.opened, errors: r.errors, lastError: r.lastError, perConnKiB: r.perConnKiB, rssAfterCloseKiB: r.rssAfterCloseKiB - r.rssBeforeKiB, agentEnv: extra, nodeArgs: process.env["BENCH_NODE_ARGS"] ?? "", rows, threads: held!.heap.length };
@@ -130,6 +138,7 @@ async function main(): Promise<void> {
     process.stdout.write(`workers ${WORKERS}, ${conns} idle connections (errors ${r.errors}${r.lastError ? `: ${r.lastError}` : ""}): ${r.perConnKiB.toFixed(1)} KiB per connection, both agents\n`);
     process.stdout.write(`agent              RSS  heapUsed heapTotal  liveHeap  external  native(RSS-heapTotal)   [KiB per connection]\n`);
     for (const row of rows) process.stdout.write(`${row.agent.padEnd(16)}${f(row.rssKiB)}   ${f(row.heapUsedKiB)}   ${f(row.heapTotalKiB)}   ${f(row.liveHeapKiB)}   ${f(row.externalKiB)}   ${f(row.nativeKiB)}\n`);
+    for (const row of rows) process.stdout.write(`${row.agent} V8 spaces, MiB: ${Object.entries(row.spacesMiB).filter(([, v]) => v !== "0.0 -> 0.0").map(([k, v]) => `${k} ${v}`).join(", ")}\n`);
     mkdirSync(out, { recursive: true });
     writeFileSync(`${out}idle-${WORKERS}.json`, JSON.stringify(result, null, 2));
   } finally {
