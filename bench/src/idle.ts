@@ -10,14 +10,16 @@
  * has every agent thread write a heap snapshot (after a full GC) at 0 and at N connections,
  * into bench/out/idle-snap (compare them with `node bench/dist/heap-diff.js A B`);
  * BENCH_AGENT_ENV="K=V K2=V2" adds to the agents' environment; BENCH_NODE_ARGS adds node flags.
+ * BENCH_RATE=1 measures instead what a setting costs in CPU: new connections/s (3 rounds of
+ * 2 s, concurrency 32) and 1 connection's throughput (3 x 256 MiB), with the agents' CPU.
  * Every thread of the agents loads `probe.js`, which answers with its heap figures.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { startBenchServer } from "./bench-server.js";
-import { idleMemory, latencySamples, preflight, throughput } from "./load.js";
+import { connRate, idleMemory, latencySamples, preflight, throughput } from "./load.js";
 import { startMesh, WORKLOADS_FILE } from "./mesh.js";
-import { rssKiB } from "./procfs.js";
+import { rssKiB, treeCpuSeconds } from "./procfs.js";
 import { openFilesLimit, sleep } from "./util.js";
 
 const WORKERS = process.env["BENCH_WORKERS"] ?? "2";
@@ -97,6 +99,7 @@ async function main(): Promise<void> {
       await latencySamples(open, { warm: 0, n: 500, size: 1024, capMs: 5000 });
     }
     const pids = mesh.pids;
+    if (process.env["BENCH_RATE"] === "1") return await rates(open, pids);
     let before: Point | undefined;
     let held: Point | undefined;
     const live: { base: ThreadHeap[]; held: ThreadHeap[] } = { base: [], held: [] };
@@ -145,6 +148,18 @@ async function main(): Promise<void> {
     await mesh.stop().catch(() => {});
     server.kill("SIGTERM");
     rmSync(probeDir, { recursive: true, force: true });
+  }
+}
+
+async function rates(open: Parameters<typeof connRate>[0], pids: readonly number[]): Promise<void> {
+  for (let round = 0; round < 3; round++) {
+    let cpu = treeCpuSeconds(pids);
+    const r = await connRate(open, { concurrency: 32, durMs: 2000, maxCount: 200_000 });
+    const rateCpu = treeCpuSeconds(pids) - cpu;
+    cpu = treeCpuSeconds(pids);
+    const t = await throughput(open, 1, 256 << 20, 30_000);
+    const tCpu = treeCpuSeconds(pids) - cpu;
+    process.stdout.write(`round ${round + 1}: ${r.perSec.toFixed(0)} conn/s (errors ${r.errors}, agents ${((rateCpu / r.ms) * 1e5).toFixed(0)}% cpu, ${((rateCpu / r.ok) * 1e6).toFixed(0)} us cpu/conn); 1 conn ${t.mibPerSec.toFixed(0)} MiB/s (agents ${((tCpu / t.ms) * 1e5).toFixed(0)}% cpu)\n`);
   }
 }
 
