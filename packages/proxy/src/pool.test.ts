@@ -81,6 +81,8 @@ describe("HBONE pool", () => {
       expect(timeout === undefined ? null : (s as unknown as Record<symbol, unknown>)[timeout] ?? null).toBeNull();
       // The pool's one (the slot), the HBONE connection's and the receive budget's.
       expect(s!.listenerCount("close")).toBe(3);
+      // Nor Node's copy of the request headers, read only for a 421 that can no longer come.
+      expect(s!.sentHeaders).toBeUndefined();
     } finally {
       s!.close();
       pool.close();
