@@ -104,10 +104,24 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
     return resetEarly();
   }
   stream.respond({ ":status": 200 });
+  forgetResponse(stream);
   run(ctx, rec, upstream, stream, "sent-is-upstream-written");
 }
 
 function ignore(): void {}
+
+/** Node's copy of what a stream answered, by symbol description: looked up once. */
+let sentHeaders: symbol | undefined;
+
+/**
+ * Node keeps every stream's response headers (a dictionary-mode object with a date string of
+ * its own) for the stream's life, for `sentHeaders` alone, which nothing here reads: an idle
+ * connection would hold them all the while. Dropped once sent.
+ */
+function forgetResponse(stream: ServerHttp2Stream): void {
+  sentHeaders ??= Object.getOwnPropertySymbols(stream).find((s) => s.description === "sent-headers");
+  if (sentHeaders) (stream as unknown as Record<symbol, unknown>)[sentHeaders] = undefined;
+}
 
 function headerListSize(headers: IncomingHttpHeaders): number {
   let n = 0;
