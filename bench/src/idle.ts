@@ -104,6 +104,7 @@ async function main(): Promise<void> {
     let held: Point | undefined;
     const live: { base: ThreadHeap[]; held: ThreadHeap[] } = { base: [], held: [] };
     let conns = 0;
+    let afterGc: number[] = [];
     const r = await idleMemory(open, pids, () => server.send("closeAll"), { n: N, concurrency: 256, capMs: 90_000, settleMs: 2000 }, {
       async before() {
         before = { rssKiB: pids.map(rssKiB), heap: await probe(pids) };
@@ -112,7 +113,10 @@ async function main(): Promise<void> {
       async held(n) {
         conns = n;
         held = { rssKiB: pids.map(rssKiB), heap: await probe(pids) };
-        if (LIVE) live.held = await probe(pids, SNAP ? "gc snap held" : "gc");
+        if (LIVE) {
+          live.held = await probe(pids, SNAP ? "gc snap held" : "gc");
+          afterGc = pids.map(rssKiB);
+        }
       },
     });
     const KiB = (bytes: number): number => bytes / 1024 / conns;
@@ -126,6 +130,7 @@ async function main(): Promise<void> {
         heapTotalKiB: d("heapTotal"),
         liveHeapKiB: !LIVE ? NaN : KiB(sum(live.held, pid, "heapUsed") - sum(live.base, pid, "heapUsed")),
         externalKiB: d("external"),
+        rssAfterGcKiB: LIVE && !SNAP ? (afterGc[i]! - before!.rssKiB[i]!) / conns : NaN,
         nativeKiB: rss - d("heapTotal"),
         // Committed size of each V8 space, before and held (MiB, all the agent's threads).
         spacesMiB: Object.fromEntries(
@@ -141,6 +146,7 @@ async function main(): Promise<void> {
     process.stdout.write(`workers ${WORKERS}, ${conns} idle connections (errors ${r.errors}${r.lastError ? `: ${r.lastError}` : ""}): ${r.perConnKiB.toFixed(1)} KiB per connection, both agents\n`);
     process.stdout.write(`agent              RSS  heapUsed heapTotal  liveHeap  external  native(RSS-heapTotal)   [KiB per connection]\n`);
     for (const row of rows) process.stdout.write(`${row.agent.padEnd(16)}${f(row.rssKiB)}   ${f(row.heapUsedKiB)}   ${f(row.heapTotalKiB)}   ${f(row.liveHeapKiB)}   ${f(row.externalKiB)}   ${f(row.nativeKiB)}\n`);
+    if (LIVE && !SNAP) for (const row of rows) process.stdout.write(`${row.agent} RSS after a full GC: ${row.rssAfterGcKiB.toFixed(1)} KiB per connection\n`);
     for (const row of rows) process.stdout.write(`${row.agent} V8 spaces, MiB: ${Object.entries(row.spacesMiB).filter(([, v]) => v !== "0.0 -> 0.0").map(([k, v]) => `${k} ${v}`).join(", ")}\n`);
     mkdirSync(out, { recursive: true });
     writeFileSync(`${out}idle-${WORKERS}.json`, JSON.stringify(result, null, 2));
