@@ -12,6 +12,9 @@ import vm from "node:vm";
 import { isMainThread, threadId } from "node:worker_threads";
 
 const dir = process.env["ZT_PROBE_DIR"];
+// ZT_PROBE_V8_FLAGS: V8 flags set in the main thread before the agent starts its workers (for
+// trying out flags NODE_OPTIONS does not take, such as --optimize-for-size).
+if (isMainThread && process.env["ZT_PROBE_V8_FLAGS"]) v8.setFlagsFromString(process.env["ZT_PROBE_V8_FLAGS"]);
 if (dir) {
   let seen = 0;
   const gc = (): void => {
