@@ -335,8 +335,11 @@ export async function idleMemory(
   proxyPids: readonly number[],
   closeAll: () => void,
   o: { n: number; concurrency: number; capMs: number; settleMs: number },
+  /** Called right after each RSS reading with the connections (idle.ts looks into the agents there). */
+  hooks: { before?(): Promise<void>; held?(conns: number): Promise<void> } = {},
 ): Promise<IdleResult> {
   const rssBeforeKiB = treeRssKiB(proxyPids);
+  await hooks.before?.();
   const socks: net.Socket[] = [];
   let started = 0;
   let errors = 0;
@@ -371,6 +374,7 @@ export async function idleMemory(
     await sleep(o.settleMs);
     const rssAfterKiB = treeRssKiB(proxyPids);
     const stillOpen = socks.length - closed;
+    await hooks.held?.(stillOpen);
     // The server closes first (TIME_WAIT on its side); wait for the FINs to come through.
     closeAll();
     for (let i = 0; i < 100 && closed < socks.length; i++) await sleep(100);

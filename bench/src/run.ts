@@ -134,7 +134,9 @@ async function main(): Promise<number> {
     if (ONLY.has("mesh")) try {
       // One client identity holds every idle connection (4,400 at an open-file limit of 20,000), above the default cap of
       // 2,048 streams per peer identity at the destination's agent: raised for this measure.
-      mesh = await startMesh({ env: { HBONE_MAX_STREAMS_PER_IDENTITY: "20000", ZTUNNEL_WORKER_THREADS: process.env["BENCH_WORKERS"] ?? "2" } });
+      // BENCH_AGENT_ENV="K=V K2=V2": more environment for the agents (for trying settings out).
+      const extra = Object.fromEntries((process.env["BENCH_AGENT_ENV"] ?? "").split(" ").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+      mesh = await startMesh({ env: { HBONE_MAX_STREAMS_PER_IDENTITY: "20000", ZTUNNEL_WORKER_THREADS: process.env["BENCH_WORKERS"] ?? "2", ...extra } });
       const m = mesh;
       const open: Open = () => m.open(server.meshPort);
       try {

@@ -15,36 +15,54 @@ export function run(
   counting: "sent-is-upstream-written" | "sent-is-client-read",
 ): void {
   ctx.observer.opened(rec);
-  // Bytes the socket carried before the relay (a SOCKS5 handshake) are not the connection's payload.
-  const readBase = tcp.bytesRead;
-  const writtenBase = tcp.bytesWritten;
-  // The agent cuts what is still open when its drain window ends: that is why, not a reset by the other side.
-  let cut: ProxyError | undefined;
-  const handle = {
-    destroy: (): void => {
-      cut = new ProxyError("DRAINING", "the agent's drain window (DRAIN_TIMEOUT) ended with the connection still open: reset");
-      tcp.resetAndDestroy();
-    },
-  };
-  ctx.live.add(handle);
+  const relayed = new Relayed(ctx, rec, tcp, peer, counting);
+  ctx.live.add(relayed);
   resetIfAgentDies(ctx, tcp);
   if (!("rstCode" in peer)) resetIfAgentDies(ctx, peer);
-  splice(tcp, peer, (outcome) => {
-    ctx.live.delete(handle);
-    if (counting === "sent-is-upstream-written") {
-      rec.bytesSent = tcp.bytesWritten - writtenBase;
-      rec.bytesRecv = tcp.bytesRead - readBase;
+  splice(tcp, peer, relayed);
+}
+
+/** One relayed connection: in the live set (the drain may cut it) until splice says it ended. One object, no closures. */
+class Relayed {
+  // Bytes the socket carried before the relay (a SOCKS5 handshake) are not the connection's payload.
+  private readonly readBase: number;
+  private readonly writtenBase: number;
+  /** The agent cut what was still open when its drain window ended: that is why, not a reset by the other side. */
+  private cut: ProxyError | undefined;
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly rec: ConnectionRecord,
+    private readonly tcp: net.Socket,
+    private readonly peer: net.Socket | http2.Http2Stream,
+    private readonly counting: "sent-is-upstream-written" | "sent-is-client-read",
+  ) {
+    this.readBase = tcp.bytesRead;
+    this.writtenBase = tcp.bytesWritten;
+  }
+
+  destroy(): void {
+    this.cut = new ProxyError("DRAINING", "the agent's drain window (DRAIN_TIMEOUT) ended with the connection still open: reset");
+    this.tcp.resetAndDestroy();
+  }
+
+  spliced(outcome: SpliceOutcome): void {
+    const { ctx, rec, tcp } = this;
+    ctx.live.delete(this);
+    if (this.counting === "sent-is-upstream-written") {
+      rec.bytesSent = tcp.bytesWritten - this.writtenBase;
+      rec.bytesRecv = tcp.bytesRead - this.readBase;
     } else {
-      rec.bytesSent = tcp.bytesRead - readBase;
-      rec.bytesRecv = tcp.bytesWritten - writtenBase;
+      rec.bytesSent = tcp.bytesRead - this.readBase;
+      rec.bytesRecv = tcp.bytesWritten - this.writtenBase;
     }
     if (outcome.reset) {
-      const err = cut ?? endError(outcome, peer);
+      const err = this.cut ?? endError(outcome, this.peer);
       rec.flag = rec.flag === "-" ? err.flag : rec.flag;
       rec.error = { code: err.code, message: err.message };
     }
     ctx.observer.closed(rec);
-  });
+  }
 }
 
 const RST_NAMES: Readonly<Record<number, string>> = { 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 3: "FLOW_CONTROL_ERROR", 5: "STREAM_CLOSED", 6: "FRAME_SIZE_ERROR", 7: "REFUSED_STREAM", 8: "CANCEL", 9: "COMPRESSION_ERROR", 10: "CONNECT_ERROR", 11: "ENHANCE_YOUR_CALM" };
@@ -63,18 +81,25 @@ function resetIfAgentDies(ctx: ProxyContext, s: net.Socket): void {
   } catch {
     return; // already closed
   }
-  let ended = false;
-  let finished = false;
-  const settle = (): void => {
-    if (!ended || !finished || s.destroyed) return;
+  const settle = settlers.get(set) ?? lingerOff(set);
+  s.on("end", settle);
+  s.on("finish", settle);
+}
+
+/** Per setter, one listener for every socket (its `this`): no closure per connection. */
+const settlers = new WeakMap<NonNullable<ProxyContext["lingerReset"]>, (this: net.Socket) => void>();
+
+function lingerOff(set: NonNullable<ProxyContext["lingerReset"]>): (this: net.Socket) => void {
+  const settle = function (this: net.Socket): void {
+    if (!this.readableEnded || !this.writableFinished || this.destroyed) return;
     try {
-      set(s, false);
+      set(this, false);
     } catch {
       // closed meanwhile
     }
   };
-  s.once("end", () => ((ended = true), settle()));
-  s.once("finish", () => ((finished = true), settle()));
+  settlers.set(set, settle);
+  return settle;
 }
 
 /**

@@ -41,8 +41,19 @@ export const FD_BUDGET_SLOTS = 1 + LISTENERS.length;
  */
 export function createFdBudget(o: FdBudgetOptions, counters: Int32Array = new Int32Array(FD_BUDGET_SLOTS)): FdBudget {
   const caps = Object.fromEntries(Object.entries(o.listenerShare).map(([k, share]) => [k, Math.max(1, Math.floor(o.capacity * share))])) as Record<DataListener, number>;
-  const slot = (l: DataListener): number => 1 + LISTENERS.indexOf(l);
+  const slots = Object.fromEntries(LISTENERS.map((l, k) => [l, 1 + k])) as Record<DataListener, number>;
+  const slot = (l: DataListener): number => slots[l];
   const onClose = (): void => void Atomics.sub(counters, 0, 1);
+  // One 'close' listener per listener kind, shared by its sockets ('close' comes once: no `once` wrapper).
+  const onCloses = Object.fromEntries(
+    LISTENERS.map((l) => [
+      l,
+      (): void => {
+        Atomics.sub(counters, 0, 1);
+        Atomics.sub(counters, slots[l], 1);
+      },
+    ]),
+  ) as Record<DataListener, () => void>;
   return {
     admit(listener, socket, evicted = false) {
       const i = slot(listener);
@@ -54,10 +65,7 @@ export function createFdBudget(o: FdBudgetOptions, counters: Int32Array = new In
         Atomics.sub(counters, i, 1);
         return false;
       }
-      socket.once("close", () => {
-        Atomics.sub(counters, 0, 1);
-        Atomics.sub(counters, i, 1);
-      });
+      socket.on("close", onCloses[listener]);
       return true;
     },
     claim() {
@@ -68,7 +76,7 @@ export function createFdBudget(o: FdBudgetOptions, counters: Int32Array = new In
       return true;
     },
     held(socket) {
-      socket.once("close", onClose);
+      socket.on("close", onClose);
     },
     giveBack: onClose,
     stats: () => ({

@@ -41,6 +41,11 @@ export function watchHboneConnection(
   onBroken: (err: ProxyError) => void,
 ): HboneConnection {
   const accounted = budget.of.attach(session, budget.window);
+  // One listener for all the connection's streams (the stream is `this`); 'close' comes once.
+  const untrack = function (this: Http2Stream): void {
+    c.streams.delete(this);
+    if (c.streams.size === 0) c.idleSince = Date.now();
+  };
   const c: HboneConnection = {
     session,
     streams: new Set(),
@@ -49,10 +54,7 @@ export function watchHboneConnection(
     track(stream) {
       c.streams.add(stream);
       accounted.track(stream);
-      stream.once("close", () => {
-        c.streams.delete(stream);
-        if (c.streams.size === 0) c.idleSince = Date.now();
-      });
+      stream.on("close", untrack);
     },
     kill(reason) {
       c.reason ??= reason;

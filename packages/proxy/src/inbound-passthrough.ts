@@ -16,7 +16,7 @@ export function createPlaintextInboundServer(ctx: ProxyContext): net.Server {
 }
 
 async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Promise<void> {
-  client.on("error", () => {});
+  client.on("error", ignore);
   const dstIp = normalizeIp(client.localAddress ?? "") ?? "";
   const dstPort = client.localPort ?? 0;
   const srcIp = normalizeIp(client.remoteAddress ?? "") ?? "";
@@ -35,7 +35,8 @@ async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Pro
       throw new ProxyError("AUTHZ_DENIED", `plaintext connection from ${srcIp} to ${dst.namespace}/${dst.name}:${dstPort} denied by ${decision.policy ?? "policy"} (${decision.reason})`);
     }
     const upstream = await dialTcp(ctx, dstIp, dstPort, { srcIp });
-    client.removeAllListeners("error");
+    // Not removeAllListeners: it would make the socket's listener table a dictionary for its life.
+    client.removeListener("error", ignore);
     run(ctx, rec, upstream, client, "sent-is-upstream-written");
   } catch (e) {
     client.resetAndDestroy();
@@ -43,3 +44,4 @@ async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Pro
   }
 }
 
+function ignore(): void {}

@@ -39,7 +39,8 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
   const rec = newRecord(src.addr, String(headers[":authority"] ?? "").slice(0, 128));
   rec.security = "mutual_tls";
   rec.src = { addr: src.addr, identity: peer.identity?.id, namespace: src.workload?.namespace ?? peer.identity?.namespace, workload: src.workload?.workloadName, app: src.workload?.canonicalName };
-  stream.on("error", () => {});
+  // Not an arrow made here: it would keep this handler's whole scope (record, headers, abort) for the stream's life.
+  stream.on("error", ignore);
 
   const resetEarly = (): void => {
     // The stream ended with its connection, or the client reset it.
@@ -103,7 +104,23 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
     return resetEarly();
   }
   stream.respond({ ":status": 200 });
+  forgetResponse(stream);
   run(ctx, rec, upstream, stream, "sent-is-upstream-written");
+}
+
+function ignore(): void {}
+
+/** Node's copy of what a stream answered, by symbol description: looked up once. */
+let sentHeaders: symbol | undefined;
+
+/**
+ * Node keeps every stream's response headers (a dictionary-mode object with a date string of
+ * its own) for the stream's life, for `sentHeaders` alone, which nothing here reads: an idle
+ * connection would hold them all the while. Dropped once sent.
+ */
+function forgetResponse(stream: ServerHttp2Stream): void {
+  sentHeaders ??= Object.getOwnPropertySymbols(stream).find((s) => s.description === "sent-headers");
+  if (sentHeaders) (stream as unknown as Record<symbol, unknown>)[sentHeaders] = undefined;
 }
 
 function headerListSize(headers: IncomingHttpHeaders): number {

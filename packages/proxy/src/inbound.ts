@@ -191,6 +191,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
     });
     session.on("error", (err) => log.debug({ err, peer: addr }, "HBONE session error"));
     session.once("connect", () => session.setLocalWindowSize(ctx.connectionWindowSize));
+    const streamClosed = (): void => limits.closeStream(id);
     session.on("stream", (stream, headers) => {
       c.track(stream);
       if (!limits.openStream(id)) {
@@ -200,7 +201,7 @@ export function createInboundServer(ctx: ProxyContext, opts: InboundOptions = {}
         peer.onRefused(err);
         return refuseConnection(ctx, sock, err, identity?.id);
       }
-      stream.once("close", () => limits.closeStream(id));
+      stream.on("close", streamClosed);
       handleStream(ctx, peer, stream, headers).catch((err: unknown) => {
         ctx.onFault("inbound HBONE stream", err);
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);

@@ -9,15 +9,25 @@ import type { DataListener } from "./fd-budget.js";
  */
 export class Unproven {
   private readonly sockets = new Set<net.Socket>();
+  /** One listener for every socket (it is the emitter's `this`), removed once the socket proved itself. */
+  private readonly forget: (this: net.Socket) => void;
+
+  constructor() {
+    const sockets = this.sockets;
+    this.forget = function (this: net.Socket) {
+      sockets.delete(this);
+    };
+  }
 
   add(socket: net.Socket): void {
     this.sockets.add(socket);
-    socket.once("close", () => this.sockets.delete(socket));
+    socket.on("close", this.forget);
   }
 
   /** The socket proved itself (or was refused): it is no longer evictable. */
   done(socket: net.Socket): void {
     this.sockets.delete(socket);
+    socket.removeListener("close", this.forget);
   }
 
   /** Reset the oldest unproven socket; false when there is none. */

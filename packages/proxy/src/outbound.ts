@@ -59,7 +59,7 @@ function requestOf(client: net.Socket, dstIp: string, dstPort: number): Outbound
 }
 
 async function proxyOutbound(ctx: ProxyContext, client: net.Socket, req: OutboundRequest, rec: ConnectionRecord, reply?: (err?: ProxyError) => void): Promise<void> {
-  client.on("error", () => {});
+  client.on("error", ignore);
   try {
     const r = route(ctx, req);
     const upstream = await connectRoute(ctx, req, r, rec);
@@ -68,7 +68,9 @@ async function proxyOutbound(ctx: ProxyContext, client: net.Socket, req: Outboun
       throw new ProxyError("CLIENT_GONE", "the client closed before the destination was connected");
     }
     reply?.();
-    client.removeAllListeners("error");
+    // Not removeAllListeners: it deletes the key from the socket's listener table, which
+    // turns that into a dictionary (about 400 bytes) for the connection's life.
+    client.removeListener("error", ignore);
     run(ctx, rec, client, upstream, "sent-is-client-read");
   } catch (e) {
     const err = toProxyError(e);
@@ -80,6 +82,8 @@ async function proxyOutbound(ctx: ProxyContext, client: net.Socket, req: Outboun
     fail(ctx, rec, err);
   }
 }
+
+function ignore(): void {}
 
 /** Connect the route: an HBONE CONNECT stream (after its 200) or a plain TCP socket. */
 export async function connectRoute(ctx: ProxyContext, req: OutboundRequest, r: Route, rec: ConnectionRecord): Promise<ClientHttp2Stream | net.Socket> {

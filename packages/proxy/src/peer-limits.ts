@@ -39,8 +39,21 @@ const MAX_PROBES = 64;
  * (the table full around its hash) is capped by this worker's own counts.
  */
 class SharedCounts {
+  /** Each identity's entry, once found: streams open and close by the thousand, the hash and probe once. */
+  private readonly found = new Map<string, number>();
   constructor(private readonly t: Int32Array) {}
   entry(id: string): number | undefined {
+    const known = this.found.get(id);
+    if (known !== undefined) return known;
+    const i = this.probe(id);
+    if (i !== undefined) {
+      // Bounded by the mesh's identities (each one a certificate of our CA); a guard all the same.
+      if (this.found.size >= SHARED_PEER_ENTRIES) this.found.clear();
+      this.found.set(id, i);
+    }
+    return i;
+  }
+  private probe(id: string): number | undefined {
     const h = fnv1a(id) | 1;
     const n = this.t.length / 3;
     for (let p = 0, i = (h >>> 0) % n; p < MAX_PROBES; p++, i = (i + 1) % n) {

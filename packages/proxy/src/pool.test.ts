@@ -70,6 +70,25 @@ async function waitFor(what: string, ok: () => boolean, timeoutMs = 5000): Promi
 }
 
 describe("HBONE pool", () => {
+  test("a stream that got its 200 keeps nothing of the wait for it: an idle connection would hold it all its life", async () => {
+    const pool = newPool();
+    const [s] = await connectMany(pool, key("spiffe://cluster.local/ns/default/sa/sleep", "127.31.1.5"), 1);
+    try {
+      expect(s!.listenerCount("timeout")).toBe(0);
+      expect(s!.listenerCount("response")).toBe(0);
+      // No timer object left on the stream either (Node's stream.setTimeout(0) keeps the cleared one).
+      const timeout = Object.getOwnPropertySymbols(s).find((x) => x.description === "timeout");
+      expect(timeout === undefined ? null : (s as unknown as Record<symbol, unknown>)[timeout] ?? null).toBeNull();
+      // The pool's one (the slot), the HBONE connection's and the receive budget's.
+      expect(s!.listenerCount("close")).toBe(3);
+      // Nor Node's copy of the request headers, read only for a 421 that can no longer come.
+      expect(s!.sentHeaders).toBeUndefined();
+    } finally {
+      s!.close();
+      pool.close();
+    }
+  });
+
   test("concurrent connects for one key share one dial and one connection", async () => {
     const pool = newPool();
     const before = accepted;

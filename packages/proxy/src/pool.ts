@@ -48,6 +48,8 @@ interface Conn {
   /** Streams reserved or open; a slot is reserved before its stream exists. */
   active: number;
   dead: boolean;
+  /** Its streams' 'close' listener (one for all of them). */
+  readonly released: () => void;
 }
 
 interface Entry {
@@ -210,7 +212,7 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       createConnection: () => socket,
       settings: { initialWindowSize: window, enablePush: false },
     });
-    const c: Conn = { session, key, hbone: watchHboneConnection(session, socket, `the destination's agent at ${peer}`, { of: budget, window }, (err) => log.warn({ code: err.code, peer }, err.message)), active: 0, dead: false };
+    const c: Conn = { session, key, hbone: watchHboneConnection(session, socket, `the destination's agent at ${peer}`, { of: budget, window }, (err) => log.warn({ code: err.code, peer }, err.message)), active: 0, dead: false, released: () => release(c) };
     bySession.set(session, c);
     keepalive.watch(session);
     session.once("connect", () => {
@@ -296,35 +298,47 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     c.hbone.track(stream);
     // The caller attaches its own listener once it has the stream; until then (and if it
     // never does) an error that ends the stream must not go unhandled.
-    stream.on("error", () => {});
-    stream.once("close", () => release(c));
+    stream.on("error", ignore);
+    stream.on("close", c.released);
+    // What waits for the answer goes once it came: nothing of it stays on a stream that lives on.
     return await new Promise<ClientHttp2Stream>((resolve, reject) => {
-      const refused = (): boolean => stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
+      const settle = (): void => {
+        clearTimeout(timer);
+        stream.removeListener("error", onError);
+        stream.removeListener("close", onClose);
+        stream.removeListener("response", onResponse);
+      };
       // Node reports REFUSED_STREAM as ERR_HTTP2_STREAM_ERROR, which toProxyError names HBONE_STREAM_REFUSED.
-      const onError = (err: Error): void => reject(toProxyError(err));
-      stream.once("error", onError);
-      stream.once("close", () =>
+      const onError = (err: Error): void => {
+        settle();
+        reject(toProxyError(err));
+      };
+      const onClose = (): void => {
+        settle();
         reject(
-          refused()
+          stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM
             ? new ProxyError("HBONE_STREAM_REFUSED", `HBONE stream to ${authority} was refused unprocessed (REFUSED_STREAM)`)
             : new ProxyError("HBONE_STREAM_RESET", `HBONE stream to ${authority} was reset before an answer (code ${stream.rstCode})`),
-        ),
-      );
-      stream.setTimeout(connectTimeoutMs, () => {
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-        reject(new ProxyError("HBONE_CONNECT_TIMEOUT", `no answer to CONNECT ${authority} within ${connectTimeoutMs} ms`));
-      });
-      stream.once("response", (h) => {
-        stream.setTimeout(0);
-        stream.removeListener("error", onError);
+        );
+      };
+      const onResponse = (h: http2.IncomingHttpHeaders): void => {
+        settle();
         const status = Number(h[":status"]);
         if (status === 200) {
-          resolve(stream);
-          return;
+          forgetRequest(stream);
+          return resolve(stream);
         }
         stream.close(http2.constants.NGHTTP2_CANCEL);
         reject(statusError(status, authority));
-      });
+      };
+      const timer = setTimeout(() => {
+        settle();
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        reject(new ProxyError("HBONE_CONNECT_TIMEOUT", `no answer to CONNECT ${authority} within ${connectTimeoutMs} ms`));
+      }, connectTimeoutMs);
+      stream.on("error", onError);
+      stream.on("close", onClose);
+      stream.on("response", onResponse);
     });
   }
 
@@ -359,6 +373,22 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       timer = undefined;
     },
   };
+}
+
+function ignore(): void {}
+
+/** Node's own copies of a stream's request, by symbol description: looked up once. */
+let requestCopies: symbol[] | undefined;
+
+/**
+ * Node keeps every client stream's request headers (a dictionary-mode object with the
+ * forwarded, baggage and traceparent strings) and its origin string for the stream's whole
+ * life, though it reads them only for a 421 answer, which a CONNECT answered 200 can no
+ * longer get: an idle connection would hold about 1 KiB of them. Dropped once answered.
+ */
+function forgetRequest(stream: ClientHttp2Stream): void {
+  requestCopies ??= Object.getOwnPropertySymbols(stream).filter((s) => s.description === "sent-headers" || s.description === "origin");
+  for (const s of requestCopies) (stream as unknown as Record<symbol, unknown>)[s] = undefined;
 }
 
 function statusError(status: number, authority: string): ProxyError {

@@ -150,20 +150,26 @@ export function createReceiveBudget(o: ReceiveBudgetOptions): ReceiveBudget {
         st.idle.clear();
       });
       if (window !== o.streamWindow) wake(st);
+      // One set of listeners for all the session's streams (the stream is `this`), none per stream.
+      const paused = function (this: Http2Stream): void {
+        st.idle.add(this);
+        wake(st);
+      };
+      const resumed = function (this: Http2Stream): void {
+        st.idle.delete(this);
+      };
+      const closed = function (this: Http2Stream): void {
+        st.streams.delete(this);
+        st.idle.delete(this);
+      };
       return {
         track(stream) {
           st.streams.add(stream);
           // Not flowing until something reads it: what arrives before the splice counts too.
           if (!stream.readableFlowing) st.idle.add(stream);
-          stream.on("pause", () => {
-            st.idle.add(stream);
-            wake(st);
-          });
-          stream.on("resume", () => st.idle.delete(stream));
-          stream.once("close", () => {
-            st.streams.delete(stream);
-            st.idle.delete(stream);
-          });
+          stream.on("pause", paused);
+          stream.on("resume", resumed);
+          stream.on("close", closed);
           wake(st);
         },
       };

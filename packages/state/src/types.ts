@@ -99,8 +99,16 @@ export function spiffeId(trustDomain: string, namespace: string, serviceAccount:
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
 }
 
+const identities = new WeakMap<Workload, string>();
+
+/**
+ * The workload's SPIFFE id, built once per workload object (they are immutable): every
+ * connection's record holds it, and one string shared by all of them costs nothing per connection.
+ */
 export function workloadIdentity(w: Workload): string {
-  return spiffeId(w.trustDomain, w.namespace, w.serviceAccount);
+  let id = identities.get(w);
+  if (id === undefined) identities.set(w, (id = spiffeId(w.trustDomain, w.namespace, w.serviceAccount)));
+  return id;
 }
 
 export function serviceKey(s: Pick<Service, "namespace" | "hostname">): string {

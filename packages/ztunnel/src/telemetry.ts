@@ -34,8 +34,6 @@ export interface TelemetryDeps {
 
 export type Telemetry = ConnectionObserver & { readonly registry: Registry };
 
-/** Per record: its labels once opened, `null` once closed (so a second `closed` is ignored). */
-type RecordState = Labels | null;
 
 export function createTelemetry(deps: TelemetryDeps): Telemetry {
   const { registry } = deps;
@@ -70,27 +68,28 @@ export function createTelemetry(deps: TelemetryDeps): Telemetry {
     },
   });
   const lastDropLog = new Map<string, { at: number; since: number }>();
-  const states = new WeakMap<ConnectionRecord, RecordState>();
+  // Records opened and not closed yet, and records closed (a second `closed` is ignored). The
+  // labels are not kept from `opened` to `closed`: an idle connection would hold them all the while.
+  const open = new WeakSet<ConnectionRecord>();
+  const done = new WeakSet<ConnectionRecord>();
 
   return {
     registry,
     opened(rec) {
-      if (states.has(rec)) return;
-      const labels = labelsOf(rec);
-      states.set(rec, labels);
-      opened.labels(labels).inc();
+      if (open.has(rec) || done.has(rec)) return;
+      open.add(rec);
+      opened.labels(labelsOf(rec)).inc();
     },
     closed(rec) {
-      const state = states.get(rec);
-      if (state === null) return;
-      states.set(rec, null);
-      const base = state ?? labelsOf(rec);
-      const labels = base.response_flags === rec.flag ? base : { ...base, response_flags: rec.flag };
-      if (state !== undefined) closed.labels(labels).inc();
+      if (done.has(rec)) return;
+      done.add(rec);
+      const wasOpen = open.delete(rec);
+      const labels = labelsOf(rec);
+      if (wasOpen) closed.labels(labels).inc();
       if (rec.flag !== "-") failed.labels(labels).inc();
       if (rec.bytesSent > 0) sent.labels(labels).inc(rec.bytesSent);
       if (rec.bytesRecv > 0) received.labels(labels).inc(rec.bytesRecv);
-      access.write(rec, state !== undefined);
+      access.write(rec, wasOpen);
     },
     dropped(listener, reason) {
       dropped.labels({ listener, reason }).inc();
