@@ -6,11 +6,11 @@ import { setDefaultHighWaterMark } from "node:stream";
  * What a spliced socket or stream may buffer before it pushes back. Node's default (16 KiB
  * on Node 20) makes every 64 KiB read from a socket, and every 16 KiB DATA frame, fill its
  * destination: the source pauses (read stop, a WINDOW_UPDATE held back) and resumes once
- * per chunk. At 256 KiB one connection costs the two agents about a third less CPU per GiB
- * (`bench/levers.sh`, bench/RESULTS.md). A stalled destination holds this much more than
- * its HTTP/2 stream window.
+ * per chunk. At 1 MiB one connection runs a third faster at a fifth less CPU per GiB in the
+ * two agents (256 KiB gave half of that, 4 MiB no more; `bench/levers.sh`, bench/RESULTS.md).
+ * A stalled destination holds up to this much more than its HTTP/2 stream window.
  */
-export const SPLICE_BUFFER_BYTES = 256 * 1024;
+export const SPLICE_BUFFER_BYTES = 1024 * 1024;
 
 /**
  * Make SPLICE_BUFFER_BYTES the high-water mark of every byte stream this thread creates from
