@@ -4,7 +4,6 @@
  * requests, asks them what they hold (readiness, /config_dump, /metrics), drains them,
  * and replaces one that dies: logged, its connections counted as lost, the others serve on.
  */
-import v8 from "node:v8";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "pino";
 import { Counter, type MetricObjectWithValues, type MetricValue, type Registry } from "prom-client";
@@ -63,23 +62,12 @@ interface Slot {
  */
 const YOUNG_GENERATION_MB = 6;
 
-/**
- * How far V8 lets the old generation grow past what the last full collection found live before
- * collecting again (a process-wide flag, set before the workers start). V8's own factor goes up
- * to 4x: after a burst of connections, the setup garbage they promoted stayed, and with it about
- * half of what an idle connection cost. A proxy's heap is mostly its connections' state; 30%
- * bounds that garbage at a third of it, for a full collection more often under growth (no CPU
- * cost visible in the bench's connection rate).
- */
-const HEAP_GROWING_PERCENT = 30;
-
 /** How long a question to a worker (readiness, metrics, what it holds) may wait for its answer. */
 const ASK_TIMEOUT_MS = 2000;
 
 const material = (c: WorkloadCertificate): CertMaterial => ({ identity: c.identity, keyPem: c.keyPem, certChain: c.certChain, roots: c.roots });
 
 export async function startWorkers(o: WorkersOptions): Promise<Workers> {
-  v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
   const log = o.logger.child({ component: "workers" });
   const deaths = new Counter({ name: "ztunnel_worker_deaths_total", help: "Data-path workers that died and were replaced", registers: [o.registry] });
   const lost = new Counter({ name: "ztunnel_worker_lost_connections_total", help: "Proxied connections a data-path worker held when it died", registers: [o.registry] });
