@@ -6,7 +6,7 @@
  * writes nothing. Asserts nothing. Needs `perf` and the right to profile (root).
  */
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startBenchServer } from "./bench-server.js";
@@ -86,6 +86,8 @@ async function main(): Promise<void> {
     await m.stop();
     server.kill();
     rmSync(dir, { recursive: true, force: true });
+    // --perf-basic-prof makes V8 log code events to isolate-*-<pid>-v8.log in the agents' working directory.
+    for (const f of readdirSync(".")) if (m.pids.some((pid) => f.startsWith("isolate-") && f.endsWith(`-${pid}-v8.log`))) rmSync(f, { force: true });
   }
 }
 

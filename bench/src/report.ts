@@ -365,9 +365,10 @@ export function renderReport(r: Results): { table: string; markdown: string } {
 }
 
 /** Why the goals that are not met are not, from the profiles and the other benches (kept true by hand). */
-const WHY_NOT_MET = `Why the goals are not met (issue 10 is open): on this machine every path is bound by CPU, and the mesh
-spends more CPU per byte than the stunnel pair (about 9.3 against 4.1 CPU-seconds per GiB at 16 connections,
-\`bench/workers.sh\`), so data-path workers cannot help here. In a profile about two thirds of each agent's busy time is
-native: nghttp2 framing and TLS on the source side, the write to the destination socket on the other; the JS stream
-machinery is a few percent. A new connection costs a SOCKS5 exchange, an HTTP/2 CONNECT on both agents and, per new
-pool key, a TLS handshake (\`bench/handshake.sh\`); the RTT adds two HTTP/2 and TLS hops.`;
+const WHY_NOT_MET = `Why the goals are not met (the figures behind this are in the sections below): on this machine every path is
+bound by CPU, and the mesh spends about twice the stunnel pair's CPU per byte ("Data-path workers"), so data-path
+workers cannot add throughput here. Of an agent's CPU per GiB, TLS and the kernel's socket work are what stunnel pays too;
+the rest, about half, is Node's own data path: its stream and HTTP/2 bindings, JavaScript, V8's garbage collection of a
+Buffer per chunk, and a copy of every write into one buffer before TLS ("Where a GiB's CPU goes"). A new connection costs a
+SOCKS5 exchange, an HTTP/2 CONNECT on both agents, two access-log lines and a socket in each agent; the round trip adds
+four event-loop passes, each slower than a stunnel thread's hop ("Where a round trip's time goes").`;
