@@ -368,7 +368,7 @@ export function renderReport(r: Results): { table: string; markdown: string } {
 const WHY_NOT_MET = `Why the goals are not met (the figures behind this are in the sections below): on this machine every path is
 bound by CPU, and the mesh spends about twice the stunnel pair's CPU per byte ("Data-path workers"), so data-path
 workers cannot add throughput here. Of an agent's CPU per GiB, TLS and the kernel's socket work are what stunnel pays too;
-the rest, about half, is Node's own data path: its stream and HTTP/2 bindings, JavaScript, V8's garbage collection of a
+the rest, about two fifths, is Node's own data path: its stream and HTTP/2 bindings, JavaScript, V8's garbage collection of a
 Buffer per chunk, and a copy of every write into one buffer before TLS ("Where a GiB's CPU goes"). A new connection costs a
 SOCKS5 exchange, an HTTP/2 CONNECT on both agents, two access-log lines and a socket in each agent; the round trip adds
-four event-loop passes, each slower than a stunnel thread's hop ("Where a round trip's time goes").`;
+four event-loop passes, each slower than a stunnel thread's hop (same section).`;
