@@ -6,11 +6,13 @@ import { setDefaultHighWaterMark } from "node:stream";
  * What a spliced socket or stream may buffer before it pushes back. Node's default (16 KiB
  * on Node 20) makes every 64 KiB read from a socket, and every 16 KiB DATA frame, fill its
  * destination: the source pauses (read stop, a WINDOW_UPDATE held back) and resumes once
- * per chunk. At 1 MiB one connection runs a third faster at a fifth less CPU per GiB in the
- * two agents (256 KiB gave half of that, 4 MiB no more; `bench/levers.sh`, bench/RESULTS.md).
- * A stalled destination holds up to this much more than its HTTP/2 stream window.
+ * per chunk. At 128 KiB one connection runs about 15% faster for 13% less CPU per GiB in
+ * the two agents (`bench/levers.sh`, bench/RESULTS.md). 1 MiB did better still (a third
+ * faster), but a destination that stops reading holds this much beyond its HTTP/2 stream
+ * window, which the receive budget does not count: 300 such streams of one identity made the
+ * agent hold 700 MiB (test/attacks-memory.test.ts); at 128 KiB they hold under 40 MiB more.
  */
-export const SPLICE_BUFFER_BYTES = 1024 * 1024;
+export const SPLICE_BUFFER_BYTES = 128 * 1024;
 
 /**
  * Make SPLICE_BUFFER_BYTES the high-water mark of every byte stream this thread creates from
