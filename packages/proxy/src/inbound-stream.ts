@@ -8,6 +8,7 @@ import { dialTcp } from "./dial.js";
 import { decide } from "./policy.js";
 import { ProxyError, toProxyError } from "./errors.js";
 import { verifiedSource } from "./inbound-source.js";
+import { forgetCopies } from "./stream-copies.js";
 
 /** Largest CONNECT header list served (RFC 9113 size: name + value + 32 per field). */
 const MAX_HEADER_LIST_BYTES = 16 * 1024;
@@ -110,18 +111,11 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
 
 function ignore(): void {}
 
-/** Node's copy of what a stream answered, by symbol description: looked up once. */
-let sentHeaders: symbol | undefined;
-
 /**
- * Node keeps every stream's response headers (a dictionary-mode object with a date string of
- * its own) for the stream's life, for `sentHeaders` alone, which nothing here reads: an idle
- * connection would hold them all the while. Dropped once sent.
+ * Node's copy of a stream's response headers (a dictionary-mode object with a date string of
+ * its own), kept for `sentHeaders` alone, which nothing here reads. Dropped once sent.
  */
-function forgetResponse(stream: ServerHttp2Stream): void {
-  sentHeaders ??= Object.getOwnPropertySymbols(stream).find((s) => s.description === "sent-headers");
-  if (sentHeaders) (stream as unknown as Record<symbol, unknown>)[sentHeaders] = undefined;
-}
+const forgetResponse = forgetCopies(["sent-headers"]);
 
 function headerListSize(headers: IncomingHttpHeaders): number {
   let n = 0;

@@ -10,6 +10,7 @@ import { watchHboneConnection, type HboneConnection } from "./hbone-connection.j
 import { createKeepalive } from "./keepalive.js";
 import { unlimitedFds, type FdBudget } from "./fd-budget.js";
 import { createReceiveBudget, type ReceiveBudget } from "./receive-budget.js";
+import { forgetCopies } from "./stream-copies.js";
 
 export interface PoolKey {
   readonly srcIdentity: string;
@@ -377,19 +378,12 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
 
 function ignore(): void {}
 
-/** Node's own copies of a stream's request, by symbol description: looked up once. */
-let requestCopies: symbol[] | undefined;
-
 /**
- * Node keeps every client stream's request headers (a dictionary-mode object with the
- * forwarded, baggage and traceparent strings) and its origin string for the stream's whole
- * life, though it reads them only for a 421 answer, which a CONNECT answered 200 can no
- * longer get: an idle connection would hold about 1 KiB of them. Dropped once answered.
+ * Node's copies of a client stream's request headers (forwarded, baggage, traceparent) and its
+ * origin string, read only for a 421 answer, which a CONNECT answered 200 can no longer get:
+ * about 1 KiB per idle connection. Dropped once answered.
  */
-function forgetRequest(stream: ClientHttp2Stream): void {
-  requestCopies ??= Object.getOwnPropertySymbols(stream).filter((s) => s.description === "sent-headers" || s.description === "origin");
-  for (const s of requestCopies) (stream as unknown as Record<symbol, unknown>)[s] = undefined;
-}
+const forgetRequest = forgetCopies(["sent-headers", "origin"]);
 
 function statusError(status: number, authority: string): ProxyError {
   switch (status) {
