@@ -165,6 +165,19 @@ export const CATALOG = {
   KUBE_UNAUTHORIZED: agent("error"),
   KUBE_FORBIDDEN: agent("error"),
   KUBE_REQUEST_FAILED: agent("warn"),
+  // A remote CA (CA_ADDRESS): unreachable or failing, refusing the caller, or the mounted token missing.
+  CA_UNREACHABLE: agent("warn"),
+  CA_REQUEST_REFUSED: agent("error"),
+  CA_TOKEN_UNREADABLE: agent("error"),
+  // Delta xDS (XDS_ADDRESS): the stream's state, a resource refused (NACKed), a server breaking the protocol.
+  XDS_UNREACHABLE: agent("warn"),
+  XDS_REFUSED: agent("error"),
+  XDS_RESOURCE_INVALID: agent("warn"),
+  XDS_PROTOCOL_ERROR: agent("warn"),
+  // zt-controller: a CA caller refused (bad or foreign token, impersonation not allowed), a TokenReview that failed.
+  CA_CALLER_UNAUTHENTICATED: agent("warn"),
+  CA_CALLER_FORBIDDEN: agent("warn"),
+  TOKEN_REVIEW_FAILED: agent("error"),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof CATALOG;

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { createMeshStore } from "./store.js";
-import type { MeshSnapshot, Policy, Service } from "./types.js";
+import type { MeshSnapshot, Policy, Service, Workload } from "./types.js";
 import { workload } from "./test-support/workload.js";
 
 const echo: Service = {
@@ -77,6 +77,24 @@ describe("createMeshStore", () => {
     expect(names(s.policiesFor(c))).toEqual(["g", "other-ns"]);
     expect(names(s.policiesFor(workload("z", ["1.1.1.1"], { namespace: "lonely" })))).toEqual(["g"]);
     expect(s.policiesFor(a)).toBe(s.policiesFor(a)); // cached per workload
+  });
+
+  it("applies a policy selected by name (delta xDS) only to the workloads that name it, from any namespace", () => {
+    const byName = (name: string, namespace: string): Policy => ({ ...policy(name, namespace, "WorkloadSelector"), selectedByName: true });
+    const s = createMeshStore({
+      workloads: [
+        workload("a", ["10.0.0.1"], { authorizationPolicies: ["default/pick", "istio-system/root-pick"] }),
+        workload("b", ["10.0.0.2"]),
+        workload("c", ["10.0.0.3"], { namespace: "other", authorizationPolicies: ["istio-system/root-pick", "default/pick", "gone/nothing"] }),
+      ],
+      services: [],
+      policies: [byName("pick", "default"), byName("root-pick", "istio-system"), policy("ns", "default", "Namespace")],
+    });
+    const [a, b, c] = s.snapshot().workloads as [Workload, Workload, Workload];
+    expect(names(s.policiesFor(a))).toEqual(["pick", "ns", "root-pick"]);
+    expect(names(s.policiesFor(b))).toEqual(["ns"]);
+    // The list is the server's word (istiod names root-namespace policies this way); a name with no policy is skipped.
+    expect(names(s.policiesFor(c))).toEqual(["root-pick", "pick"]);
   });
 
   it("replaces: bumps the version, rebuilds the indexes, notifies listeners", () => {

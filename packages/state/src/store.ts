@@ -103,6 +103,7 @@ class Indexes {
   policiesByNs = new Map<string, readonly Policy[]>();
   globalPolicies: readonly Policy[] = [];
   policyCache = new WeakMap<Workload, readonly Policy[]>();
+  policiesByName = new Map<string, Policy>();
 
   /** Adds or changes a workload (its old self already unindexed); a changed one keeps its place in the snapshot. */
   putWorkload(w: Workload): void {
@@ -163,6 +164,7 @@ class Indexes {
       this.policiesByNs.set(ns, policies.filter((p) => p.scope === "Global" || p.namespace === ns));
     }
     this.policyCache = new WeakMap();
+    this.policiesByName = new Map(policies.map((p) => [`${p.namespace}/${p.name}`, p]));
   }
 }
 
@@ -240,7 +242,15 @@ export function createMeshStore(initial?: MeshSnapshot): MeshStore {
       if (hit) return hit;
       const candidates = ix.policiesByNs.get(workload.namespace) ?? ix.globalPolicies;
       // A Global policy may carry a selector too (Istio: a root-namespace policy with a selector applies mesh-wide to the workloads it selects).
-      const result = candidates.filter((p) => (p.scope !== "WorkloadSelector" && p.selector.size === 0) || selectorMatches(p.selector, workload.labels));
+      const named = workload.authorizationPolicies ?? none;
+      const result = candidates.filter((p) =>
+        p.selectedByName ? named.includes(`${p.namespace}/${p.name}`) : (p.scope !== "WorkloadSelector" && p.selector.size === 0) || selectorMatches(p.selector, workload.labels),
+      );
+      // Named from another namespace (Istio's root namespace): it applies too.
+      for (const name of named) {
+        const p = ix.policiesByName.get(name);
+        if (p?.selectedByName && !result.includes(p)) result.push(p);
+      }
       cache.set(workload, result);
       return result;
     },

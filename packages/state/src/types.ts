@@ -29,6 +29,11 @@ export interface Workload {
   readonly capacity: number;
   /** Per-endpoint port overrides, keyed by "<namespace>/<hostname>". */
   readonly services: ReadonlyMap<string, PortMap>;
+  /**
+   * WorkloadSelector policies that select this workload, as "<namespace>/<name>" (Istio's
+   * `authorization_policies`): how delta xDS says which policies apply, since its policies carry no selector.
+   */
+  readonly authorizationPolicies?: readonly string[];
 }
 
 export interface Service {
@@ -69,6 +74,8 @@ export interface Policy {
   readonly dryRun: boolean;
   /** For WorkloadSelector scope: labels a workload must carry. */
   readonly selector: ReadonlyMap<string, string>;
+  /** Applies only to the workloads that name it in `authorizationPolicies` (a WorkloadSelector policy from delta xDS), whatever `selector` says. */
+  readonly selectedByName?: boolean;
   /** rules OR, clauses AND, matches OR. */
   readonly rules: readonly (readonly (readonly PolicyMatch[])[])[];
 }

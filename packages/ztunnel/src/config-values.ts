@@ -74,6 +74,16 @@ export function parseNonEmpty(raw: string): string {
   return raw;
 }
 
+/** A gRPC server as Istio writes it: "host:port" (a DNS name, an IPv4 address or a bracketed IPv6 one), TLS implied. */
+export function parseGrpcAddress(raw: string): string {
+  if (/^[a-z]+:\/\//i.test(raw)) throw new Invalid(`write host:port without a scheme (TLS is always used), e.g. ${raw.replace(/^[a-z]+:\/\//i, "")}`);
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(raw);
+  if (!m) throw new Invalid("expected host:port, e.g. istiod.istio-system.svc:15012");
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw new Invalid(`port ${port} is out of range (1 to 65535)`);
+  return raw;
+}
+
 /** Unix sockets are named `<dir>/<8 hex>.sock`, and a socket path holds at most 107 bytes. */
 const MAX_SOCKET_DIR = 90;
 

@@ -162,7 +162,24 @@ describe("loadConfig", () => {
     expect(loadConfig({ DISCOVERY: "kubernetes" }).discovery).toBe("kubernetes");
     expect(loadConfig({ DISCOVERY: "file", KUBERNETES_SERVICE_HOST: "10.96.0.1" }).discovery).toBe("file");
     expect(() => loadConfig({ DISCOVERY: "kubernetes", LOCAL_XDS_PATH: "w.yaml" })).toThrow(/DISCOVERY: LOCAL_XDS_PATH is set too: the workload file and the Kubernetes API cannot both be the source; unset one/);
-    expect(() => loadConfig({ DISCOVERY: "xds" })).toThrow(/DISCOVERY: .*auto, file, kubernetes/);
+    expect(() => loadConfig({ DISCOVERY: "istiod" })).toThrow(/DISCOVERY: .*auto, file, kubernetes, xds/);
+  });
+
+  it("chooses delta xDS when XDS_ADDRESS is set, and refuses it beside another source", () => {
+    expect(loadConfig({ XDS_ADDRESS: "istiod.istio-system.svc:15012" }).discovery).toBe("xds");
+    expect(loadConfig({ XDS_ADDRESS: "10.0.0.1:15012", KUBERNETES_SERVICE_HOST: "10.96.0.1" }).discovery).toBe("xds");
+    expect(loadConfig({ DISCOVERY: "xds", XDS_ADDRESS: "[fd00::1]:15012" }).xdsAddress).toBe("[fd00::1]:15012");
+    expect(() => loadConfig({ DISCOVERY: "xds" })).toThrow(/DISCOVERY: XDS_ADDRESS is not set/);
+    expect(() => loadConfig({ XDS_ADDRESS: "a:1", LOCAL_XDS_PATH: "w.yaml" })).toThrow(/XDS_ADDRESS: LOCAL_XDS_PATH is set too: exactly one source/);
+    expect(() => loadConfig({ XDS_ADDRESS: "a:1", DISCOVERY: "kubernetes" })).toThrow(/XDS_ADDRESS: DISCOVERY=kubernetes too/);
+    expect(() => loadConfig({ XDS_ADDRESS: "https://istiod:15012" })).toThrow(/XDS_ADDRESS: write host:port without a scheme .*istiod:15012/);
+    expect(() => loadConfig({ CA_ADDRESS: "istiod" })).toThrow(/CA_ADDRESS: expected host:port/);
+    expect(() => loadConfig({ CA_ADDRESS: "istiod:0" })).toThrow(/CA_ADDRESS: port 0 is out of range/);
+    const c = loadConfig({ CA_ADDRESS: "zt-controller.istio-system.svc:15012", CA_ROOT_CA: "root.pem", AUTH_TOKEN: "tok" });
+    expect(c.caAddress).toBe("zt-controller.istio-system.svc:15012");
+    expect(c.caRootCa).toBe(path.resolve("root.pem"));
+    expect(c.authToken).toBe(path.resolve("tok"));
+    expect(loadConfig({}).caAddress).toBeUndefined();
   });
 
   it("measures a relative HANDOVER_DIR once resolved (a socket path holds at most 107 bytes)", () => {

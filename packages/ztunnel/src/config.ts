@@ -10,6 +10,7 @@ import {
   Invalid,
   parseBindAddr,
   parseDuration,
+  parseGrpcAddress,
   parseInboundAddr,
   parseInt_,
   parseLogLevelValue,
@@ -40,7 +41,26 @@ export interface Config {
    * is the file when LOCAL_XDS_PATH is set, else Kubernetes inside a cluster
    * (KUBERNETES_SERVICE_HOST), else the embedded file.
    */
-  readonly discovery: "file" | "kubernetes";
+  readonly discovery: "file" | "kubernetes" | "xds";
+  /**
+   * Delta xDS server (istiod or zt-controller), "host:port"; with DISCOVERY=auto, setting it
+   * chooses xDS. Undefined: no xDS.
+   */
+  readonly xdsAddress: string | undefined;
+  /** Istio CA (IstioCertificateService), "host:port"; undefined: the built-in CA signs (the embedded default). */
+  readonly caAddress: string | undefined;
+  /** PEM roots the CA's and the xDS server's TLS certificates must chain to (Istio mounts the mesh root here). */
+  readonly caRootCa: string;
+  readonly xdsRootCa: string;
+  /** TLS name to check the CA's / xDS server's certificate against instead of the address's host. */
+  readonly altCaHostname: string | undefined;
+  readonly altXdsHostname: string | undefined;
+  /** Projected ServiceAccount token (audience istio-ca), re-read for every call. */
+  readonly authToken: string;
+  /** This agent's pod, for its xDS node id and metadata (the DaemonSet sets them from the downward API). */
+  readonly podName: string;
+  readonly podNamespace: string;
+  readonly instanceIp: string;
   /** A workload file larger than this is refused unread (the last good state is kept). */
   readonly localXdsMaxBytes: number;
   readonly outboundTrafficPolicy: OutboundTrafficPolicy;
@@ -125,7 +145,17 @@ const TABLE: { readonly [K in keyof Config]: Var<Config[K]> } = {
   clusterId: text("CLUSTER_ID", () => "Kubernetes"),
   trustDomain: { env: "TRUST_DOMAIN", default: () => "cluster.local", parse: parseTrustDomain },
   localXdsPath: { env: "LOCAL_XDS_PATH", default: () => undefined, parse: (raw) => raw, shown: "(the embedded example file)" },
-  discovery: oneOf("DISCOVERY", ["auto", "file", "kubernetes"], "auto") as unknown as Var<Config["discovery"]>,
+  discovery: oneOf("DISCOVERY", ["auto", "file", "kubernetes", "xds"], "auto") as unknown as Var<Config["discovery"]>,
+  xdsAddress: { env: "XDS_ADDRESS", default: () => undefined, parse: parseGrpcAddress, shown: "(none: no xDS)" },
+  caAddress: { env: "CA_ADDRESS", default: () => undefined, parse: parseGrpcAddress, shown: "(none: the built-in CA)" },
+  caRootCa: { env: "CA_ROOT_CA", default: () => "/var/run/secrets/istio/root-cert.pem", parse: (raw) => path.resolve(raw) },
+  xdsRootCa: { env: "XDS_ROOT_CA", default: () => "/var/run/secrets/istio/root-cert.pem", parse: (raw) => path.resolve(raw) },
+  altCaHostname: { env: "ALT_CA_HOSTNAME", default: () => undefined, parse: parseNonEmpty, shown: "(the host of CA_ADDRESS)" },
+  altXdsHostname: { env: "ALT_XDS_HOSTNAME", default: () => undefined, parse: parseNonEmpty, shown: "(the host of XDS_ADDRESS)" },
+  authToken: { env: "AUTH_TOKEN", default: () => "/var/run/secrets/tokens/istio-token", parse: (raw) => path.resolve(raw) },
+  podName: text("POD_NAME", () => os.hostname()),
+  podNamespace: text("POD_NAMESPACE", () => "istio-system"),
+  instanceIp: { env: "INSTANCE_IP", default: () => "", parse: parseNonEmpty, shown: "(none)" },
   localXdsMaxBytes: int("LOCAL_XDS_MAX_BYTES", DEFAULT_LOCAL_CONFIG_MAX_BYTES, 1024, 1024 * MiB),
   outboundTrafficPolicy: oneOf("OUTBOUND_TRAFFIC_POLICY", ["ALLOW_ANY", "REGISTRY_ONLY"], "ALLOW_ANY"),
   logFormat: oneOf("LOG_FORMAT", ["json", "text"], "json"),
@@ -212,7 +242,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (chosen === "kubernetes" && config.localXdsPath !== undefined) {
     problems.push({ source: "env", entry: "DISCOVERY", field: "", value: "kubernetes", reason: "LOCAL_XDS_PATH is set too: the workload file and the Kubernetes API cannot both be the source; unset one" });
   }
-  const discovery = chosen === "auto" ? (config.localXdsPath === undefined && env["KUBERNETES_SERVICE_HOST"] ? "kubernetes" : "file") : (chosen as Config["discovery"]);
+  if (chosen === "xds" && config.xdsAddress === undefined) {
+    problems.push({ source: "env", entry: "DISCOVERY", field: "", value: "xds", reason: "XDS_ADDRESS is not set: say which xDS server to follow" });
+  }
+  if (config.xdsAddress !== undefined && (chosen === "kubernetes" || chosen === "file" || config.localXdsPath !== undefined)) {
+    const other = config.localXdsPath !== undefined ? "LOCAL_XDS_PATH is set" : `DISCOVERY=${chosen}`;
+    problems.push({ source: "env", entry: "XDS_ADDRESS", field: "", value: config.xdsAddress, reason: `${other} too: exactly one source of the mesh can be chosen; unset one` });
+  }
+  const discovery =
+    chosen === "auto" ? (config.xdsAddress !== undefined ? "xds" : config.localXdsPath === undefined && env["KUBERNETES_SERVICE_HOST"] ? "kubernetes" : "file") : (chosen as Config["discovery"]);
   if (problems.length > 0) throw new ConfigError(problems);
   return { ...config, discovery, caCertsDir: path.resolve(config.caCertsDir), handoverDir: path.resolve(config.handoverDir) };
 }
@@ -246,6 +284,16 @@ export function describeConfig(c: Config): Record<string, string | number | null
     trustDomain: c.trustDomain,
     localXdsPath: c.localXdsPath ?? null,
     discovery: c.discovery,
+    xdsAddress: c.xdsAddress ?? null,
+    caAddress: c.caAddress ?? null,
+    caRootCa: c.caRootCa,
+    xdsRootCa: c.xdsRootCa,
+    altCaHostname: c.altCaHostname ?? null,
+    altXdsHostname: c.altXdsHostname ?? null,
+    authToken: c.authToken,
+    podName: c.podName,
+    podNamespace: c.podNamespace,
+    instanceIp: c.instanceIp,
     localXdsMaxBytes: c.localXdsMaxBytes,
     outboundTrafficPolicy: c.outboundTrafficPolicy,
     logFormat: c.logFormat,

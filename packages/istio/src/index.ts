@@ -1,0 +1,5 @@
+export * from "./messages.js";
+export * from "./codec.js";
+export * from "./workload-api.js";
+export { bytesToIp, ipToBytes } from "./ip-bytes.js";
+export { ADS_SERVICE, CA_SERVICE } from "./grpc.js";
