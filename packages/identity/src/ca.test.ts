@@ -246,3 +246,27 @@ describe("CA keys and intermediates", () => {
     });
   }
 });
+
+describe("issueServing: a control plane's serving certificate", () => {
+  it("is verified by name and by IP against the mesh root, and by nothing else", async () => {
+    const tls = await import("node:tls");
+    const ca = await loadOrCreateCa({ dir: await dir(), trustDomain: TD });
+    const s = await ca.issueServing({ dns: ["zt-controller.istio-system.svc", "zt-controller.istio-system.svc.cluster.local"], ips: ["127.0.0.1", "::1"] }, 3_600_000);
+    const leaf = new X509Certificate(s.certChain[0]!);
+    expect(leaf.subjectAltName).toBe("DNS:zt-controller.istio-system.svc, DNS:zt-controller.istio-system.svc.cluster.local, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1");
+    expect(leaf.checkPrivateKey(createPrivateKey(s.keyPem))).toBe(true);
+    expect(leaf.keyUsage).toEqual(["1.3.6.1.5.5.7.3.1"]);
+    const server = tls.createServer({ cert: s.certChain.join(""), key: s.keyPem, minVersion: "TLSv1.3" }, (sock) => sock.end("ok"));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise((r) => server.close(() => r())));
+    const port = (server.address() as { port: number }).port;
+    const dial = (servername: string | undefined): Promise<string> =>
+      new Promise((resolve) => {
+        const c = tls.connect({ host: "127.0.0.1", port, ca: s.roots, ...(servername ? { servername } : {}) }, () => c.once("data", (d) => resolve(`ok:${String(d)}`)));
+        c.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      });
+    expect(await dial("zt-controller.istio-system.svc")).toBe("ok:ok");
+    expect(await dial(undefined)).toBe("ok:ok"); // by IP
+    expect(await dial("istiod.istio-system.svc")).toBe("ERR_TLS_CERT_ALTNAME_INVALID");
+  });
+});

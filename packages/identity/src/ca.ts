@@ -2,7 +2,8 @@
  * The built-in CA: an Istio-style `cacerts` directory (loaded, or generated on
  * first start) that signs workload CSRs, with an RSA or an EC key (node:crypto signs).
  */
-import { createPrivateKey, type KeyObject, type X509Certificate } from "node:crypto";
+import { createPrivateKey, generateKeyPair, type KeyObject, type X509Certificate } from "node:crypto";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import { ZtError, type ErrorCode } from "@zt/errors";
 import {
@@ -40,6 +41,15 @@ export interface BuiltinCa extends CertificateSource {
   sign(csrPem: string, identity: string, ttlMs: number): Promise<SignedCertificate>;
   /** PEMs of root-cert.pem (the mesh trust bundle). */
   roots(): string[];
+  /**
+   * A serving certificate (and its new P-256 key) for a server reached by name, such as a
+   * control plane: DNS names and IPs as SANs, serverAuth only; the chain as `sign` makes it.
+   */
+  issueServing(names: { readonly dns: readonly string[]; readonly ips?: readonly string[] }, ttlMs: number): Promise<ServingCertificate>;
+}
+
+export interface ServingCertificate extends SignedCertificate {
+  readonly keyPem: string;
 }
 
 export interface CaOptions {
@@ -48,6 +58,7 @@ export interface CaOptions {
 }
 
 const CLOCK_SKEW_MS = 60_000;
+const generateKeyPairAsync = promisify(generateKeyPair);
 
 export async function loadOrCreateCa(opts: CaOptions): Promise<BuiltinCa> {
   let files = await readCaFiles(opts.dir);
@@ -181,5 +192,30 @@ function createCa(opts: CaOptions, files: CaFileTexts, generated: boolean): Buil
     return { certChain: [pem, ...intermediates], roots: [...rootPems] };
   }
 
-  return { dir, trustDomain, generated, sign, roots: () => [...rootPems] };
+  async function issueServing(names: { readonly dns: readonly string[]; readonly ips?: readonly string[] }, ttlMs: number): Promise<ServingCertificate> {
+    if (names.dns.length === 0 && (names.ips ?? []).length === 0) throw new RangeError("a serving certificate needs at least one DNS name or IP");
+    const now = Date.now();
+    const pair = await generateKeyPairAsync("ec", { namedCurve: "P-256" });
+    const spki = pair.publicKey.export({ type: "spki", format: "der" });
+    const { pem } = await buildCertificate(
+      {
+        spki,
+        subject: names.dns[0] ? [{ type: "CN", value: names.dns[0] }] : [],
+        issuerName,
+        notBefore: new Date(now - CLOCK_SKEW_MS),
+        notAfter: new Date(Math.min(Math.ceil((now + ttlMs) / 1000) * 1000, notAfter.getTime())),
+        extensions: [
+          { kind: "basicConstraints", ca: false },
+          { kind: "keyUsage", digitalSignature: true, keyEncipherment: true },
+          { kind: "extKeyUsage", serverAuth: true },
+          { kind: "serverNames", dns: names.dns, ips: names.ips ?? [] },
+          { kind: "authorityKeyIdentifier", keyIdentifier: authorityKeyId },
+        ],
+      },
+      key,
+    );
+    return { certChain: [pem, ...intermediates], roots: [...rootPems], keyPem: pair.privateKey.export({ type: "pkcs8", format: "pem" }).toString() };
+  }
+
+  return { dir, trustDomain, generated, sign, issueServing, roots: () => [...rootPems] };
 }

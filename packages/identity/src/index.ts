@@ -1,6 +1,6 @@
 export { formatSpiffe, parseSpiffe, type SpiffeParts } from "./spiffe.js";
 export type { CertificateSource, SignedCertificate } from "./types.js";
-export { loadOrCreateCa, type BuiltinCa, type CaOptions } from "./ca.js";
+export { loadOrCreateCa, type BuiltinCa, type CaOptions, type ServingCertificate } from "./ca.js";
 export { CA_FILES } from "./ca-files.js";
 export { createKeyAndCsr, type KeyAndCsr } from "./csr.js";
 export {

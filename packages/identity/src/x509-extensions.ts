@@ -4,6 +4,7 @@
  * empty subject, so RFC 5280 wants its SAN critical), the rest not.
  */
 import { createHash } from "node:crypto";
+import { isIPv4, isIPv6, SocketAddress } from "node:net";
 import { bitString, bool, contextPrimitive, octets, oid, seq, toDer, type Node } from "./asn1.js";
 import { children, contents, expectTag, readTlv, TAG } from "./der.js";
 
@@ -18,6 +19,8 @@ export type Extension =
     }
   | { readonly kind: "extKeyUsage"; readonly serverAuth?: boolean; readonly clientAuth?: boolean }
   | { readonly kind: "subjectAltName"; readonly uri: string }
+  /** A server's names: DNS names and IP addresses (a control plane's serving certificate). */
+  | { readonly kind: "serverNames"; readonly dns: readonly string[]; readonly ips: readonly string[] }
   /** Of the certificate's own public key (RFC 5280 §4.2.1.2, method 1). */
   | { readonly kind: "subjectKeyIdentifier" }
   | { readonly kind: "authorityKeyIdentifier"; readonly keyIdentifier: Buffer };
@@ -39,6 +42,18 @@ const KEY_USAGE_BITS = { digitalSignature: 0, keyEncipherment: 2, keyCertSign: 5
 /** An Extension: extnID, critical (only when true: DER omits a default), extnValue. */
 function extension(id: string, critical: boolean, value: Node): Node {
   return seq([oid(id), ...(critical ? [bool(true)] : []), octets(toDer(value))]);
+}
+
+function ipBytes(ip: string): Buffer {
+  if (isIPv4(ip)) return Buffer.from(ip.split(".").map(Number));
+  if (!isIPv6(ip) || ip.includes(".")) throw new Error(`not an IPv4 or plain IPv6 address: ${ip}`);
+  const sock = new SocketAddress({ address: ip, family: "ipv6" });
+  const [head = "", tail = ""] = sock.address.split("::");
+  const groups = (x: string): string[] => (x === "" ? [] : x.split(":"));
+  const h = groups(head);
+  const t = groups(tail);
+  const all = sock.address.includes("::") ? [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t] : h;
+  return Buffer.from(all.flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 0xff]));
 }
 
 /** SHA-1 of the subjectPublicKey bits of a DER SubjectPublicKeyInfo. */
@@ -71,6 +86,9 @@ export function extensionNode(e: Extension, spki: Buffer): Node {
     case "subjectAltName":
       // GeneralName uniformResourceIdentifier: [6] IMPLICIT IA5String (SPIFFE ids are ASCII).
       return extension(OID.subjectAltName, true, seq([contextPrimitive(6, Buffer.from(e.uri, "ascii"))]));
+    case "serverNames":
+      // GeneralName dNSName: [2] IMPLICIT IA5String; iPAddress: [7] IMPLICIT OCTET STRING (4 or 16 bytes). Not critical: the subject names the server too.
+      return extension(OID.subjectAltName, false, seq([...e.dns.map((d) => contextPrimitive(2, Buffer.from(d, "ascii"))), ...e.ips.map((ip) => contextPrimitive(7, ipBytes(ip)))]));
     case "subjectKeyIdentifier":
       return extension(OID.subjectKeyIdentifier, false, octets(keyIdentifier(spki)));
     case "authorityKeyIdentifier":
