@@ -249,4 +249,54 @@ describe("delta ADS client against a FAKE xDS server", () => {
     expect([...applied.names.get(ADDRESS_TYPE)!]).toEqual(["w/a"]);
     expect(lines.some((l) => l.msg.includes("answering again"))).toBe(true);
   });
+
+  test("a server refusing the token is XDS_REFUSED, logged as an error once, and retried", async () => {
+    start();
+    (await opened()).s.fail(grpc.status.UNAUTHENTICATED, "FAKE: token not accepted");
+    (await opened()).s.fail(grpc.status.UNAUTHENTICATED, "FAKE: token not accepted");
+    await peer.nextStream();
+    const st = client!.status();
+    expect(st.lastError).toMatchObject({ code: "XDS_REFUSED", message: `xDS stream to ${peer.address} failed: UNAUTHENTICATED: FAKE: token not accepted` });
+    expect(lines.filter((l) => l.level === "error" && l.obj["code"] === "XDS_REFUSED").length).toBe(1);
+    expect(client!.pending()[0]).toBe(`waiting for the first xDS response of ${ADDRESS_TYPE} (XDS_REFUSED: ${st.lastError!.message})`);
+  });
+
+  test("an unreadable root certificate or token file is reported by name and retried, without a stream", async () => {
+    rmSync(tokenFile);
+    start();
+    const st = await until("refused", () => client!.status(), (x) => x.lastError !== null);
+    expect(st.lastError?.code).toBe("XDS_REFUSED");
+    expect(st.lastError?.message).toMatch(/^cannot read the token for the xDS server .*token \(AUTH_TOKEN\): ENOENT/);
+    rmSync(path.join(dir, "root.pem"));
+    await until("no root", () => client!.status().lastError?.message ?? "", (m) => m.includes("(XDS_ROOT_CA)"));
+    expect(peer.streams.length).toBe(0);
+    writeFileSync(path.join(dir, "root.pem"), peer.rootPem);
+    writeFileSync(tokenFile, "tok-late");
+    expect((await peer.nextStream()).token).toBe("tok-late");
+  });
+
+  test("close() during backoff leaves no timer or socket behind", async () => {
+    const before = process.getActiveResourcesInfo().filter((r) => r === "Timeout" || r === "TCPSocketWrap" || r === "TLSWrap").length;
+    start();
+    await opened();
+    await peer.kill();
+    await until("backing off", () => client!.status().state, (x) => x === "backoff");
+    client!.close();
+    expect(client!.status().state).toBe("closed");
+    const after = await until("handles released", () => process.getActiveResourcesInfo().filter((r) => r === "Timeout" || r === "TCPSocketWrap" || r === "TLSWrap").length, (n) => n <= before);
+    expect(after).toBeLessThanOrEqual(before);
+  });
+
+  test("a first response over grpc-js's 4 MiB default is applied whole, with one log line", async () => {
+    start();
+    const { s } = await opened();
+    const resources = Array.from({ length: 40_000 }, (_, i) => workloadResource(wireWorkload(`Kubernetes//Pod/default/pod-${i}`, `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`)));
+    expect(resources.reduce((n, r) => n + r.resource!.value.length + r.name.length, 0)).toBeGreaterThan(4 * 1024 * 1024);
+    s.send({ type_url: ADDRESS_TYPE, nonce: "big", resources, removed_resources: [] });
+    const ack = await s.next(30_000);
+    expect([ack.response_nonce, ack.error_detail]).toEqual(["big", undefined]);
+    expect(applied.calls.length).toBe(1);
+    expect(applied.names.get(ADDRESS_TYPE)!.size).toBe(40_000);
+    expect(lines.filter((l) => l.level !== "debug").length).toBe(1);
+  }, 60_000);
 });

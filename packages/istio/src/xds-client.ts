@@ -88,6 +88,14 @@ export interface XdsClient {
   close(): void;
 }
 
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  // A whole mesh's first Address response exceeds grpc-js's 4 MiB default.
+  "grpc.max_receive_message_length": 256 * 1024 * 1024,
+  // Pings find a server whose host vanished without a reset (istiod permits one every 15 s).
+  "grpc.keepalive_time_ms": 30_000,
+  "grpc.keepalive_timeout_ms": 10_000,
+};
+
 /** google.rpc.Code INVALID_ARGUMENT: what a NACK's error_detail carries. */
 const INVALID_ARGUMENT = 3;
 
@@ -159,7 +167,10 @@ export function startXdsClient(o: XdsClientOptions): XdsClient {
       fail("XDS_REFUSED", `cannot read the token for the xDS server ${o.tokenFile} (AUTH_TOKEN): ${(err as Error).message}`);
       return retry();
     }
-    const options: grpc.ChannelOptions = o.altHostname ? { "grpc.ssl_target_name_override": o.altHostname, "grpc.default_authority": o.altHostname } : {};
+    const options: grpc.ChannelOptions = {
+      ...CHANNEL_OPTIONS,
+      ...(o.altHostname ? { "grpc.ssl_target_name_override": o.altHostname, "grpc.default_authority": o.altHostname } : {}),
+    };
     client = new grpc.Client(o.address, grpc.credentials.createSsl(root), options);
     const md = new grpc.Metadata();
     md.set("authorization", `Bearer ${token}`);
