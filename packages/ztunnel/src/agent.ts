@@ -19,6 +19,7 @@ import { createRedirect, type Redirect } from "./redirect.js";
 import { startWorkers, type Workers } from "./workers/workers.js";
 import { openKubeSource } from "./kube-source.js";
 import { openWorkloadSource } from "./workload-source.js";
+import { openXdsSource } from "./xds-source.js";
 
 /** The embedded default workload file, used when LOCAL_XDS_PATH is not set. */
 export const EMBEDDED_WORKLOADS = fileURLToPath(new URL("../assets/local-workloads.yaml", import.meta.url));
@@ -54,7 +55,11 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
   // The event-loop monitor samples every 100 ms, not prom-client's 10 ms: an idle agent stays idle.
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
   const source =
-    config.discovery === "kubernetes" ? await openKubeSource(config, logger, registry) : await openWorkloadSource(config, config.localXdsPath ?? EMBEDDED_WORKLOADS, logger, registry);
+    config.discovery === "kubernetes"
+      ? await openKubeSource(config, logger, registry)
+      : config.discovery === "xds"
+        ? await openXdsSource(config, logger)
+        : await openWorkloadSource(config, config.localXdsPath ?? EMBEDDED_WORKLOADS, logger, registry);
   const store = source.store;
   const faults = createFaults(logger, registry);
   const localAddresses = createLocalAddresses(faults.report);
