@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
-import { pino } from "pino";
+import pino from "pino";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { ADDRESS_TYPE, AUTHORIZATION_TYPE, decodeAddress, decodeAuthorization, type DeltaResponse } from "@zt/istio";
@@ -343,6 +343,34 @@ describe("xDS server over TLS gRPC (real grpc-js server and raw bidi client on 1
       expect(last.removed_resources).toEqual([uid(8)]);
     }
     expect(f.xds.stats()).toMatchObject({ clients: 50, nacks: 0, pushes: 150 });
+  });
+
+  it("a client that stops reading holds back no other client", async () => {
+    const workloads: Workload[] = [];
+    for (let i = 0; i < 3000; i++) workloads.push(podWorkload(i));
+    const f = await start({ workloads, services: [], policies: [] });
+    const slow = f.connect("slow");
+    slow.pause();
+    slow.subscribe(TYPES);
+    const fast = f.connect("fast", { autoAck: true });
+    fast.subscribe(TYPES);
+    await until("fast synced", () => fast.held.get(ADDRESS_TYPE)?.size === 3000 && fast.held.get(AUTHORIZATION_TYPE) !== undefined);
+    for (let k = 1; k <= 5; k++) {
+      f.store.apply({ workloads: [podWorkload(k, { node: `moved-${k}` })] });
+      await until(`change ${k} at the fast client`, () => fast.responses.filter((r) => r.type_url === ADDRESS_TYPE).length === k + 1);
+    }
+    // The slow one (about 750 KB unread) still has its first response in flight, and nothing else was queued for it.
+    expect(slow.responses).toEqual([]);
+    const st = f.xds.clients().find((c) => c.id === "slow")!.types[ADDRESS_TYPE]!;
+    expect(st.inFlight).toBe(true);
+    expect(st.lastNonceAcked).toBeNull();
+    slow.resume();
+    const first = await slow.next(ADDRESS_TYPE);
+    expect(first.resources).toHaveLength(3000);
+    slow.ack(first);
+    // Everything that changed meanwhile, in one response.
+    const caught = await slow.next(ADDRESS_TYPE);
+    expect(names(caught)).toEqual([1, 2, 3, 4, 5].map(uid).sort());
   });
 
   it("close() ends every stream UNAVAILABLE and forgets the clients", async () => {

@@ -58,6 +58,9 @@ export interface RawAdsClient {
   onResponse: ((r: DeltaResponse) => void) | null;
   /** The status the call ended with. */
   readonly ended: Promise<grpc.StatusObject>;
+  /** Stops reading the stream (HTTP/2 flow control then holds the server's writes back), and reads again. */
+  pause(): void;
+  resume(): void;
   close(): void;
 }
 
@@ -133,6 +136,12 @@ export function connectRawAds(port: number, rootPem: string, opts: { nodeId: str
     },
     nack(r, message) {
       self.send({ type_url: r.type_url, response_nonce: r.nonce, error_detail: { code: grpc.status.INVALID_ARGUMENT, message } });
+    },
+    pause() {
+      call.pause();
+    },
+    resume() {
+      call.resume();
     },
     close() {
       call.cancel();
