@@ -1,3 +1,4 @@
+import net from "node:net";
 import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
@@ -83,6 +84,29 @@ async function until(what: string, cond: () => boolean): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`${what}: not within 5 s`);
+}
+
+/** A TCP relay on 127.0.0.1 that can stop passing the server's bytes to the client (the client's bytes still pass). */
+async function startRelay(target: number): Promise<{ port: number; hold(): void; release(): void; close(): void }> {
+  const ups: net.Socket[] = [];
+  const downs: net.Socket[] = [];
+  const server = net.createServer((down) => {
+    const up = net.connect(target, "127.0.0.1");
+    ups.push(up);
+    downs.push(down);
+    down.pipe(up);
+    up.pipe(down);
+    const kill = (): void => (up.destroy(), down.destroy());
+    up.on("error", kill).on("close", kill);
+    down.on("error", kill).on("close", kill);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    hold: () => ups.forEach((u) => (u.unpipe(), u.pause())),
+    release: () => ups.forEach((u, i) => u.pipe(downs[i]!)),
+    close: () => (ups.forEach((u) => u.destroy()), server.close()),
+  };
 }
 
 const uid = (i: number): string => podWorkload(i).uid;
@@ -359,7 +383,7 @@ describe("xDS server over TLS gRPC (real grpc-js server and raw bidi client on 1
       f.store.apply({ workloads: [podWorkload(k, { node: `moved-${k}` })] });
       await until(`change ${k} at the fast client`, () => fast.responses.filter((r) => r.type_url === ADDRESS_TYPE).length === k + 1);
     }
-    // The slow one (about 750 KB unread) still has its first response in flight, and nothing else was queued for it.
+    // The slow one (about 750 KB unread, not ACKed) still has its first response in flight, and nothing else was queued for it.
     expect(slow.responses).toEqual([]);
     const st = f.xds.clients().find((c) => c.id === "slow")!.types[ADDRESS_TYPE]!;
     expect(st.inFlight).toBe(true);
@@ -371,6 +395,35 @@ describe("xDS server over TLS gRPC (real grpc-js server and raw bidi client on 1
     // Everything that changed meanwhile, in one response.
     const caught = await slow.next(ADDRESS_TYPE);
     expect(names(caught)).toEqual([1, 2, 3, 4, 5].map(uid).sort());
+  });
+
+  it("a connection that takes no more bytes gets no more responses queued, even were its client to ACK what it has not read", async () => {
+    const f = await start();
+    const relay = await startRelay(f.tls.port);
+    open.push(() => relay.close());
+    const slow = connectRawAds(relay.port, f.tls.rootPem, { nodeId: "stuck" });
+    open.push(() => slow.close());
+    await synced(slow);
+    await allAcked(f.xds, 1);
+    relay.hold();
+    // About 750 KB: far more than HTTP/2 lets out without the client's window updates.
+    const many: Workload[] = [];
+    for (let i = 100; i < 3100; i++) many.push(podWorkload(i));
+    f.store.apply({ workloads: many });
+    const status = (): ReturnType<XdsServer["clients"]>[number]["types"][string] => f.xds.clients()[0]!.types[ADDRESS_TYPE]!;
+    await until("the big response sent", () => status().resources === 3004);
+    const bigNonce = status().lastNonceSent!;
+    // The nonce as the status shows it: an ACK the client could not have made from what it read.
+    slow.send({ type_url: ADDRESS_TYPE, response_nonce: bigNonce });
+    await until("the ACK seen", () => status().lastNonceAcked === bigNonce);
+    f.store.apply({ workloads: [podWorkload(1, { node: "moved" })] });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(status().lastNonceSent).toBe(bigNonce);
+    relay.release();
+    const big = await slow.next(ADDRESS_TYPE);
+    expect(big.resources).toHaveLength(3000);
+    const after = await slow.next(ADDRESS_TYPE);
+    expect(names(after)).toEqual([uid(1)]);
   });
 
   it("close() ends every stream UNAVAILABLE and forgets the clients", async () => {

@@ -9,6 +9,7 @@
  *   const xds = createXdsServer({ store, logger });
  *   server.addService(ADS_SERVICE, xds.implementation);
  */
+import { randomBytes } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -78,6 +79,14 @@ export function createXdsServer(options: XdsServerOptions): XdsServer {
 
   const table = createXdsTable(options.store, onTableChange);
 
+  /** Unguessable (a client cannot ACK what it has not read) and unique on this server. */
+  const nonce = (): string => `${(++nonces).toString(36)}-${randomBytes(6).toString("base64url")}`;
+
+  function wake(s: Session): void {
+    dirty.add(s);
+    schedule();
+  }
+
   function schedule(): void {
     if (scheduled || dirty.size === 0 || closed) return;
     scheduled = setImmediate(flushAll);
@@ -100,7 +109,12 @@ export function createXdsServer(options: XdsServerOptions): XdsServer {
   }
 
   function onRequest(s: Session, r: DeltaRequest): void {
-    if (s.types.size === 0 && r.node?.id) s.id = r.node.id;
+    if (!s.named) {
+      // The first request names the client (its node id); until then it is its peer address.
+      s.named = true;
+      if (r.node?.id) s.id = r.node.id;
+      log.info({ client: s.id, caller: s.caller, peer: s.peer }, `delta xDS client ${s.id} connected`);
+    }
     if (!isXdsType(r.type_url)) {
       log.debug({ client: s.id, type: r.type_url }, "delta xDS request for a type this server does not serve; ignored");
       return;
@@ -142,7 +156,7 @@ export function createXdsServer(options: XdsServerOptions): XdsServer {
       call.emit("error", { code: grpc.status.UNAVAILABLE, details: "the xDS server is shutting down" });
       return;
     }
-    const s = new Session(peer, { write: (res) => call.write(res) }, () => String(++nonces));
+    const s = new Session(peer, { write: (res, written) => call.write(res, () => written()) }, nonce, wake);
     const queued: DeltaRequest[] = [];
     let authenticated = options.authenticate === undefined;
     let ended = false;
@@ -162,7 +176,6 @@ export function createXdsServer(options: XdsServerOptions): XdsServer {
       sessions.set(s, call);
       metrics.clients.inc();
       for (const r of queued.splice(0)) onRequest(s, r);
-      log.info({ client: s.id, caller: s.caller, peer }, `delta xDS client ${s.id} connected`);
     };
 
     call.on("data", (r: DeltaRequest) => {

@@ -45,6 +45,12 @@ export class TypeState {
   full = true;
   firstSent = false;
   inFlight: string | null = null;
+  /**
+   * Its last response is written but has not yet gone to the connection: the next one waits,
+   * so a connection that takes no more bytes never has more than one response per type queued,
+   * even were its client to ACK a nonce it has not read.
+   */
+  unwritten = false;
   lastNonceSent: string | null = null;
   lastNonceAcked: string | null = null;
   nacks = 0;
@@ -134,38 +140,58 @@ export class TypeState {
 }
 
 export interface SessionSink {
-  /** Writes one response; false when the stream asks to wait for a drain. */
-  write(response: DeltaResponse): boolean;
+  /** Writes one response; false when the stream asks to wait for a drain. `written` once it has gone to the connection. */
+  write(response: DeltaResponse, written: () => void): boolean;
 }
+
+
 
 export class Session {
   id: string;
   caller: string | null = null;
+  /** Its first request came (and gave its id). */
+  named = false;
   readonly connectedSince = new Date().toISOString();
   readonly types = new Map<XdsType, TypeState>();
+  /** Waiting for `drain`. */
   blocked = false;
+  /** A flush left a type for its unwritten response; the server is told when one is written. */
+  heldBack = false;
   closed = false;
 
   constructor(
     readonly peer: string,
     private readonly sink: SessionSink,
     private readonly nextNonce: () => string,
+    private readonly writable: (s: Session) => void,
   ) {
     this.id = peer;
   }
 
-  /** Sends what is due for each type; returns the responses sent, with their resource counts. */
+  /** Sends what is due for each type; `sent` is told of each response. */
   flush(table: XdsTable, sent: (type: XdsType, resources: number, removed: number) => void): void {
     for (const [type, t] of this.types) {
       if (this.closed || this.blocked) return;
       if (t.inFlight !== null || (t.firstSent && !t.full && t.pending.size === 0)) continue;
+      if (t.unwritten) {
+        this.heldBack = true;
+        continue;
+      }
       const { resources, removed } = t.diff(type, table);
       if (t.firstSent && resources.length === 0 && removed.length === 0) continue;
       const nonce = this.nextNonce();
       t.firstSent = true;
       t.inFlight = nonce;
       t.lastNonceSent = nonce;
-      if (!this.sink.write({ type_url: type, nonce, resources, removed_resources: removed })) this.blocked = true;
+      t.unwritten = true;
+      const more = this.sink.write({ type_url: type, nonce, resources, removed_resources: removed }, () => {
+        t.unwritten = false;
+        if (this.heldBack && !this.closed) {
+          this.heldBack = false;
+          this.writable(this);
+        }
+      });
+      if (!more) this.blocked = true;
       sent(type, resources.length, removed.length);
     }
   }
