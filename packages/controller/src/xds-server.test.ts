@@ -166,6 +166,17 @@ describe("xDS server over TLS gRPC (real grpc-js server and raw bidi client on 1
     expect(names(r2)).toEqual([uid(3)]);
   });
 
+  it("a resource that cannot be encoded is logged and left out; the rest go on", async () => {
+    const f = await start();
+    const c = f.connect("unservable");
+    await synced(c);
+    expect(() => f.store.apply({ workloads: [podWorkload(2, { workloadIps: ["not-an-ip"] }), podWorkload(3, { node: "n3" })] })).not.toThrow();
+    const r = await c.next(ADDRESS_TYPE);
+    expect(names(r)).toEqual([uid(3)]);
+    expect(r.removed_resources).toEqual([uid(2)]);
+    expect(f.logs.filter((l) => l["code"] === "XDS_RESOURCE_UNSERVABLE").map((l) => l["name"])).toEqual([uid(2)]);
+  });
+
   it("a removal pushes removed_resources", async () => {
     const f = await start();
     const c = f.connect("removal");

@@ -77,7 +77,9 @@ export function createXdsServer(options: XdsServerOptions): XdsServer {
     schedule();
   }
 
-  const table = createXdsTable(options.store, onTableChange);
+  const table = createXdsTable(options.store, onTableChange, (type, name, err) =>
+    log.error({ code: "XDS_RESOURCE_UNSERVABLE", type, name, err: err instanceof Error ? err.message : String(err) }, `${typeLabel(type)} ${name} cannot be encoded; not served`),
+  );
 
   /** Unguessable (a client cannot ACK what it has not read) and unique on this server. */
   const nonce = (): string => `${(++nonces).toString(36)}-${randomBytes(6).toString("base64url")}`;

@@ -43,14 +43,27 @@ function selectorKey(policies: readonly Policy[]): string {
     .join("\n");
 }
 
-export function createXdsTable(store: MeshStore, onChange: (changes: readonly TableChange[]) => void): XdsTable {
+/**
+ * `unservable`: a resource that could not be encoded (an address that is not an IP, say);
+ * it is left out (and taken away from clients that had it), the others go on.
+ */
+export function createXdsTable(store: MeshStore, onChange: (changes: readonly TableChange[]) => void, unservable: (type: XdsType, name: string, err: unknown) => void): XdsTable {
   const tables: Record<XdsType, Map<string, XdsResource>> = { [ADDRESS_TYPE]: new Map(), [AUTHORIZATION_TYPE]: new Map() };
   /** Per workload uid: its authorization_policies as last encoded. */
   const lists = new Map<string, string>();
   let selectors = "";
   let encodes = 0;
 
-  function put(type: XdsType, name: string, value: Uint8Array, changed: Set<string>): void {
+  function put(type: XdsType, name: string, encoded: () => Uint8Array, changed: Set<string>): void {
+    encodes++;
+    let value: Uint8Array;
+    try {
+      value = encoded();
+    } catch (err) {
+      unservable(type, name, err);
+      drop(type, name, changed);
+      return;
+    }
     const version = hashOf(value);
     if (tables[type].get(name)?.version === version) return;
     tables[type].set(name, { name, version, resource: { type_url: type, value } });
@@ -66,13 +79,11 @@ export function createXdsTable(store: MeshStore, onChange: (changes: readonly Ta
   function putWorkload(w: Workload, changed: Set<string>): void {
     const names = authzList(w);
     lists.set(w.uid, names.join("\n"));
-    encodes++;
-    put(ADDRESS_TYPE, w.uid, encodeAddress({ workload: workloadToWire({ ...w, authorizationPolicies: names }) }), changed);
+    put(ADDRESS_TYPE, w.uid, () => encodeAddress({ workload: workloadToWire({ ...w, authorizationPolicies: names }) }), changed);
   }
 
   function putService(s: Service, changed: Set<string>): void {
-    encodes++;
-    put(ADDRESS_TYPE, serviceKey(s), encodeAddress({ service: serviceToWire(s) }), changed);
+    put(ADDRESS_TYPE, serviceKey(s), () => encodeAddress({ service: serviceToWire(s) }), changed);
   }
 
   function putPolicies(policies: readonly Policy[], changed: Set<string>): void {
@@ -81,8 +92,7 @@ export function createXdsTable(store: MeshStore, onChange: (changes: readonly Ta
       const name = policyName(p);
       if (seen.has(name)) continue;
       seen.add(name);
-      encodes++;
-      put(AUTHORIZATION_TYPE, name, encodeAuthorization(policyToWire(p)), changed);
+      put(AUTHORIZATION_TYPE, name, () => encodeAuthorization(policyToWire(p)), changed);
     }
     for (const name of [...tables[AUTHORIZATION_TYPE].keys()]) if (!seen.has(name)) drop(AUTHORIZATION_TYPE, name, changed);
   }
