@@ -82,7 +82,7 @@ export function createXdsServer(options: XdsServerOptions): XdsServer {
   );
 
   /** Unguessable (a client cannot ACK what it has not read) and unique on this server. */
-  const nonce = (): string => `${(++nonces).toString(36)}-${randomBytes(6).toString("base64url")}`;
+  const newNonce = (): string => `${(++nonces).toString(36)}-${randomBytes(6).toString("base64url")}`;
 
   function wake(s: Session): void {
     dirty.add(s);
@@ -158,7 +158,7 @@ export function createXdsServer(options: XdsServerOptions): XdsServer {
       call.emit("error", { code: grpc.status.UNAVAILABLE, details: "the xDS server is shutting down" });
       return;
     }
-    const s = new Session(peer, { write: (res, written) => call.write(res, () => written()) }, nonce, wake);
+    const s = new Session(peer, { write: (res, written) => call.write(res, () => written()) }, newNonce, wake);
     const queued: DeltaRequest[] = [];
     let authenticated = options.authenticate === undefined;
     let ended = false;
@@ -178,6 +178,7 @@ export function createXdsServer(options: XdsServerOptions): XdsServer {
       sessions.set(s, call);
       metrics.clients.inc();
       for (const r of queued.splice(0)) onRequest(s, r);
+      call.resume();
     };
 
     call.on("data", (r: DeltaRequest) => {
@@ -198,6 +199,8 @@ export function createXdsServer(options: XdsServerOptions): XdsServer {
     call.on("close", () => end("closed"));
 
     if (options.authenticate) {
+      // Nothing read until the caller is known (what came already waits in `queued`).
+      call.pause();
       options.authenticate(call.metadata).then(
         (caller) => {
           if (ended) return;
