@@ -1,0 +1,208 @@
+/**
+ * One client's delta xDS stream: per type, what it subscribed to, the versions it holds
+ * (as sent: an ACK confirms them, a NACK keeps them, since which ones it refused cannot
+ * be known), the names changed since the last response, and the one response in flight.
+ * `flush()` sends a type's diff when nothing of that type is in flight and the stream is
+ * not waiting for a drain; the server calls it after table changes, ACKs and drains.
+ */
+import type { DeltaRequest, DeltaResponse, XdsResource } from "@zt/istio";
+import type { XdsTable, XdsType } from "./xds-table.js";
+
+/** More changed names than this at once and the next response diffs the whole table instead. */
+const FULL_DIFF_OVER = 1000;
+
+export interface NackRecord {
+  readonly nonce: string;
+  readonly code: number;
+  readonly message: string;
+  readonly at: string;
+}
+
+export interface TypeStatus {
+  readonly wildcard: boolean;
+  readonly resources: number;
+  readonly lastNonceSent: string | null;
+  readonly lastNonceAcked: string | null;
+  readonly inFlight: boolean;
+  readonly nacks: number;
+  readonly lastNack: NackRecord | null;
+}
+
+export interface ClientStatus {
+  readonly id: string;
+  readonly caller: string | null;
+  readonly peer: string;
+  readonly connectedSince: string;
+  readonly types: Readonly<Record<string, TypeStatus>>;
+}
+
+export class TypeState {
+  wildcard = true;
+  /** Explicit names, when not a wildcard subscription. */
+  readonly names = new Set<string>();
+  readonly held = new Map<string, string>();
+  pending = new Set<string>();
+  full = true;
+  firstSent = false;
+  inFlight: string | null = null;
+  /**
+   * Its last response is written but has not yet gone to the connection: the next one waits,
+   * so a connection that takes no more bytes never has more than one response per type queued,
+   * even were its client to ACK a nonce it has not read.
+   */
+  unwritten = false;
+  lastNonceSent: string | null = null;
+  lastNonceAcked: string | null = null;
+  nacks = 0;
+  lastNack: NackRecord | null = null;
+
+  constructor(request: DeltaRequest) {
+    const subscribe = request.resource_names_subscribe ?? [];
+    if (subscribe.length > 0 && !subscribe.includes("*")) {
+      this.wildcard = false;
+      for (const n of subscribe) this.names.add(n);
+    }
+    for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) this.held.set(name, version);
+  }
+
+  wants(name: string): boolean {
+    return this.wildcard || this.names.has(name);
+  }
+
+  changed(names: readonly string[]): void {
+    if (this.full) return;
+    if (this.pending.size + names.length > FULL_DIFF_OVER) {
+      this.full = true;
+      this.pending = new Set();
+      return;
+    }
+    for (const n of names) this.pending.add(n);
+  }
+
+  /** Subscription changes after the first request (explicit names; a wildcard ignores them). */
+  resubscribe(request: DeltaRequest): void {
+    for (const n of request.resource_names_subscribe ?? []) {
+      if (n === "*") {
+        this.wildcard = true;
+        this.full = true;
+      } else if (!this.wildcard && !this.names.has(n)) {
+        this.names.add(n);
+        this.changed([n]);
+      }
+    }
+    for (const n of request.resource_names_unsubscribe ?? []) {
+      if (this.wildcard) continue;
+      this.names.delete(n);
+      this.held.delete(n);
+      this.pending.delete(n);
+    }
+  }
+
+  /** The diff between what the client holds and the table, for the names to look at; held is updated as sent. */
+  diff(type: XdsType, table: XdsTable): { resources: XdsResource[]; removed: string[] } {
+    const resources: XdsResource[] = [];
+    const removed: string[] = [];
+    const look = (name: string): void => {
+      const r = this.wants(name) ? table.get(type, name) : undefined;
+      if (r) {
+        if (this.held.get(name) !== r.version) {
+          resources.push(r);
+          this.held.set(name, r.version);
+        }
+      } else if (this.held.has(name)) {
+        removed.push(name);
+        this.held.delete(name);
+      }
+    };
+    if (this.full) {
+      if (this.wildcard) for (const name of table.names(type)) look(name);
+      else for (const name of this.names) look(name);
+      for (const name of [...this.held.keys()]) if (!this.wants(name) || !table.get(type, name)) look(name);
+    } else {
+      for (const name of this.pending) look(name);
+    }
+    this.full = false;
+    this.pending = new Set();
+    return { resources, removed };
+  }
+
+  status(): TypeStatus {
+    return {
+      wildcard: this.wildcard,
+      resources: this.held.size,
+      lastNonceSent: this.lastNonceSent,
+      lastNonceAcked: this.lastNonceAcked,
+      inFlight: this.inFlight !== null,
+      nacks: this.nacks,
+      lastNack: this.lastNack,
+    };
+  }
+}
+
+export interface SessionSink {
+  /** Writes one response; false when the stream asks to wait for a drain. `written` once it has gone to the connection. */
+  write(response: DeltaResponse, written: () => void): boolean;
+}
+
+
+
+export class Session {
+  id: string;
+  caller: string | null = null;
+  /** Its first request came (and gave its id). */
+  named = false;
+  readonly connectedSince = new Date().toISOString();
+  readonly types = new Map<XdsType, TypeState>();
+  /** Waiting for `drain`. */
+  blocked = false;
+  /** A flush left a type for its unwritten response; the server is told when one is written. */
+  heldBack = false;
+  closed = false;
+
+  constructor(
+    readonly peer: string,
+    private readonly sink: SessionSink,
+    private readonly nextNonce: () => string,
+    private readonly writable: (s: Session) => void,
+  ) {
+    this.id = peer;
+  }
+
+  /** Sends what is due for each type; `sent` is told of each response. */
+  flush(table: XdsTable, sent: (type: XdsType, resources: number, removed: number) => void): void {
+    for (const [type, t] of this.types) {
+      if (this.closed || this.blocked) return;
+      if (t.inFlight !== null || (t.firstSent && !t.full && t.pending.size === 0)) continue;
+      if (t.unwritten) {
+        this.heldBack = true;
+        continue;
+      }
+      const { resources, removed } = t.diff(type, table);
+      if (t.firstSent && resources.length === 0 && removed.length === 0) continue;
+      const nonce = this.nextNonce();
+      t.firstSent = true;
+      t.inFlight = nonce;
+      t.lastNonceSent = nonce;
+      t.unwritten = true;
+      const more = this.sink.write({ type_url: type, nonce, resources, removed_resources: removed }, () => {
+        t.unwritten = false;
+        if (this.heldBack && !this.closed) {
+          this.heldBack = false;
+          this.writable(this);
+        }
+      });
+      if (!more) this.blocked = true;
+      sent(type, resources.length, removed.length);
+    }
+  }
+
+  status(): ClientStatus {
+    return {
+      id: this.id,
+      caller: this.caller,
+      peer: this.peer,
+      connectedSince: this.connectedSince,
+      types: Object.fromEntries([...this.types].map(([type, t]) => [type, t.status()])),
+    };
+  }
+}
