@@ -4,7 +4,7 @@
  * present (proto3 defaults), enums come back by name, int64 as a number, bytes as Buffer.
  */
 import protobuf from "protobufjs";
-import type { CaRequest, CaResponse, DeltaRequest, DeltaResponse, WireAddress, WireAuthorization, WireService, WireWorkload } from "./messages.js";
+import type { CaRequest, CaResponse, DeltaRequest, DeltaResponse, WireAddress, WireAuthorization, WireService, WireWorkload, XdsResource } from "./messages.js";
 import { AUTHORIZATION_PROTO } from "./proto/authorization.js";
 import { CA_PROTO } from "./proto/ca.js";
 import { DISCOVERY_PROTO, RPC_STATUS_PROTO } from "./proto/discovery.js";
@@ -20,6 +20,7 @@ const types = {
   caResponse: root.lookupType("istio.v1.auth.IstioCertificateResponse"),
   deltaRequest: root.lookupType("envoy.service.discovery.v3.DeltaDiscoveryRequest"),
   deltaResponse: root.lookupType("envoy.service.discovery.v3.DeltaDiscoveryResponse"),
+  resource: root.lookupType("envoy.service.discovery.v3.Resource"),
   address: root.lookupType("istio.workload.Address"),
   authorization: root.lookupType("istio.security.Authorization"),
 };
@@ -85,7 +86,30 @@ export function decodeDeltaRequest(b: Uint8Array): Required<DeltaRequest> {
   const r = decode<Required<DeltaRequest> & { node?: { id: string; cluster: string; metadata: Struct } }>(types.deltaRequest, b);
   return { ...r, node: r.node ? { id: r.node.id, cluster: r.node.cluster, metadata: fromStruct(r.node.metadata) } : undefined, error_detail: r.error_detail ?? undefined };
 }
-export const encodeDeltaResponse = (r: DeltaResponse): Buffer => encode(types.deltaResponse, r);
+/** Each resource object's encoded Resource message: a server sends one object to many clients, and encodes it once. */
+const resourceBytes = new WeakMap<XdsResource, Uint8Array>();
+
+function resourceMessage(r: XdsResource): Uint8Array {
+  let b = resourceBytes.get(r);
+  if (b === undefined) resourceBytes.set(r, (b = types.resource.encode(types.resource.fromObject(r as unknown as Record<string, unknown>)).finish()));
+  return b;
+}
+
+/**
+ * Written field by field (numbers from Envoy's discovery.proto: system_version_info 1,
+ * resources 2, type_url 4, nonce 5, removed_resources 6) around the cached Resource
+ * messages, so that pushing a large table to many clients costs a copy per client, not an encoding.
+ */
+export function encodeDeltaResponse(r: DeltaResponse): Buffer {
+  const w = protobuf.Writer.create();
+  if (r.system_version_info) w.uint32((1 << 3) | 2).string(r.system_version_info);
+  for (const res of r.resources) w.uint32((2 << 3) | 2).bytes(resourceMessage(res));
+  if (r.type_url) w.uint32((4 << 3) | 2).string(r.type_url);
+  if (r.nonce) w.uint32((5 << 3) | 2).string(r.nonce);
+  for (const name of r.removed_resources) w.uint32((6 << 3) | 2).string(name);
+  const out = w.finish();
+  return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+}
 export const decodeDeltaResponse = (b: Uint8Array): DeltaResponse => decode<DeltaResponse>(types.deltaResponse, b);
 
 // ---- resources ----
