@@ -3,3 +3,5 @@ export * from "./codec.js";
 export * from "./workload-api.js";
 export { bytesToIp, ipToBytes } from "./ip-bytes.js";
 export { ADS_SERVICE, CA_SERVICE } from "./grpc.js";
+export { createIstioCaClient, type IstioCaClient, type IstioCaClientOptions } from "./ca-client.js";
+export { checkCaAnswer, uriSans } from "./ca-answer.js";
