@@ -1,1 +1,3 @@
-export {};
+export { createCaServer, DEFAULT_TRUSTED_NODE_ACCOUNTS, type CaServer, type CaServerOptions, type CaServerStats } from "./ca-server.js";
+export { createPodIndex, podInfo, type PodInfo, type PodLookup, type PodSource } from "./pod-index.js";
+export { createTokenReviewer, type Caller, type TokenReviewer } from "./token-review.js";
