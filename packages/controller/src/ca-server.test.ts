@@ -191,6 +191,16 @@ describe("CA server (TokenReview and pods from the FAKE API server, gRPC+TLS on 
     expect(r.status).toBe(grpc.status.UNAUTHENTICATED);
   });
 
+  test("a pod scheduled after start is seen (the by-node index follows discovery's changes)", async () => {
+    await agentAsks(agentToken, id("default", "sleep")); // the index is built now
+    const r = await refused(agentAsks(agentToken, id("default", "late")));
+    expect(r.status).toBe(grpc.status.PERMISSION_DENIED);
+    api.store.apply("Pod", pod("default", "late-1", "node-a", "late"));
+    for (let i = 0; i < 100 && !discovery.objects("pods").items.has("default/late-1"); i++) await new Promise((res) => setTimeout(res, 25));
+    const signed = await agentAsks(agentToken, id("default", "late"));
+    expect(new X509Certificate(signed.certChain[0]!).subjectAltName).toBe(`URI:${id("default", "late")}`);
+  });
+
   test("without impersonation the caller gets its own identity; a CSR for another one is INVALID_ARGUMENT; no token is UNAUTHENTICATED", async () => {
     const sleepToken = api.serviceAccountTokens.mint({ namespace: "default", serviceAccount: "sleep" });
     const own = await createKeyAndCsr(id("default", "sleep"));
