@@ -201,6 +201,32 @@ describe("CA server (TokenReview and pods from the FAKE API server, gRPC+TLS on 
     expect(new X509Certificate(signed.certChain[0]!).subjectAltName).toBe(`URI:${id("default", "late")}`);
   });
 
+  test("refused: the caller's pod, as the pod lookup sees it, has another uid than its token's (a FAKE pod lookup lagging behind a recreation)", async () => {
+    const kc = kubeconfig(CONTROLLER_TOKEN);
+    const FAKE_PODS = {
+      pod: (namespace: string, name: string) => (namespace === "istio-system" && name === "ztunnel-a" ? { namespace, name, uid: "older-uid", nodeName: "node-a", serviceAccount: "ztunnel", phase: "Running" } : undefined),
+      podsOnNode: () => [{ namespace: "default", name: "sleep-1", uid: "u", nodeName: "node-a", serviceAccount: "sleep", phase: "Running" }],
+    };
+    const before = logs.length;
+    const other = createCaServer({ signer: ca, trustDomain: TD, tokens: createTokenReviewer(kc), pods: FAKE_PODS, maxTtlMs: DAY, logger: pino({ level: "info" }, new Writable({ write: (c, _e, done) => (logs.push(JSON.parse(String(c)) as Record<string, unknown>), done()) })) });
+    const s2 = new grpc.Server();
+    s2.addService(CA_SERVICE, other.implementation);
+    const port = await new Promise<number>((resolve, reject) =>
+      s2.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(serving.cert), private_key: Buffer.from(serving.key) }]), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    const saved = address;
+    address = `127.0.0.1:${port}`;
+    try {
+      const r = await refused(agentAsks(agentToken, id("default", "sleep")));
+      expect(r.status).toBe(grpc.status.PERMISSION_DENIED);
+      expect(logs.slice(before).find((l) => l["msg"] === "certificate request refused")).toMatchObject({ code: "CA_CALLER_FORBIDDEN", reason: expect.stringContaining("now has uid older-uid") });
+      expect(other.stats()).toMatchObject({ issued: 0, forbidden: 1 });
+    } finally {
+      address = saved;
+      s2.forceShutdown();
+    }
+  });
+
   test("without impersonation the caller gets its own identity; a CSR for another one is INVALID_ARGUMENT; no token is UNAUTHENTICATED", async () => {
     const sleepToken = api.serviceAccountTokens.mint({ namespace: "default", serviceAccount: "sleep" });
     const own = await createKeyAndCsr(id("default", "sleep"));
