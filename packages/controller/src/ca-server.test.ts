@@ -35,7 +35,7 @@ let rootPath: string;
 const logs: Record<string, unknown>[] = [];
 const serving = selfSignedServingCert(["127.0.0.1"]);
 let agentToken: string;
-let uids: Record<string, string> = {};
+const uids: Record<string, string> = {};
 
 const pod = (namespace: string, name: string, node: string, sa: string, phase = "Running"): Record<string, unknown> => ({
   metadata: { name, namespace },
