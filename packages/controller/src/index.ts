@@ -1,1 +1,4 @@
 export { createXdsServer, type ClientStatus, type NackRecord, type TypeStatus, type XdsServer, type XdsServerOptions, type XdsStats } from "./xds-server.js";
+export { createCaServer, DEFAULT_TRUSTED_NODE_ACCOUNTS, type CaServer, type CaServerOptions, type CaServerStats } from "./ca-server.js";
+export { createPodIndex, podInfo, type PodInfo, type PodLookup, type PodSource } from "./pod-index.js";
+export { createTokenReviewer, type Caller, type TokenReviewer } from "./token-review.js";

@@ -51,7 +51,7 @@ describe("cert manager", () => {
       mgr.setWanted([A]);
       expect(mgr.ready()).toBe(false);
       expect(mgr.pending()).toEqual([A]);
-      expect(mgr.dump()).toEqual([{ identity: A, state: "Initializing", certChain: [], rootCerts: [] }]);
+      expect(mgr.dump()).toEqual([{ identity: A, state: "Initializing", status: "pending", certChain: [], rootCerts: [] }]);
       const [c1, c2, c3] = await Promise.all([mgr.fetch(A), mgr.fetch(A), mgr.fetch(A)]);
       expect(c1).toBe(c2);
       expect(c2).toBe(c3);
@@ -133,7 +133,7 @@ describe("cert manager", () => {
       expect(mgr.get(A)).toBe(first);
       expect(await mgr.fetch(A)).toBe(first);
       expect(mgr.ready()).toBe(true);
-      expect(mgr.dump()[0]).toMatchObject({ state: "Available", error: expect.stringContaining("CA unreachable") });
+      expect(mgr.dump()[0]).toMatchObject({ state: "Available", status: "available", error: expect.stringContaining("CA unreachable"), lastError: { message: expect.stringContaining("CA unreachable") } });
       expect(events.find((e) => e.type === "failed")?.error).toMatchObject({ code: "CERT_ISSUE_FAILED" });
       source.failing = false;
       await until(() => events.some((e) => e.type === "rotated"), 2_500); // retried after 1 s
@@ -150,7 +150,8 @@ describe("cert manager", () => {
     const mgr = createCertManager({ source, ttlMs: 60_000 });
     try {
       await expect(mgr.fetch(A)).rejects.toMatchObject({ code: "CERT_ISSUE_FAILED" });
-      expect(mgr.dump()[0]).toMatchObject({ identity: A, state: "Unavailable", error: expect.stringContaining("CA unreachable") });
+      expect(mgr.dump()[0]).toMatchObject({ identity: A, state: "Unavailable", status: "failed", error: expect.stringContaining("CA unreachable") });
+      expect(mgr.dump()[0]?.lastError).toMatchObject({ code: "CERT_ISSUE_FAILED", message: expect.stringContaining("CA unreachable"), at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/) });
       // A retry within a second reuses the failure instead of hammering the CA.
       await expect(mgr.fetch(A)).rejects.toMatchObject({ code: "CERT_ISSUE_FAILED" });
       expect(source.calls).toBe(1);

@@ -7,6 +7,7 @@
  */
 import { ZtError } from "@zt/errors";
 import { createKeyAndCsr } from "./csr.js";
+import { rfc3339 } from "./pem.js";
 import type { CertificateSource } from "./types.js";
 import { dumpCerts, toWorkloadCertificate, type CertDump, type WorkloadCertificate } from "./workload-cert.js";
 
@@ -57,9 +58,12 @@ interface Entry {
   inflight: Promise<WorkloadCertificate> | undefined;
   timer: NodeJS.Timeout | undefined;
   failures: number;
-  lastError: Error | undefined;
+  lastError: ZtError | undefined;
+  lastErrorAt: number;
   lastAttemptAt: number;
 }
+
+const STATUS = { Available: "available", Unavailable: "failed", Initializing: "pending" } as const;
 
 export const MIN_BACKOFF_MS = 1_000;
 export const MAX_BACKOFF_MS = 30_000;
@@ -109,7 +113,7 @@ export function createCertManager(opts: CertManagerOptions): CertManager {
     if (!e) {
       e = {
         identity, wanted: false, current: undefined, refreshAt: 0, inflight: undefined,
-        timer: undefined, failures: 0, lastError: undefined, lastAttemptAt: 0,
+        timer: undefined, failures: 0, lastError: undefined, lastErrorAt: 0, lastAttemptAt: 0,
       };
       entries.set(identity, e);
     }
@@ -173,6 +177,7 @@ export function createCertManager(opts: CertManagerOptions): CertManager {
         : new ZtError("CERT_ISSUE_FAILED", `cannot obtain a certificate for ${e.identity}: ${cause.message}`, { cause });
     if (live(e)) {
       e.lastError = error;
+      e.lastErrorAt = Date.now();
       e.failures += 1;
       if (e.wanted) schedule(e, Date.now() + backoffMs(e.failures));
     }
@@ -232,10 +237,13 @@ export function createCertManager(opts: CertManagerOptions): CertManager {
           const base = {
             identity: e.identity,
             state,
+            status: STATUS[state],
             certChain: dumpCerts(e.current?.certChain ?? []),
             rootCerts: dumpCerts(e.current?.roots ?? []),
           } as const;
-          return e.lastError ? { ...base, error: e.lastError.message } : base;
+          if (!e.lastError) return base;
+          const lastError = { code: e.lastError.code, message: e.lastError.message, at: rfc3339(new Date(e.lastErrorAt)) };
+          return { ...base, error: e.lastError.message, lastError };
         });
     },
     close() {

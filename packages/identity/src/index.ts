@@ -1,7 +1,7 @@
 export { formatSpiffe, parseSpiffe, type SpiffeParts } from "./spiffe.js";
 export type { CertificateSource, SignedCertificate } from "./types.js";
 export { loadOrCreateCa, type BuiltinCa, type CaOptions, type ServingCertificate } from "./ca.js";
-export { CA_FILES } from "./ca-files.js";
+export { CA_FILES, chainsToRoot } from "./ca-files.js";
 export { createKeyAndCsr, type KeyAndCsr } from "./csr.js";
 export {
   backoffMs,
@@ -19,3 +19,5 @@ export {
   serverSocketOptions,
   type PeerIdentity,
 } from "./tls.js";
+export { verifyCsr, type VerifiedCsr } from "./csr-verify.js";
+export { splitPemCerts } from "./pem.js";

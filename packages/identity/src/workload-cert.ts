@@ -36,8 +36,16 @@ export interface CertDump {
   readonly state: "Available" | "Initializing" | "Unavailable";
   readonly certChain: CertDumpEntry[];
   readonly rootCerts: CertDumpEntry[];
-  /** Last issuance/rotation failure, while it is not yet resolved. */
+  /**
+   * The same as `state`, as the issue names it: "pending" (no certificate yet, one being
+   * asked for), "available" (a valid certificate, maybe with a failed rotation in
+   * `lastError`), "failed" (no valid certificate, and the last attempt failed; retried with backoff).
+   */
+  readonly status: "pending" | "available" | "failed";
+  /** Last issuance/rotation failure, while it is not yet resolved (the message of `lastError`). */
   readonly error?: string;
+  /** The same failure with its stable code and when it happened (RFC 3339). */
+  readonly lastError?: { readonly code: string; readonly message: string; readonly at: string };
 }
 
 /**

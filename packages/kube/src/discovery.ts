@@ -50,6 +50,12 @@ export interface KubeDiscovery {
   status(): SyncStatus[];
   /** Updates so far (each batch of changes is one), and the objects held per resource. */
   stats(): { updates: number; objects: Record<string, number> };
+  /**
+   * What discovery holds of one kind right now, read-only (the map is replaced by a
+   * relist: ask again rather than keep it), and a count that moves with every change to
+   * it, for a reader that keeps an index of its own (the controller's pods by node).
+   */
+  objects<K extends Kind>(kind: K): { readonly items: KubeObjects[K]; readonly generation: number };
   close(): void;
 }
 
@@ -65,6 +71,7 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
   let full = true;
   const changes: { [K in Kind]: Set<string> } = { namespaces: new Set(), pods: new Set(), services: new Set(), endpointSlices: new Set(), authorizationPolicies: new Set() };
   const reflectors = new Map<Kind, Reflector>();
+  const generations: { [K in Kind]: number } = { namespaces: 0, pods: 0, services: 0, endpointSlices: 0, authorizationPolicies: 0 };
   const translator = createTranslator(o.names);
   const keyOf = (k: Kind, obj: { metadata?: { name?: string; namespace?: string } }): string => (k === "namespaces" ? (obj.metadata?.name ?? "") : `${obj.metadata?.namespace ?? "default"}/${obj.metadata?.name ?? ""}`);
 
@@ -115,6 +122,7 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
           }
           for (const key of had.keys()) if (!next.has(key)) changes[kind].add(key);
           objects[kind] = next;
+          generations[kind]++;
           changed();
         },
         event: (type, obj) => {
@@ -122,6 +130,7 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
           if (type === "DELETED") objects[kind].delete(key);
           else objects[kind].set(key, obj);
           changes[kind].add(key);
+          generations[kind]++;
           changed();
         },
         ...(o.onStatus ? { status: o.onStatus } : {}),
@@ -142,6 +151,7 @@ export function startKubeDiscovery(o: KubeDiscoveryOptions): KubeDiscovery {
     },
     status: () => [...reflectors.values()].map((r) => r.status()),
     stats: () => ({ updates, objects: Object.fromEntries((Object.keys(objects) as Kind[]).map((k) => [RESOURCES[k].plural, objects[k].size])) }),
+    objects: <K extends Kind>(kind: K) => ({ items: objects[kind] as unknown as KubeObjects[K], generation: generations[kind] }),
     close() {
       closed = true;
       clearTimeout(timer);

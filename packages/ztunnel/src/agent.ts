@@ -3,7 +3,7 @@ import net from "node:net";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { AggregatorRegistry, collectDefaultMetrics, Registry } from "prom-client";
-import { createCertManager, loadOrCreateCa, type CertManager } from "@zt/identity";
+import { createCertManager, type CertManager } from "@zt/identity";
 import { FD_BUDGET_SLOTS } from "@zt/proxy";
 import { workloadIdentity, type MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
@@ -20,6 +20,7 @@ import { startWorkers, type Workers } from "./workers/workers.js";
 import { openKubeSource } from "./kube-source.js";
 import { openWorkloadSource } from "./workload-source.js";
 import { openXdsSource } from "./xds-source.js";
+import { openCaSource, type CaSource } from "./ca-source.js";
 
 /** The embedded default workload file, used when LOCAL_XDS_PATH is not set. */
 export const EMBEDDED_WORKLOADS = fileURLToPath(new URL("../assets/local-workloads.yaml", import.meta.url));
@@ -80,10 +81,18 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
     throw err;
   }
 
-  const ca = await loadOrCreateCa({ dir: config.caCertsDir, trustDomain: config.trustDomain });
+  let ca: CaSource;
+  try {
+    ca = await openCaSource(config, logger);
+  } catch (err) {
+    localAddresses.close();
+    source.close();
+    await redirect.stop();
+    throw err;
+  }
   let workers: Workers | undefined;
   const certs = createCertManager({
-    source: ca,
+    source: ca.source,
     ttlMs: config.secretTtlMs,
     onEvent: (e) => {
       if (e.type === "failed") logger.error({ identity: e.identity, err: e.error }, "certificate issuance failed; retrying");
@@ -119,6 +128,7 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
     });
   } catch (err) {
     certs.close();
+    ca.close();
     localAddresses.close();
     source.close();
     await redirect.stop();
@@ -187,6 +197,7 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
         await running.drain(config.drainTimeoutMs);
         source.close();
         certs.close();
+        ca.close();
         localAddresses.close();
         await redirect.stop();
         faults.uninstall();

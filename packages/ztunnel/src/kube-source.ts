@@ -7,13 +7,19 @@
  * @zt/kube (and @kubernetes/client-node under it) is loaded only when this source is used.
  */
 import type { Logger } from "pino";
-import type { TranslationProblem } from "@zt/kube";
+import type { KubeConfig, KubeDiscovery, TranslationProblem } from "@zt/kube";
 import { Counter, type Registry } from "prom-client";
 import { createMeshStore, EMPTY_SNAPSHOT } from "@zt/state";
 import type { Config } from "./config.js";
 import type { WorkloadSource } from "./workload-source.js";
 
-export async function openKubeSource(config: Config, logger: Logger, registry: Registry): Promise<WorkloadSource> {
+/** The source, and the discovery under it (zt-controller reads its pods too). */
+export interface KubeSource extends WorkloadSource {
+  readonly discovery: KubeDiscovery;
+  readonly kc: KubeConfig;
+}
+
+export async function openKubeSource(config: Pick<Config, "clusterId" | "trustDomain" | "nodeName">, logger: Logger, registry: Registry): Promise<KubeSource> {
   const { KubeConfig, startKubeDiscovery } = await import("@zt/kube");
   const log = logger.child({ component: "kubernetes" });
   const kc = new KubeConfig();
@@ -64,6 +70,8 @@ export async function openKubeSource(config: Config, logger: Logger, registry: R
 
   return {
     store,
+    discovery,
+    kc,
     pending: () => discovery.pending(),
     dump: () => ({
       kind: "kubernetes",

@@ -164,4 +164,44 @@ describe("the fake Kubernetes API server", () => {
     await until("no watch open", () => api.watches(), (n) => n === 0);
     w.stop();
   });
+
+  test("TokenReview: 201 naming the minted token's service account and pod for its audience; authenticated false (with the reason) otherwise; 403 without create on tokenreviews", async () => {
+    const reviewer = "reviewer-token";
+    const server = await startFakeKubeApi({ tokens: { [reviewer]: { user: "system:serviceaccount:istio-system:zt-controller", allow: (verb, resource) => verb === "create" && resource === "tokenreviews" }, [TOKEN]: { user: "reader" } } });
+    const post = (token: string, body: unknown): Promise<{ status: number; body: Record<string, any> }> =>
+      new Promise((resolve, reject) => {
+        const data = JSON.stringify(body);
+        const headers = { authorization: `Bearer ${token}`, "content-type": "application/json", "content-length": Buffer.byteLength(data) };
+        const req = https.request(`${server.url}/apis/authentication.k8s.io/v1/tokenreviews`, { method: "POST", ca: server.ca, headers }, (res) => {
+          let text = "";
+          res.on("data", (c) => (text += String(c)));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, any> }));
+        });
+        req.on("error", reject);
+        req.end(data);
+      });
+    const review = (token: string, audiences = ["istio-ca"]) => ({ apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token, audiences } });
+    try {
+      const uid = server.store.apply("Pod", { metadata: { name: "sleep-x", namespace: "default" }, spec: {} }).metadata.uid!;
+      const sa = server.serviceAccountTokens.mint({ namespace: "default", serviceAccount: "sleep", pod: { name: "sleep-x", uid } });
+      const ok = await post(reviewer, review(sa));
+      expect(ok.status).toBe(201);
+      expect(ok.body["status"]).toMatchObject({
+        authenticated: true,
+        audiences: ["istio-ca"],
+        user: { username: "system:serviceaccount:default:sleep", extra: { "authentication.kubernetes.io/pod-name": ["sleep-x"], "authentication.kubernetes.io/pod-uid": [uid] } },
+      });
+      const wrong = await post(reviewer, review(sa, ["vault"]));
+      expect(wrong.status).toBe(201);
+      expect(wrong.body["status"]).toMatchObject({ authenticated: false, error: expect.stringContaining("audiences") });
+      const expired = server.serviceAccountTokens.mint({ namespace: "default", serviceAccount: "sleep", expiresAt: new Date(Date.now() - 1) });
+      expect((await post(reviewer, review(expired))).body["status"]).toMatchObject({ authenticated: false, error: expect.stringContaining("expired") });
+      server.store.remove("Pod", "default", "sleep-x");
+      expect((await post(reviewer, review(sa))).body["status"]).toMatchObject({ authenticated: false, error: expect.stringContaining("not found") });
+      expect((await post(TOKEN, review(sa))).status).toBe(403);
+      expect((await post(reviewer, { kind: "Pod" })).status).toBe(400);
+    } finally {
+      await server.close();
+    }
+  });
 });

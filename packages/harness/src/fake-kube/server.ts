@@ -6,10 +6,11 @@
  * (pages of one snapshot; 410 Gone once it is compacted); chunked watch streams of JSON
  * events from a resourceVersion, with bookmarks (allowWatchBookmarks) and 410 Gone (an
  * ERROR event) for one compacted away; label and field selectors; bearer tokens (401,
- * 403 naming the verb and resource). For faults: drop every connection, answer slowly,
+ * 403 naming the verb and resource); TokenReview for the service-account tokens a test mints
+ * (token-review.ts). For faults: drop every connection, answer slowly,
  * answer 404 for a resource, answer a request with the test's own reply, or corrupt the
  * open watch streams (a line that is no JSON, or the next event cut short).
- * Not served: writes over HTTP, server-side tables, protobuf.
+ * Not served: writes over HTTP (but TokenReview), server-side tables, protobuf.
  */
 import http from "node:http";
 import https from "node:https";
@@ -17,11 +18,14 @@ import type net from "node:net";
 import { apiVersionOf, FakeStore, RESOURCES, type Change, type KubeObject, type Resource } from "./store.js";
 import { fieldSelector, labelSelector, SelectorError, type Selector } from "./selectors.js";
 import { selfSignedServingCert, type ServingCert } from "./tls.js";
+import { answerTokenReview, FakeServiceAccountTokens } from "./token-review.js";
+
+const TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews";
 
 export interface FakeKubeToken {
   /** The user the API server names in a 403 (e.g. system:serviceaccount:istio-system:ztunnel). */
   readonly user: string;
-  /** Whether `verb` (get, list, watch) on `resource` (plural) is allowed; default: all reads. */
+  /** Whether `verb` (get, list, watch; create for tokenreviews) on `resource` (plural) is allowed; default: all reads. */
   readonly allow?: (verb: string, resource: string, namespace: string | undefined) => boolean;
 }
 
@@ -46,6 +50,8 @@ export interface FakeKubeApi {
   /** PEM of the serving certificate (its own CA), for the client's trust; undefined without TLS. */
   readonly ca: string | undefined;
   readonly store: FakeStore;
+  /** Service-account tokens for TokenReview: mint one per test caller. */
+  readonly serviceAccountTokens: FakeServiceAccountTokens;
   /** Delay before every answer (ms); 0 by default. */
   latencyMs: number;
   /** Resources (plural) answered 404, as for a CRD that is not installed. */
@@ -88,6 +94,7 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
     url: "",
     ca: serving?.cert,
     store,
+    serviceAccountTokens: new FakeServiceAccountTokens(store),
     latencyMs: 0,
     notServed: new Set(),
     override: undefined,
@@ -145,6 +152,7 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
       res.writeHead(forced.status, { "content-type": "application/json", "content-length": Buffer.byteLength(forced.body) });
       return void res.end(forced.body);
     }
+    if (path === TOKEN_REVIEWS && req.method === "POST") return tokenReview(req, res, who);
     if (req.method !== "GET") return status(res, 405, "MethodNotAllowed", `the fake API server serves reads only, not ${req.method}`);
     if (path === "/version") return json(res, 200, { major: "1", minor: "32", gitVersion: "v1.32.0-fake", platform: "linux/amd64" });
     if (path === "/api") return json(res, 200, { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: url.host }] });
@@ -167,6 +175,20 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
     }
     if (watch) return startWatch(req, res, r, url, select);
     return list(res, r, url, select);
+  }
+
+  function tokenReview(req: http.IncomingMessage, res: http.ServerResponse, who: FakeKubeToken): void {
+    if (who.allow?.("create", "tokenreviews", undefined) !== true) {
+      return status(res, 403, "Forbidden", `tokenreviews.authentication.k8s.io is forbidden: User "${who.user}" cannot create resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope`, { group: "authentication.k8s.io", kind: "tokenreviews" });
+    }
+    let raw = "";
+    req.setEncoding("utf8");
+    req.on("data", (c: string) => (raw += c));
+    req.on("end", () => {
+      const answer = answerTokenReview(api.serviceAccountTokens, raw);
+      if ("error" in answer) status(res, 400, "BadRequest", answer.error);
+      else json(res, answer.status, answer.body);
+    });
   }
 
   function selectorOf(url: URL, namespace: string | undefined): Selector {

@@ -1,0 +1,125 @@
+/**
+ * zt-controller: a control plane for clusters without istiod. It holds the mesh's root
+ * key (CA_CERTS_DIR, the Secret it alone mounts) and serves, on one TLS gRPC port, Istio's
+ * CA API (certificates for the node agents, checked by TokenReview and by where pods run)
+ * and delta xDS (workloads, services and policies from the Kubernetes API). The agents
+ * then need neither the root key nor API watches of their own.
+ */
+import type http from "node:http";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { collectDefaultMetrics, Registry } from "prom-client";
+import { loadOrCreateCa } from "@zt/identity";
+import { ADS_SERVICE, CA_SERVICE } from "@zt/istio";
+import { formatBindAddr, openKubeSource } from "@zt/ztunnel";
+import { createCaServer } from "./ca-server.js";
+import type { ControllerConfig } from "./config.js";
+import { createMonitoringServer } from "./monitoring.js";
+import { createPodIndex } from "./pod-index.js";
+import { publishRoot, type RootPublisher } from "./root-publisher.js";
+import { startServingCert } from "./serving-cert.js";
+import { createTokenReviewer } from "./token-review.js";
+import { createXdsServer } from "./xds-server.js";
+
+export const CONTROLLER_VERSION = "0.1.0";
+
+/** The serving certificate lasts this long (capped by the CA's own); it is re-issued at half of it. */
+const SERVING_TTL_MS = 30 * 24 * 3600_000;
+
+export interface Controller {
+  /** "host:port" of the gRPC and monitoring listeners (useful when ports were 0). */
+  readonly grpcAddress: string;
+  readonly monitoringAddress: string;
+  /** The mesh root (PEM), what agents are given as CA_ROOT_CA / XDS_ROOT_CA. */
+  readonly rootPem: string;
+  pending(): string[];
+  close(): Promise<void>;
+}
+
+export async function startController(config: ControllerConfig, logger: Logger): Promise<Controller> {
+  logger.info({ config: { ...config, trustedNodeAccounts: config.trustedNodeAccounts.join(","), grpcAddr: formatBindAddr(config.grpcAddr), monitoringAddr: formatBindAddr(config.monitoringAddr) } }, "starting zt-controller");
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
+  const ca = await loadOrCreateCa({ dir: config.caCertsDir, trustDomain: config.trustDomain });
+  logger.info({ dir: config.caCertsDir, generated: ca.generated }, ca.generated ? `generated a new mesh root in ${config.caCertsDir}` : `mesh CA loaded from ${config.caCertsDir}`);
+  const rootPem = ca.roots().join("");
+
+  const source = await openKubeSource({ clusterId: config.clusterId, trustDomain: config.trustDomain, nodeName: "" }, logger, registry);
+  const pods = createPodIndex(() => source.discovery.objects("pods"));
+  const tokens = createTokenReviewer(source.kc, "istio-ca");
+  const caServer = createCaServer({
+    signer: ca,
+    trustDomain: config.trustDomain,
+    tokens,
+    pods,
+    trustedNodeAccounts: config.trustedNodeAccounts,
+    maxTtlMs: config.maxWorkloadCertTtlMs,
+    logger: logger.child({ component: "ca" }),
+  });
+  const xds = createXdsServer({
+    store: source.store,
+    registry,
+    logger: logger.child({ component: "xds" }),
+    authenticate: async (md) => {
+      const caller = await tokens.review(bearer(md));
+      return `${caller.namespace}/${caller.serviceAccount}${caller.podName ? ` (pod ${caller.podName})` : ""}`;
+    },
+  });
+
+  const names = {
+    dns: [`${config.serviceName}.${config.podNamespace}.svc`, `${config.serviceName}.${config.podNamespace}.svc.cluster.local`, config.serviceName],
+    ips: config.grpcAddr.ip === "0.0.0.0" || config.grpcAddr.ip === "::" ? [] : [config.grpcAddr.ip],
+  };
+  const serving = await startServingCert(ca, names, SERVING_TTL_MS, logger.child({ component: "serving-cert" }));
+  const server = new grpc.Server({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, "grpc.http2.min_ping_interval_without_data_ms": 5_000 });
+  server.addService(CA_SERVICE, caServer.implementation);
+  server.addService(ADS_SERVICE, xds.implementation);
+  const grpcPort = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(formatBindAddr(config.grpcAddr), serving.credentials, (err, port) => (err ? reject(new Error(`cannot listen on GRPC_ADDR ${formatBindAddr(config.grpcAddr)}: ${err.message}`)) : resolve(port))),
+  );
+  const grpcAddress = formatBindAddr({ ip: config.grpcAddr.ip, port: grpcPort });
+  logger.info({ address: grpcAddress, names: names.dns }, `serving the CA and delta xDS on ${grpcAddress} (TLS, as ${names.dns[0]})`);
+
+  let root: RootPublisher | undefined;
+  if (config.publishRootCert) root = await publishRoot(source.kc, config.podNamespace, rootPem, logger.child({ component: "root" }));
+
+  const pending = (): string[] => [...(source.pending?.() ?? []), ...(root && !root.status().published ? [`ConfigMap ${config.podNamespace}/istio-ca-root-cert not published yet`] : [])];
+  const monitoring = createMonitoringServer({
+    registry,
+    pending,
+    status: () => ({ version: CONTROLLER_VERSION, source: source.dump(), ca: caServer.stats(), xds: { ...xds.stats(), clients: xds.clients() }, root: root?.status() ?? { published: false, disabled: true }, servingCert: { names: names.dns, expires: serving.expires() } }),
+  });
+  const monitoringAddress = await listenHttp(monitoring, config.monitoringAddr);
+  logger.info({ address: monitoringAddress }, `monitoring on ${monitoringAddress}: /ready, /metrics, /debug/status`);
+
+  return {
+    grpcAddress,
+    monitoringAddress,
+    rootPem,
+    pending,
+    async close() {
+      root?.close();
+      serving.close();
+      xds.close();
+      source.close();
+      await new Promise<void>((r) => server.tryShutdown(() => r()));
+      server.forceShutdown();
+      await new Promise<void>((r) => monitoring.close(() => r()));
+      logger.info("zt-controller stopped");
+    },
+  };
+}
+
+/** The bearer token of a call's `authorization` metadata ("" when absent: TokenReview refuses it). */
+export function bearer(md: grpc.Metadata): string {
+  const v = md.get("authorization")[0];
+  const s = typeof v === "string" ? v : (v?.toString() ?? "");
+  return s.startsWith("Bearer ") ? s.slice(7).trim() : "";
+}
+
+function listenHttp(server: http.Server, addr: { ip: string; port: number }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once("error", (err) => reject(new Error(`cannot listen on MONITORING_ADDR ${formatBindAddr(addr)}: ${err.message}`)));
+    server.listen(addr.port, addr.ip, () => resolve(formatBindAddr({ ip: addr.ip, port: (server.address() as { port: number }).port })));
+  });
+}
