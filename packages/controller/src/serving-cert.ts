@@ -45,7 +45,8 @@ export async function startServingCert(ca: BuiltinCa, names: { dns: string[]; ip
   const provider = {
     addIdentityCertificateListener: (l: Listener) => {
       listeners.add(l);
-      l(current);
+      // After the call returns: grpc-js registers the server as a watcher of its credentials only then, and an update before it would be lost.
+      queueMicrotask(() => listeners.has(l) && l(current));
     },
     removeIdentityCertificateListener: (l: Listener) => void listeners.delete(l),
     addCaCertificateListener: () => {},

@@ -15,6 +15,9 @@ import { writeFileSync } from "node:fs";
 import type { Lab } from "@zt/lab";
 import type { ClusterPod, ClusterServiceSpec } from "./cluster.js";
 import { fakeKubeconfig, startFakeKubeApi, type FakeKubeApi } from "./fake-kube/index.js";
+import { RESOURCES } from "./fake-kube/store.js";
+
+const RESOURCE_PODS = RESOURCES.find((r) => r.plural === "pods")!;
 
 /** What the API says of a pod: the cluster's own record of it. */
 type KubePod = Pick<ClusterPod, "name" | "namespace" | "serviceAccount" | "ip" | "node" | "enrolled">;
@@ -23,6 +26,10 @@ export interface ClusterKube {
   readonly api: FakeKubeApi;
   /** The agents' environment: DISCOVERY=kubernetes and the kubeconfig. */
   readonly env: Record<string, string>;
+  /** The kubeconfig of zt-controller (its own service account, which may create TokenReviews). */
+  readonly controllerKubeconfig: string;
+  /** A token for node's ztunnel pod (istio-system/ztunnel, audience istio-ca), as the kubelet projects it. */
+  agentToken(node: string, spec?: { audiences?: string[]; expiresAt?: Date; serviceAccount?: string }): string;
   /** Put a pod into the API (as the kubelet reports it running and ready), with the slices of the services that select it. */
   announce(pod: string): void;
   /** Delete a pod from the API, and from its services' slices. */
@@ -31,6 +38,8 @@ export interface ClusterKube {
 }
 
 const TOKEN = "zt-cluster-ztunnel-token";
+/** zt-controller's own token: reads, and TokenReviews. */
+const CONTROLLER_TOKEN = "zt-cluster-controller-token";
 const SVC_LABEL = (svc: string): string => `svc.zt-cluster/${svc}`;
 
 export async function startClusterKube(
@@ -43,9 +52,18 @@ export async function startClusterKube(
   announced: (pod: string) => boolean,
 ): Promise<ClusterKube> {
   const socketPath = path.join(dir, "kube-api.sock");
-  const api = await startFakeKubeApi({ socketPath, advertise: "https://127.0.0.1:6443", tokens: { [TOKEN]: { user: "system:serviceaccount:istio-system:ztunnel" } } });
+  const api = await startFakeKubeApi({
+    socketPath,
+    advertise: "https://127.0.0.1:6443",
+    tokens: {
+      [TOKEN]: { user: "system:serviceaccount:istio-system:ztunnel" },
+      [CONTROLLER_TOKEN]: { user: "system:serviceaccount:istio-system:zt-controller", allow: (verb, resource) => verb !== "create" || resource === "tokenreviews" },
+    },
+  });
   const kubeconfig = path.join(dir, "kubeconfig");
   writeFileSync(kubeconfig, fakeKubeconfig(api.url, TOKEN, api.ca));
+  const controllerKubeconfig = path.join(dir, "controller-kubeconfig");
+  writeFileSync(controllerKubeconfig, fakeKubeconfig(api.url, CONTROLLER_TOKEN, api.ca));
   const forwarders: ChildProcess[] = [];
   const stop = async (): Promise<void> => {
     for (const f of forwarders) f.kill();
@@ -118,5 +136,19 @@ export async function startClusterKube(
   }
   syncSlices();
   for (const ap of policies) api.store.apply("AuthorizationPolicy", ap);
-  return { api, env: { DISCOVERY: "kubernetes", KUBECONFIG: kubeconfig }, announce, withdraw, stop };
+  // The DaemonSet's pods (istio-system is not in the mesh): what the CA checks a node agent's token against.
+  api.store.apply("Namespace", { metadata: { name: "istio-system" } });
+  for (const n of lab.nodes) {
+    api.store.apply("Pod", {
+      metadata: { name: `ztunnel-${n.name}`, namespace: "istio-system", labels: { app: "ztunnel" } },
+      spec: { nodeName: n.name, serviceAccountName: "ztunnel", hostNetwork: true, containers: [{ name: "istio-proxy" }] },
+      status: { phase: "Running", podIP: n.uplinkIp, podIPs: [{ ip: n.uplinkIp }], conditions: [{ type: "Ready", status: "True" }] },
+    });
+  }
+  const agentToken = (node: string, spec: { audiences?: string[]; expiresAt?: Date; serviceAccount?: string } = {}): string => {
+    const pod = api.store.get(RESOURCE_PODS, "istio-system", `ztunnel-${node}`);
+    if (!pod) throw new Error(`no ztunnel pod for node ${node}`);
+    return api.serviceAccountTokens.mint({ namespace: "istio-system", serviceAccount: spec.serviceAccount ?? "ztunnel", pod: { name: pod.metadata.name, uid: pod.metadata.uid! }, ...(spec.audiences ? { audiences: spec.audiences } : {}), ...(spec.expiresAt ? { expiresAt: spec.expiresAt } : {}) });
+  };
+  return { api, env: { DISCOVERY: "kubernetes", KUBECONFIG: kubeconfig }, controllerKubeconfig, agentToken, announce, withdraw, stop };
 }

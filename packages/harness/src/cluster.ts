@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { createLab, defaultPodIp, startEchoServer, tcpRoundTrip, type EchoConnection, type EchoServer, type Lab, type LabPod } from "@zt/lab";
 import { startAgentProcess, type AgentProcess } from "./agent-process.js";
 import { startClusterKube, type ClusterKube } from "./cluster-kube.js";
+import { startClusterController, type ClusterController } from "./cluster-controller.js";
 
 // The built probe (from src/ under vitest as from dist/): it runs under plain node inside namespaces.
 const TOOL = fileURLToPath(new URL("../dist/tool-cli.js", import.meta.url));
@@ -50,7 +51,7 @@ export interface ClusterSpec {
    * "kubernetes": the pods, services and `authorizationPolicies` are objects in a FAKE API
    * server that the agents follow (DISCOVERY=kubernetes), not a workload file.
    */
-  readonly discovery?: "file" | "kubernetes";
+  readonly discovery?: "file" | "kubernetes" | "controller";
   /** Kubernetes mode: AuthorizationPolicy objects (security.istio.io/v1) in the API. */
   readonly authorizationPolicies?: readonly Record<string, unknown>[];
 }
@@ -77,6 +78,8 @@ export interface Cluster {
   readonly lab: Lab;
   /** Kubernetes mode: the API the agents follow (add and delete pods there). */
   readonly kube: ClusterKube | undefined;
+  /** Controller mode: zt-controller, which the agents follow. */
+  readonly controller: ClusterController | undefined;
   readonly dir: string;
   readonly workloadsFile: string;
   /** The current agent of each node (the last one started there). */
@@ -128,8 +131,10 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
   const echoes: EchoServer[] = [];
   const echoesOf = new Map<string, EchoServer[]>();
   let kube: ClusterKube | undefined;
+  let controller: ClusterController | undefined;
   const stop = async (): Promise<void> => {
     await Promise.all([...everyAgent].map((a) => a.stop()));
+    await controller?.stop();
     await kube?.stop();
     await Promise.all(echoes.map((e) => e.stop()));
     await lab.destroy();
@@ -144,10 +149,10 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
     });
     const workloadsFile = path.join(dir, "workloads.yaml");
     writeFileSync(workloadsFile, workloadYaml(pods, spec));
-    if (spec.discovery === "kubernetes") {
+    if (spec.discovery === "kubernetes" || spec.discovery === "controller") {
       kube = await startClusterKube(lab, dir, TOOL, pods, spec.services ?? [], spec.authorizationPolicies ?? [], (name) => podSpecs.get(name)?.announced ?? true);
     }
-    const source: Record<string, string> = kube ? kube.env : { LOCAL_XDS_PATH: workloadsFile };
+    const source = (node: string): Record<string, string> => (controller ? controller.env(node) : kube ? kube.env : { LOCAL_XDS_PATH: workloadsFile });
     const find = <T extends { name: string }>(list: readonly T[], name: string, what: string): T => {
       const hit = list.find((x) => x.name === name);
       if (!hit) throw new Error(`cluster has no ${what} ${name}`);
@@ -155,13 +160,18 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
     };
     const httpGet = async (ns: string, addr: string, p: string): Promise<{ status: number; body: string }> =>
       JSON.parse((await lab.exec(ns, [process.execPath, TOOL, "get", addr, p])).stdout) as { status: number; body: string };
+    if (spec.discovery === "controller") {
+      const k = kube!;
+      controller = await startClusterController({ lab, dir, kubeconfig: k.controllerKubeconfig, agentToken: (node) => k.agentToken(node), httpGet: (ns, addr, p) => httpGet(ns, addr, p) });
+    }
     const startAgent = async (node: string, env: Record<string, string> = {}): Promise<AgentProcess> => {
       const ns = lab.node(node).ns;
       const agent = await startAgentProcess(
         node,
         {
-          ...source,
-          CA_CERTS_DIR: path.join(dir, "cacerts"),
+          ...source(node),
+          // With the controller, the nodes hold no CA key: a directory no agent may create.
+          CA_CERTS_DIR: path.join(dir, controller ? "no-ca-on-nodes" : "cacerts"),
           REDIRECT_MODE: "tproxy",
           // The node's hostPath shared by its agents (one directory per emulated node).
           HANDOVER_DIR: path.join(dir, "handover", node),
@@ -199,6 +209,7 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
     return {
       lab,
       kube,
+      controller,
       dir,
       workloadsFile,
       agents,

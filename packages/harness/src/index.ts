@@ -5,5 +5,6 @@ export { startLoopbackMesh, loopbackEnv, type LoopbackMesh, type LoopbackMeshOpt
 export { echoFlow, type FlowResult } from "./flows.js";
 export { startCluster, type Cluster, type ClusterPod, type ClusterSpec, type ClusterPodSpec, type ClusterServiceSpec, type FlowOutcome } from "./cluster.js";
 export type { ClusterKube } from "./cluster-kube.js";
+export { CONTROLLER_BIN, type ClusterController } from "./cluster-controller.js";
 export { startLoad, holdConnection, type Load, type LoadConnection, type HeldConnection } from "./traffic.js";
 export * from "./fake-kube/index.js";

@@ -37,7 +37,7 @@ export interface CertDump {
   readonly certChain: CertDumpEntry[];
   readonly rootCerts: CertDumpEntry[];
   /**
-   * The same as `state`, as the issue names it: "pending" (no certificate yet, one being
+   * The same as `state`, in plain words: "pending" (no certificate yet, one being
    * asked for), "available" (a valid certificate, maybe with a failed rotation in
    * `lastError`), "failed" (no valid certificate, and the last attempt failed; retried with backoff).
    */
