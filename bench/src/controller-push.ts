@@ -11,7 +11,7 @@
 import { fork } from "node:child_process";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import pino from "../../packages/controller/node_modules/pino/pino.js";
+import pino from "pino";
 import { createXdsServer } from "../../packages/controller/dist/index.js";
 import { connectRawAds, startTlsAdsServer } from "../../packages/controller/dist/test-support/ads-client.js";
 import { podWorkload, policy, service } from "../../packages/controller/dist/test-support/mesh.js";
@@ -159,8 +159,8 @@ async function main(): Promise<void> {
     "  ACKing every response) in a child process on the same 2 CPUs. Bytes: the gRPC message bodies the clients received (TLS and HTTP/2 framing not counted).",
     "- A change: store.apply of one pod (status and node) with the server's previous push ACKed by all; latency from the apply to the",
     `  child reporting that all ${CLIENTS} have the response (over the child's IPC channel).`,
-    "- Each resource is encoded once (\"resources encoded\"); per client, the server serializes each response's envelope over the",
-    "  shared Anys (ADS_SERVICE's encodeDeltaResponse: protobufjs fromObject + encode) and encrypts it.",
+    "- Each resource is encoded once (\"resources encoded\"), and so is its Resource message (cached by @zt/istio's encodeDeltaResponse);",
+    "  per client, the server writes each response's envelope around those bytes (a copy) and encrypts it.",
     "",
     "| Measure | value |",
     "|---|---:|",
