@@ -5,7 +5,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { startCluster, type ClusterPodSpec } from "./cluster.js";
 
-const USAGE = `usage: zt-cluster up [--nodes N] [--pods M] [--plain K] [--logs DIR] [--discovery file|kubernetes]
+const USAGE = `usage: zt-cluster up [--nodes N] [--pods M] [--plain K] [--logs DIR] [--discovery file|kubernetes|controller]
   Build N emulated nodes (network namespaces shaped like kind nodes), each with M pods in the
   mesh and K pods outside it, an echo server on :8080 in every pod, a service "echo" at
   198.18.128.10:80, and one agent per node with REDIRECT_MODE=tproxy. Prints the topology,
@@ -13,7 +13,9 @@ const USAGE = `usage: zt-cluster up [--nodes N] [--pods M] [--plain K] [--logs D
   every namespace. Each agent's log goes to DIR/<node>.log (default: a new zt-cluster-logs-*
   directory under the temp dir), which is kept after the teardown. --discovery kubernetes: the
   pods, the service and its EndpointSlice are objects in a FAKE API server that the agents follow
-  (DISCOVERY=kubernetes) instead of a workload file. Needs root.
+  (DISCOVERY=kubernetes) instead of a workload file. --discovery controller: the same objects,
+  followed by zt-controller on the first node; the agents take the mesh over delta xDS and their
+  certificates from its CA (no CA key and no kubeconfig on the nodes). Needs root.
 `;
 
 function count(v: string | undefined, fallback: number, name: string, min: number): number {
@@ -26,7 +28,7 @@ function count(v: string | undefined, fallback: number, name: string, min: numbe
 async function up(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { nodes: { type: "string" }, pods: { type: "string" }, plain: { type: "string" }, logs: { type: "string" }, discovery: { type: "string" } } });
   const discovery = values.discovery ?? "file";
-  if (discovery !== "file" && discovery !== "kubernetes") throw new Error(`--discovery wants file or kubernetes, got ${discovery}`);
+  if (discovery !== "file" && discovery !== "kubernetes" && discovery !== "controller") throw new Error(`--discovery wants file, kubernetes or controller, got ${discovery}`);
   if (process.getuid?.() !== 0) throw new Error("zt-cluster needs root (network namespaces, iptables)");
   const nodes = count(values.nodes, 2, "nodes", 1);
   const pods = count(values.pods, 2, "pods", 1);
@@ -48,7 +50,9 @@ async function up(args: string[]): Promise<void> {
   mkdirSync(logDir, { recursive: true });
   process.stdout.write(`agent logs: ${logDir}/<node>.log\n`);
   const c = await startCluster({ nodes: spec, services: [{ name: "echo", vip: "198.18.128.10", port: 80, targetPort: 8080, pods: meshPods }], logDir, discovery });
-  const source = c.kube
+  const source = c.controller
+    ? `zt-controller at ${c.controller.address} (its status: ip netns exec ${c.lab.nodes[0]!.ns} curl -s 127.0.0.1:15014/debug/status), following a FAKE Kubernetes API server`
+    : c.kube
     ? `a FAKE Kubernetes API server the agents follow: ip netns exec ${c.lab.nodes[0]!.ns} kubectl --kubeconfig ${c.kube.env["KUBECONFIG"]} get pods -A`
     : `workload file ${c.workloadsFile}`;
   const out: string[] = [`cluster ${c.lab.prefix} is up (${source})`, ""];
