@@ -36,7 +36,16 @@ export interface Controller {
   close(): Promise<void>;
 }
 
-export async function startController(config: ControllerConfig, logger: Logger): Promise<Controller> {
+/** Timings a test shortens; the defaults are the deployment's. */
+export interface ControllerOptions {
+  /** The serving certificate's lifetime (default 30 days) and the shortest wait before its re-issue (default a minute). */
+  readonly servingTtlMs?: number;
+  readonly servingMinRefreshMs?: number;
+  /** The first retry of a refused root ConfigMap publish (default 1 s, doubling up to a minute). */
+  readonly rootRetryBaseMs?: number;
+}
+
+export async function startController(config: ControllerConfig, logger: Logger, options: ControllerOptions = {}): Promise<Controller> {
   logger.info({ config: { ...config, trustedNodeAccounts: config.trustedNodeAccounts.join(","), grpcAddr: formatBindAddr(config.grpcAddr), monitoringAddr: formatBindAddr(config.monitoringAddr) } }, "starting zt-controller");
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
@@ -70,7 +79,7 @@ export async function startController(config: ControllerConfig, logger: Logger):
     dns: [`${config.serviceName}.${config.podNamespace}.svc`, `${config.serviceName}.${config.podNamespace}.svc.cluster.local`, config.serviceName],
     ips: config.grpcAddr.ip === "0.0.0.0" || config.grpcAddr.ip === "::" ? [] : [config.grpcAddr.ip],
   };
-  const serving = await startServingCert(ca, names, SERVING_TTL_MS, logger.child({ component: "serving-cert" }));
+  const serving = await startServingCert(ca, names, options.servingTtlMs ?? SERVING_TTL_MS, logger.child({ component: "serving-cert" }), options.servingMinRefreshMs === undefined ? {} : { minRefreshMs: options.servingMinRefreshMs });
   const server = new grpc.Server({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, "grpc.http2.min_ping_interval_without_data_ms": 5_000 });
   server.addService(CA_SERVICE, caServer.implementation);
   server.addService(ADS_SERVICE, xds.implementation);
@@ -81,13 +90,13 @@ export async function startController(config: ControllerConfig, logger: Logger):
   logger.info({ address: grpcAddress, names: names.dns }, `serving the CA and delta xDS on ${grpcAddress} (TLS, as ${names.dns[0]})`);
 
   let root: RootPublisher | undefined;
-  if (config.publishRootCert) root = await publishRoot(source.kc, config.podNamespace, rootPem, logger.child({ component: "root" }));
+  if (config.publishRootCert) root = await publishRoot(source.kc, config.podNamespace, rootPem, logger.child({ component: "root" }), options.rootRetryBaseMs === undefined ? {} : { retryBaseMs: options.rootRetryBaseMs });
 
   const pending = (): string[] => [...(source.pending?.() ?? []), ...(root && !root.status().published ? [`ConfigMap ${config.podNamespace}/istio-ca-root-cert not published yet`] : [])];
   const monitoring = createMonitoringServer({
     registry,
     pending,
-    status: () => ({ version: CONTROLLER_VERSION, source: source.dump(), ca: caServer.stats(), xds: { ...xds.stats(), clients: xds.clients() }, root: root?.status() ?? { published: false, disabled: true }, servingCert: { names: names.dns, expires: serving.expires() } }),
+    status: () => ({ version: CONTROLLER_VERSION, source: source.dump(), ca: caServer.stats(), xds: { ...xds.stats(), clients: xds.clients() }, root: root?.status() ?? { published: false, disabled: true }, servingCert: { names: names.dns, expires: serving.expires(), serial: serving.serial() } }),
   });
   const monitoringAddress = await listenHttp(monitoring, config.monitoringAddr);
   logger.info({ address: monitoringAddress }, `monitoring on ${monitoringAddress}: /ready, /metrics, /debug/status`);
