@@ -204,4 +204,22 @@ describe("zt-controller (startController against the FAKE API server, ports on 1
       client.close();
     }
   });
+
+  test("a start that fails (MONITORING_ADDR in use) rejects naming it and leaves nothing running: no watches on the API server", async () => {
+    const taken = http.createServer();
+    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", () => r()));
+    const port = (taken.address() as { port: number }).port;
+    const before = api.watches();
+    try {
+      const config = loadControllerConfig({ CA_CERTS_DIR: join(dir, "cacerts"), GRPC_ADDR: "127.0.0.1:0", MONITORING_ADDR: `127.0.0.1:${port}`, LOG_LEVEL: "silent" });
+      await expect(startController(config, pino({ level: "silent" }))).rejects.toThrow(`cannot listen on MONITORING_ADDR 127.0.0.1:${port}`);
+      // A discovery left running would list and then watch its resources within moments; none does.
+      for (let i = 0; i < 50; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        expect(api.watches()).toBe(before);
+      }
+    } finally {
+      await new Promise<void>((r) => taken.close(() => r()));
+    }
+  });
 });

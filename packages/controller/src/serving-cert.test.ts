@@ -75,4 +75,24 @@ describe("serving certificate (grpc-js certificate provider, TLS on 127.0.0.1)",
     client.close();
     expect(code).toBe(grpc.status.UNIMPLEMENTED);
   });
+
+  test("close() during a re-issue: the re-issue finishes, and no other is scheduled after it", async () => {
+    // The mesh CA with its serving issuance held at a gate, to close() while one is under way.
+    let calls = 0;
+    let open: () => void = () => {};
+    let gate: Promise<void> = Promise.resolve();
+    const gated: BuiltinCa = { ...ca, issueServing: async (names, ttl) => (calls++, await gate, ca.issueServing(names, ttl)) };
+    const s = await startServingCert(gated, { dns: [NAME], ips: [] }, 200, pino({ level: "silent" }), { minRefreshMs: 20 });
+    gate = new Promise<void>((r) => (open = r));
+    const first = s.serial();
+    await until("a re-issue under way", () => calls === 2);
+    s.close();
+    open();
+    await until("the re-issue done", () => s.serial() !== first);
+    // Re-issues come every few hundred ms at this lifetime; none does after close().
+    for (let i = 0; i < 80; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      expect(calls).toBe(2);
+    }
+  });
 });
