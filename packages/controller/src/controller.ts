@@ -36,7 +36,16 @@ export interface Controller {
   close(): Promise<void>;
 }
 
-export async function startController(config: ControllerConfig, logger: Logger): Promise<Controller> {
+/** Timings a test shortens; the defaults are the deployment's. */
+export interface ControllerOptions {
+  /** The serving certificate's lifetime (default 30 days) and the shortest wait before its re-issue (default a minute). */
+  readonly servingTtlMs?: number;
+  readonly servingMinRefreshMs?: number;
+  /** The first retry of a refused root ConfigMap publish (default 1 s, doubling up to a minute). */
+  readonly rootRetryBaseMs?: number;
+}
+
+export async function startController(config: ControllerConfig, logger: Logger, options: ControllerOptions = {}): Promise<Controller> {
   logger.info({ config: { ...config, trustedNodeAccounts: config.trustedNodeAccounts.join(","), grpcAddr: formatBindAddr(config.grpcAddr), monitoringAddr: formatBindAddr(config.monitoringAddr) } }, "starting zt-controller");
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
@@ -44,70 +53,82 @@ export async function startController(config: ControllerConfig, logger: Logger):
   logger.info({ dir: config.caCertsDir, generated: ca.generated }, ca.generated ? `generated a new mesh root in ${config.caCertsDir}` : `mesh CA loaded from ${config.caCertsDir}`);
   const rootPem = ca.roots().join("");
 
-  const source = await openKubeSource({ clusterId: config.clusterId, trustDomain: config.trustDomain, nodeName: "" }, logger, registry);
-  const pods = createPodIndex(() => source.discovery.objects("pods"));
-  const tokens = createTokenReviewer(source.kc, "istio-ca");
-  const caServer = createCaServer({
-    signer: ca,
-    trustDomain: config.trustDomain,
-    tokens,
-    pods,
-    trustedNodeAccounts: config.trustedNodeAccounts,
-    maxTtlMs: config.maxWorkloadCertTtlMs,
-    logger: logger.child({ component: "ca" }),
-  });
-  const xds = createXdsServer({
-    store: source.store,
-    registry,
-    logger: logger.child({ component: "xds" }),
-    authenticate: async (md) => {
-      const caller = await tokens.review(bearer(md));
-      return `${caller.namespace}/${caller.serviceAccount}${caller.podName ? ` (pod ${caller.podName})` : ""}`;
-    },
-  });
+  // What is started so far, stopped in reverse if a later step fails (a port in use): no watches, timers or listeners left behind.
+  const started: (() => void | Promise<void>)[] = [];
+  try {
+    const source = await openKubeSource({ clusterId: config.clusterId, trustDomain: config.trustDomain, nodeName: "" }, logger, registry);
+    started.push(() => source.close());
+    const pods = createPodIndex(() => source.discovery.objects("pods"));
+    const tokens = createTokenReviewer(source.kc, "istio-ca");
+    const caServer = createCaServer({
+      signer: ca,
+      trustDomain: config.trustDomain,
+      tokens,
+      pods,
+      trustedNodeAccounts: config.trustedNodeAccounts,
+      maxTtlMs: config.maxWorkloadCertTtlMs,
+      logger: logger.child({ component: "ca" }),
+    });
+    const xds = createXdsServer({
+      store: source.store,
+      registry,
+      logger: logger.child({ component: "xds" }),
+      authenticate: async (md) => {
+        const caller = await tokens.review(bearer(md));
+        return `${caller.namespace}/${caller.serviceAccount}${caller.podName ? ` (pod ${caller.podName})` : ""}`;
+      },
+    });
 
-  const names = {
-    dns: [`${config.serviceName}.${config.podNamespace}.svc`, `${config.serviceName}.${config.podNamespace}.svc.cluster.local`, config.serviceName],
-    ips: config.grpcAddr.ip === "0.0.0.0" || config.grpcAddr.ip === "::" ? [] : [config.grpcAddr.ip],
-  };
-  const serving = await startServingCert(ca, names, SERVING_TTL_MS, logger.child({ component: "serving-cert" }));
-  const server = new grpc.Server({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, "grpc.http2.min_ping_interval_without_data_ms": 5_000 });
-  server.addService(CA_SERVICE, caServer.implementation);
-  server.addService(ADS_SERVICE, xds.implementation);
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(formatBindAddr(config.grpcAddr), serving.credentials, (err, port) => (err ? reject(new Error(`cannot listen on GRPC_ADDR ${formatBindAddr(config.grpcAddr)}: ${err.message}`)) : resolve(port))),
-  );
-  const grpcAddress = formatBindAddr({ ip: config.grpcAddr.ip, port: grpcPort });
-  logger.info({ address: grpcAddress, names: names.dns }, `serving the CA and delta xDS on ${grpcAddress} (TLS, as ${names.dns[0]})`);
+    started.push(() => xds.close());
+    const names = {
+      dns: [`${config.serviceName}.${config.podNamespace}.svc`, `${config.serviceName}.${config.podNamespace}.svc.cluster.local`, config.serviceName],
+      ips: config.grpcAddr.ip === "0.0.0.0" || config.grpcAddr.ip === "::" ? [] : [config.grpcAddr.ip],
+    };
+    const serving = await startServingCert(ca, names, options.servingTtlMs ?? SERVING_TTL_MS, logger.child({ component: "serving-cert" }), options.servingMinRefreshMs === undefined ? {} : { minRefreshMs: options.servingMinRefreshMs });
+    started.push(() => serving.close());
+    const server = new grpc.Server({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, "grpc.http2.min_ping_interval_without_data_ms": 5_000 });
+    server.addService(CA_SERVICE, caServer.implementation);
+    server.addService(ADS_SERVICE, xds.implementation);
+    const grpcPort = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(formatBindAddr(config.grpcAddr), serving.credentials, (err, port) => (err ? reject(new Error(`cannot listen on GRPC_ADDR ${formatBindAddr(config.grpcAddr)}: ${err.message}`)) : resolve(port))),
+    );
+    started.push(() => server.forceShutdown());
+    const grpcAddress = formatBindAddr({ ip: config.grpcAddr.ip, port: grpcPort });
+    logger.info({ address: grpcAddress, names: names.dns }, `serving the CA and delta xDS on ${grpcAddress} (TLS, as ${names.dns[0]})`);
 
-  let root: RootPublisher | undefined;
-  if (config.publishRootCert) root = await publishRoot(source.kc, config.podNamespace, rootPem, logger.child({ component: "root" }));
+    let root: RootPublisher | undefined;
+    if (config.publishRootCert) root = await publishRoot(source.kc, config.podNamespace, rootPem, logger.child({ component: "root" }), options.rootRetryBaseMs === undefined ? {} : { retryBaseMs: options.rootRetryBaseMs });
 
-  const pending = (): string[] => [...(source.pending?.() ?? []), ...(root && !root.status().published ? [`ConfigMap ${config.podNamespace}/istio-ca-root-cert not published yet`] : [])];
-  const monitoring = createMonitoringServer({
-    registry,
-    pending,
-    status: () => ({ version: CONTROLLER_VERSION, source: source.dump(), ca: caServer.stats(), xds: { ...xds.stats(), clients: xds.clients() }, root: root?.status() ?? { published: false, disabled: true }, servingCert: { names: names.dns, expires: serving.expires() } }),
-  });
-  const monitoringAddress = await listenHttp(monitoring, config.monitoringAddr);
-  logger.info({ address: monitoringAddress }, `monitoring on ${monitoringAddress}: /ready, /metrics, /debug/status`);
+    started.push(() => root?.close());
+    const pending = (): string[] => [...(source.pending?.() ?? []), ...(root && !root.status().published ? [`ConfigMap ${config.podNamespace}/istio-ca-root-cert not published yet`] : [])];
+    const monitoring = createMonitoringServer({
+      registry,
+      pending,
+      status: () => ({ version: CONTROLLER_VERSION, source: source.dump(), ca: caServer.stats(), xds: { ...xds.stats(), clients: xds.clients() }, root: root?.status() ?? { published: false, disabled: true }, servingCert: { names: names.dns, expires: serving.expires(), serial: serving.serial() } }),
+    });
+    const monitoringAddress = await listenHttp(monitoring, config.monitoringAddr);
+    logger.info({ address: monitoringAddress }, `monitoring on ${monitoringAddress}: /ready, /metrics, /debug/status`);
 
-  return {
-    grpcAddress,
-    monitoringAddress,
-    rootPem,
-    pending,
-    async close() {
-      root?.close();
-      serving.close();
-      xds.close();
-      source.close();
-      await new Promise<void>((r) => server.tryShutdown(() => r()));
-      server.forceShutdown();
-      await new Promise<void>((r) => monitoring.close(() => r()));
-      logger.info("zt-controller stopped");
-    },
-  };
+    return {
+      grpcAddress,
+      monitoringAddress,
+      rootPem,
+      pending,
+      async close() {
+        root?.close();
+        serving.close();
+        xds.close();
+        source.close();
+        await new Promise<void>((r) => server.tryShutdown(() => r()));
+        server.forceShutdown();
+        await new Promise<void>((r) => monitoring.close(() => r()));
+        logger.info("zt-controller stopped");
+      },
+    };
+  } catch (err) {
+    for (const stop of started.reverse()) await stop();
+    throw err;
+  }
 }
 
 /** The bearer token of a call's `authorization` metadata ("" when absent: TokenReview refuses it). */

@@ -16,22 +16,35 @@ export interface ServingCert {
   readonly credentials: grpc.ServerCredentials;
   /** When the current certificate expires (ISO). */
   expires(): string;
+  /** The current certificate's serial number (hex): it changes at each re-issue. */
+  serial(): string;
   close(): void;
 }
 
-export async function startServingCert(ca: BuiltinCa, names: { dns: string[]; ips: string[] }, ttlMs: number, logger: Logger): Promise<ServingCert> {
+export interface ServingCertOptions {
+  /** The shortest wait before a re-issue, whatever the lifetime; default a minute (a test makes both short). */
+  readonly minRefreshMs?: number;
+}
+
+export async function startServingCert(ca: BuiltinCa, names: { dns: string[]; ips: string[] }, ttlMs: number, logger: Logger, o: ServingCertOptions = {}): Promise<ServingCert> {
+  const minRefreshMs = o.minRefreshMs ?? 60_000;
   const listeners = new Set<Listener>();
   let current: Update;
   let expiresAt = 0;
+  let serial = "";
+  let closed = false;
   let timer: NodeJS.Timeout | undefined;
   const issue = async (): Promise<void> => {
     const s = await ca.issueServing(names, ttlMs);
     current = { certificate: Buffer.from(s.certChain.join("")), privateKey: Buffer.from(s.keyPem) };
-    expiresAt = new Date(new X509Certificate(s.certChain[0]!).validTo).getTime();
+    const x = new X509Certificate(s.certChain[0]!);
+    expiresAt = new Date(x.validTo).getTime();
+    serial = x.serialNumber;
     for (const l of listeners) l(current);
   };
   const schedule = (): void => {
-    const wait = Math.max(60_000, Math.min(2 ** 31 - 1, (expiresAt - Date.now()) / 2));
+    if (closed) return;
+    const wait = Math.max(minRefreshMs, Math.min(2 ** 31 - 1, (expiresAt - Date.now()) / 2));
     timer = setTimeout(() => {
       issue().then(
         () => logger.info({ expires: new Date(expiresAt).toISOString() }, "serving certificate re-issued"),
@@ -55,6 +68,10 @@ export async function startServingCert(ca: BuiltinCa, names: { dns: string[]; ip
   return {
     credentials: grpc.experimental.createCertificateProviderServerCredentials(provider, null, false),
     expires: () => new Date(expiresAt).toISOString(),
-    close: () => clearTimeout(timer),
+    serial: () => serial,
+    close: () => {
+      closed = true;
+      clearTimeout(timer);
+    },
   };
 }

@@ -57,7 +57,7 @@ export async function startClusterKube(
     advertise: "https://127.0.0.1:6443",
     tokens: {
       [TOKEN]: { user: "system:serviceaccount:istio-system:ztunnel" },
-      [CONTROLLER_TOKEN]: { user: "system:serviceaccount:istio-system:zt-controller", allow: (verb, resource) => verb !== "create" || resource === "tokenreviews" },
+      [CONTROLLER_TOKEN]: { user: "system:serviceaccount:istio-system:zt-controller", allow: (verb, resource) => ["get", "list", "watch"].includes(verb) || (verb === "create" && resource === "tokenreviews") },
     },
   });
   const kubeconfig = path.join(dir, "kubeconfig");

@@ -204,4 +204,59 @@ describe("the fake Kubernetes API server", () => {
       await server.close();
     }
   });
+
+  test("ConfigMaps: create (201, 409 AlreadyExists), replace (200, 404 NotFound, 409 Conflict when stale), 403 without create/update; read and watched like the rest", async () => {
+    const writer = "writer-token";
+    const server = await startFakeKubeApi({ tokens: { [writer]: { user: "system:serviceaccount:istio-system:zt-controller", allow: (verb, resource, ns) => ["get", "list", "watch"].includes(verb) || (resource === "configmaps" && ns === "istio-system") }, [TOKEN]: { user: "reader" } } });
+    const send = (method: string, p: string, token: string, body: unknown): Promise<{ status: number; body: Record<string, any> }> =>
+      new Promise((resolve, reject) => {
+        const data = JSON.stringify(body);
+        const headers = { authorization: `Bearer ${token}`, "content-type": "application/json", "content-length": Buffer.byteLength(data) };
+        const req = https.request(`${server.url}${p}`, { method, ca: server.ca, headers }, (res) => {
+          let text = "";
+          res.on("data", (c) => (text += String(c)));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, any> }));
+        });
+        req.on("error", reject);
+        req.end(data);
+      });
+    const cm = (data: Record<string, string>, extra: Record<string, unknown> = {}) => ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "root", namespace: "istio-system", ...extra }, data });
+    const coll = "/api/v1/namespaces/istio-system/configmaps";
+    try {
+      expect(await send("PUT", `${coll}/root`, writer, cm({ a: "1" }))).toMatchObject({ status: 404, body: { reason: "NotFound", code: 404, message: 'configmaps "root" not found' } });
+      const created = await send("POST", coll, writer, cm({ a: "1" }));
+      expect(created).toMatchObject({ status: 201, body: { kind: "ConfigMap", apiVersion: "v1", metadata: { name: "root", namespace: "istio-system" }, data: { a: "1" } } });
+      expect(await send("POST", coll, writer, cm({ a: "2" }))).toMatchObject({ status: 409, body: { reason: "AlreadyExists", message: 'configmaps "root" already exists' } });
+      const replaced = await send("PUT", `${coll}/root`, writer, cm({ a: "3" }));
+      expect(replaced).toMatchObject({ status: 200, body: { data: { a: "3" }, metadata: { uid: created.body["metadata"].uid } } });
+      expect(Number(replaced.body["metadata"].resourceVersion)).toBeGreaterThan(Number(created.body["metadata"].resourceVersion));
+      expect((await send("PUT", `${coll}/root`, writer, cm({ a: "4" }, { resourceVersion: created.body["metadata"].resourceVersion }))).body).toMatchObject({ reason: "Conflict", code: 409 });
+      expect((await send("PUT", `${coll}/other`, writer, cm({ a: "5" }))).status).toBe(400);
+      const denied = await send("POST", coll, TOKEN, cm({ a: "6" }, { name: "x" }));
+      expect(denied).toMatchObject({ status: 403, body: { reason: "Forbidden", message: 'configmaps is forbidden: User "reader" cannot create resource "configmaps" in API group "" in the namespace "istio-system"' } });
+      expect((await send("PUT", `${coll}/root`, TOKEN, cm({ a: "7" }))).body["message"]).toContain('cannot update resource "configmaps"');
+      expect((await send("POST", "/api/v1/namespaces/default/configmaps", writer, { metadata: { name: "y" }, data: {} })).status).toBe(403);
+      expect((await send("POST", "/api/v1/namespaces/default/pods", writer, { metadata: { name: "p" } })).status).toBe(405);
+      const got = await send("GET", `${coll}/root`, TOKEN, {});
+      expect(got).toMatchObject({ status: 200, body: { data: { a: "3" } } });
+      expect(server.store.get(server.store.resource("ConfigMap"), "istio-system", "root")?.["data"]).toEqual({ a: "3" });
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("kubectl lists ConfigMaps (in API discovery as configmaps, short name cm)", async () => {
+    api.store.apply("ConfigMap", { metadata: { name: "listed", namespace: "cms" }, data: { k: "v" } });
+    const cfg = path.join(dir, "kubeconfig-cm");
+    writeFileSync(cfg, fakeKubeconfig(api.url, TOKEN, api.ca));
+    const out = await new Promise<string>((resolve, reject) => {
+      const p = spawn("kubectl", ["--kubeconfig", cfg, "get", "cm", "-n", "cms", "-o", "jsonpath={.items[*].data.k}"]);
+      let s = "";
+      p.stdout.on("data", (c) => (s += String(c)));
+      p.stderr.on("data", (c) => (s += String(c)));
+      p.on("error", reject);
+      p.on("close", () => resolve(s));
+    });
+    expect(out).toBe("v");
+  });
 });

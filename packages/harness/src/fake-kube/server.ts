@@ -10,7 +10,8 @@
  * (token-review.ts). For faults: drop every connection, answer slowly,
  * answer 404 for a resource, answer a request with the test's own reply, or corrupt the
  * open watch streams (a line that is no JSON, or the next event cut short).
- * Not served: writes over HTTP (but TokenReview), server-side tables, protobuf.
+ * Writes: create (POST) and replace (PUT) of ConfigMaps (writes.ts), TokenReview.
+ * Not served: other writes (patch, delete, other resources), server-side tables, protobuf.
  */
 import http from "node:http";
 import https from "node:https";
@@ -19,13 +20,15 @@ import { apiVersionOf, FakeStore, RESOURCES, type Change, type KubeObject, type 
 import { fieldSelector, labelSelector, SelectorError, type Selector } from "./selectors.js";
 import { selfSignedServingCert, type ServingCert } from "./tls.js";
 import { answerTokenReview, FakeServiceAccountTokens } from "./token-review.js";
+import { json, status, statusBody, text } from "./reply.js";
+import { serveWrite, WRITABLE } from "./writes.js";
 
 const TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews";
 
 export interface FakeKubeToken {
   /** The user the API server names in a 403 (e.g. system:serviceaccount:istio-system:ztunnel). */
   readonly user: string;
-  /** Whether `verb` (get, list, watch; create for tokenreviews) on `resource` (plural) is allowed; default: all reads. */
+  /** Whether `verb` (get, list, watch; create, update for configmaps; create for tokenreviews) on `resource` (plural) is allowed; default: all reads, no writes. */
   readonly allow?: (verb: string, resource: string, namespace: string | undefined) => boolean;
 }
 
@@ -153,7 +156,13 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
       return void res.end(forced.body);
     }
     if (path === TOKEN_REVIEWS && req.method === "POST") return tokenReview(req, res, who);
-    if (req.method !== "GET") return status(res, 405, "MethodNotAllowed", `the fake API server serves reads only, not ${req.method}`);
+    if (req.method === "POST" || req.method === "PUT") {
+      const w = parseRoute(path);
+      if (w?.kind === "objects" && w.namespace !== undefined && WRITABLE.has(w.resource.plural) && !api.notServed.has(w.resource.plural)) {
+        return serveWrite(req, res, { resource: w.resource, namespace: w.namespace, name: w.name }, store, (verb) => who.allow?.(verb, w.resource.plural, w.namespace) === true, who.user);
+      }
+    }
+    if (req.method !== "GET") return status(res, 405, "MethodNotAllowed", `the fake API server serves reads, ConfigMap create/replace and TokenReview, not ${req.method} ${path}`);
     if (path === "/version") return json(res, 200, { major: "1", minor: "32", gitVersion: "v1.32.0-fake", platform: "linux/amd64" });
     if (path === "/api") return json(res, 200, { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: url.host }] });
     if (path === "/apis") return json(res, 200, groupList());
@@ -287,7 +296,7 @@ export async function startFakeKubeApi(o: FakeKubeApiOptions): Promise<FakeKubeA
       singularName: r.singular,
       namespaced: r.namespaced,
       kind: r.kind,
-      verbs: ["get", "list", "watch"],
+      verbs: WRITABLE.has(r.plural) ? ["create", "get", "list", "update", "watch"] : ["get", "list", "watch"],
       ...(r.shortNames ? { shortNames: r.shortNames } : {}),
     }));
     return { kind: "APIResourceList", apiVersion: "v1", groupVersion: group ? `${group}/${version}` : version, resources };
@@ -345,22 +354,3 @@ const byKey = (a: KubeObject, b: KubeObject): number => {
   const kb = `${b.metadata.namespace ?? ""}/${b.metadata.name}`;
   return ka < kb ? -1 : ka > kb ? 1 : 0;
 };
-
-function statusBody(code: number, reason: string, message: string, details?: Record<string, unknown>): unknown {
-  return { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason, ...(details ? { details } : {}), code };
-}
-
-function status(res: http.ServerResponse, code: number, reason: string, message: string, details?: Record<string, unknown>): void {
-  json(res, code, statusBody(code, reason, message, details));
-}
-
-function json(res: http.ServerResponse, code: number, body: unknown): void {
-  const data = JSON.stringify(body);
-  res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(data) });
-  res.end(data);
-}
-
-function text(res: http.ServerResponse, code: number, body: string): void {
-  res.writeHead(code, { "content-type": "text/plain", "content-length": Buffer.byteLength(body) });
-  res.end(body);
-}

@@ -18,6 +18,7 @@ export interface Resource {
 export const RESOURCES: readonly Resource[] = [
   { group: "", version: "v1", plural: "namespaces", singular: "namespace", kind: "Namespace", namespaced: false, shortNames: ["ns"] },
   { group: "", version: "v1", plural: "pods", singular: "pod", kind: "Pod", namespaced: true, shortNames: ["po"] },
+  { group: "", version: "v1", plural: "configmaps", singular: "configmap", kind: "ConfigMap", namespaced: true, shortNames: ["cm"] },
   { group: "", version: "v1", plural: "services", singular: "service", kind: "Service", namespaced: true, shortNames: ["svc"] },
   { group: "discovery.k8s.io", version: "v1", plural: "endpointslices", singular: "endpointslice", kind: "EndpointSlice", namespaced: true },
   { group: "security.istio.io", version: "v1", plural: "authorizationpolicies", singular: "authorizationpolicy", kind: "AuthorizationPolicy", namespaced: true, shortNames: ["ap"] },
