@@ -101,7 +101,8 @@ check_controller_dump() {
       if (c.discovery !== "xds") problems.push("discovery is " + c.discovery + ", not xds");
       if (c.xdsAddress !== want) problems.push("xdsAddress is " + c.xdsAddress);
       if (c.caAddress !== want) problems.push("caAddress is " + c.caAddress + " (null: the built-in CA)");
-      if (d.source && d.source.kind !== undefined && d.source.kind !== "xds") problems.push("source is " + d.source.kind);
+      if (d.source?.kind !== "xds") problems.push("source is " + d.source?.kind);
+      else if (d.source.state !== "connected") problems.push("xDS stream is " + d.source.state);
       if (!(d.certificates ?? []).some((x) => x.state === "Available")) problems.push("no certificate issued");
       console.log(problems.length ? problems.join("; ") : "source xds, CA remote, certificates issued");
       process.exit(problems.length ? 1 : 0);

@@ -44,7 +44,7 @@ export async function publishRoot(kc: KubeConfig, namespace: string, rootPem: st
       logger.info({ namespace, name: ROOT_CONFIGMAP }, `mesh root published as ConfigMap ${namespace}/${ROOT_CONFIGMAP}`);
     } catch (err) {
       const message = `cannot publish ConfigMap ${namespace}/${ROOT_CONFIGMAP}: ${describe(err)}`;
-      if (message !== lastError) logger.error({ code: "KUBE_REQUEST_FAILED", namespace }, `${message}; agents cannot mount the mesh root until it exists; retrying`);
+      if (message !== lastError) logger.warn({ code: "KUBE_REQUEST_FAILED", namespace }, `${message}; agents cannot mount the mesh root until it exists; retrying`);
       lastError = message;
       if (!closed) timer = setTimeout(() => void attempt(), Math.min(60_000, retryBaseMs * 2 ** Math.min(attempts - 1, 6)));
     }

@@ -2,12 +2,12 @@
  * The emulated cluster's controller mode: zt-controller runs on the first node (as a
  * control-plane pod would, on the node's address, port 15012) and follows the FAKE API
  * server; the agents reach it with CA_ADDRESS/XDS_ADDRESS, verify it against the mesh
- * root it wrote, and authenticate with a projected-style service-account token the FAKE
+ * root it published (ConfigMap istio-ca-root-cert, which the harness mounts as a kubelet would), and authenticate with a projected-style service-account token the FAKE
  * API server minted for their own ztunnel pod. They get neither the root key nor a
  * kubeconfig.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Lab } from "@zt/lab";
@@ -38,6 +38,8 @@ export interface ControllerDeps {
   /** A token for the ztunnel pod of `node` (audience istio-ca), from the FAKE API server. */
   readonly agentToken: (node: string) => string;
   readonly httpGet: (ns: string, addr: string, p: string) => Promise<{ status: number; body: string }>;
+  /** root-cert.pem of ConfigMap istio-system/istio-ca-root-cert in the API, as the controller published it. */
+  readonly publishedRoot: () => string | undefined;
 }
 
 export async function startClusterController(d: ControllerDeps): Promise<ClusterController> {
@@ -57,7 +59,6 @@ export async function startClusterController(d: ControllerDeps): Promise<Cluster
         CA_CERTS_DIR: caDir,
         GRPC_ADDR: address,
         MONITORING_ADDR: "127.0.0.1:15014",
-        PUBLISH_ROOT_CERT: "false",
         LOG_FORMAT: "json",
         LOG_LEVEL: process.env["ZT_CONTROLLER_LOG_LEVEL"] ?? "info",
       },
@@ -95,7 +96,10 @@ export async function startClusterController(d: ControllerDeps): Promise<Cluster
       }
       await new Promise((res) => setTimeout(res, 100));
     }
-    writeFileSync(rootFile, readFileSync(path.join(caDir, "root-cert.pem")));
+    // What the kubelet would mount from the ConfigMap the controller published (ready means published).
+    const root = d.publishedRoot();
+    if (root === undefined) throw new Error("zt-controller is ready but has not published ConfigMap istio-system/istio-ca-root-cert");
+    writeFileSync(rootFile, root);
   };
   const stop = async (): Promise<void> => {
     const p = proc;

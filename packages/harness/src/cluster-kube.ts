@@ -30,6 +30,8 @@ export interface ClusterKube {
   readonly controllerKubeconfig: string;
   /** A token for node's ztunnel pod (istio-system/ztunnel, audience istio-ca), as the kubelet projects it. */
   agentToken(node: string, spec?: { audiences?: string[]; expiresAt?: Date; serviceAccount?: string }): string;
+  /** root-cert.pem of ConfigMap istio-system/istio-ca-root-cert, if someone published it. */
+  publishedRoot(): string | undefined;
   /** Put a pod into the API (as the kubelet reports it running and ready), with the slices of the services that select it. */
   announce(pod: string): void;
   /** Delete a pod from the API, and from its services' slices. */
@@ -57,7 +59,9 @@ export async function startClusterKube(
     advertise: "https://127.0.0.1:6443",
     tokens: {
       [TOKEN]: { user: "system:serviceaccount:istio-system:ztunnel" },
-      [CONTROLLER_TOKEN]: { user: "system:serviceaccount:istio-system:zt-controller", allow: (verb, resource) => ["get", "list", "watch"].includes(verb) || (verb === "create" && resource === "tokenreviews") },
+      [CONTROLLER_TOKEN]: { user: "system:serviceaccount:istio-system:zt-controller", allow: (verb, resource, namespace) =>
+          ["get", "list", "watch"].includes(verb) || (verb === "create" && resource === "tokenreviews") || (resource === "configmaps" && namespace === "istio-system" && (verb === "create" || verb === "update")),
+      },
     },
   });
   const kubeconfig = path.join(dir, "kubeconfig");
@@ -150,5 +154,7 @@ export async function startClusterKube(
     if (!pod) throw new Error(`no ztunnel pod for node ${node}`);
     return api.serviceAccountTokens.mint({ namespace: "istio-system", serviceAccount: spec.serviceAccount ?? "ztunnel", pod: { name: pod.metadata.name, uid: pod.metadata.uid! }, ...(spec.audiences ? { audiences: spec.audiences } : {}), ...(spec.expiresAt ? { expiresAt: spec.expiresAt } : {}) });
   };
-  return { api, env: { DISCOVERY: "kubernetes", KUBECONFIG: kubeconfig }, controllerKubeconfig, agentToken, announce, withdraw, stop };
+  const configMaps = RESOURCES.find((r) => r.kind === "ConfigMap")!;
+  const publishedRoot = (): string | undefined => (api.store.get(configMaps, "istio-system", "istio-ca-root-cert")?.["data"] as Record<string, string> | undefined)?.["root-cert.pem"];
+  return { api, env: { DISCOVERY: "kubernetes", KUBECONFIG: kubeconfig }, controllerKubeconfig, agentToken, publishedRoot, announce, withdraw, stop };
 }

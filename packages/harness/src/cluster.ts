@@ -162,7 +162,7 @@ export async function startCluster(spec: ClusterSpec): Promise<Cluster> {
       JSON.parse((await lab.exec(ns, [process.execPath, TOOL, "get", addr, p])).stdout) as { status: number; body: string };
     if (spec.discovery === "controller") {
       const k = kube!;
-      controller = await startClusterController({ lab, dir, kubeconfig: k.controllerKubeconfig, agentToken: (node) => k.agentToken(node), httpGet: (ns, addr, p) => httpGet(ns, addr, p) });
+      controller = await startClusterController({ lab, dir, kubeconfig: k.controllerKubeconfig, agentToken: (node) => k.agentToken(node), httpGet: (ns, addr, p) => httpGet(ns, addr, p), publishedRoot: () => k.publishedRoot() });
     }
     const startAgent = async (node: string, env: Record<string, string> = {}): Promise<AgentProcess> => {
       const ns = lab.node(node).ns;
