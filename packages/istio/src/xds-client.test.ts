@@ -136,7 +136,7 @@ describe("delta ADS client against a FAKE xDS server", () => {
     const ack = await s.next();
     expect([ack.type_url, ack.response_nonce, ack.error_detail]).toEqual([ADDRESS_TYPE, "n1", undefined]);
     expect(applied.calls).toEqual([{ type: ADDRESS_TYPE, upserts: ["Kubernetes//Pod/default/a", "default/echo.default.svc.cluster.local"], removed: [] }]);
-    expect(client!.status().types[ADDRESS_TYPE]).toEqual({ ackedOnce: true, lastAckedNonce: "n1", resources: 2, lastNack: null });
+    expect(client!.status().types[ADDRESS_TYPE]).toEqual({ synced: true, ackedOnce: true, lastAckedNonce: "n1", resources: 2, lastNack: null });
     expect(client!.pending()).toEqual([`waiting for the first xDS response of ${AUTHORIZATION_TYPE}`]);
     s.send({ type_url: AUTHORIZATION_TYPE, nonce: "p1", resources: [authorizationResource(wireAuthorization("default", "allow-ns"))], removed_resources: [] });
     expect((await s.next()).response_nonce).toBe("p1");
@@ -157,7 +157,9 @@ describe("delta ADS client against a FAKE xDS server", () => {
     expect(nack.error_detail?.message).not.toContain("default/good");
     expect([...applied.names.get(ADDRESS_TYPE)!]).toEqual(["Kubernetes//Pod/default/good"]);
     const st = client!.status().types[ADDRESS_TYPE]!;
-    expect([st.ackedOnce, st.lastAckedNonce, st.resources, st.lastNack?.nonce, st.lastNack?.detail]).toEqual([false, null, 1, "n1", nack.error_detail?.message]);
+    expect([st.synced, st.ackedOnce, st.lastAckedNonce, st.resources, st.lastNack?.nonce, st.lastNack?.detail]).toEqual([true, false, null, 1, "n1", nack.error_detail?.message]);
+    // Synced though NACKed: readiness waits only for the type that has had no response.
+    expect(client!.pending()).toEqual([`waiting for the first xDS response of ${AUTHORIZATION_TYPE}`]);
     const warned = lines.filter((l) => l.level === "warn");
     expect(warned.length).toBe(1);
     expect(warned[0]!.obj["refused"]).toEqual(["Kubernetes//Pod/default/bad-ip", "Kubernetes//Pod/default/waypointed"]);

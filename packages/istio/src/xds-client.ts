@@ -62,6 +62,12 @@ export interface XdsErrorInfo {
 }
 
 export interface XdsTypeStatus {
+  /**
+   * A response of this type has been applied, wholly or but for the resources it refused:
+   * the agent serves what the server sent. (Waiting for a full ACK instead would keep every
+   * agent unready for as long as one resource in the mesh cannot be served here, a waypoint say.)
+   */
+  readonly synced: boolean;
   readonly ackedOnce: boolean;
   readonly lastAckedNonce: string | null;
   readonly resources: number;
@@ -112,6 +118,7 @@ interface TypeState {
   readonly handler: XdsTypeHandler<unknown>;
   /** Of the applied resources only. */
   readonly versions: Map<string, string>;
+  synced: boolean;
   ackedOnce: boolean;
   lastAckedNonce: string | null;
   lastNack: XdsTypeStatus["lastNack"];
@@ -121,7 +128,7 @@ export function startXdsClient(o: XdsClientOptions): XdsClient {
   const log = o.logger;
   const backoff = o.backoff ?? { initialMs: 500, maxMs: 30_000 };
   const node = xdsNode(o.node);
-  const types = new Map<string, TypeState>([...o.types].map(([url, handler]) => [url, { handler, versions: new Map(), ackedOnce: false, lastAckedNonce: null, lastNack: null }]));
+  const types = new Map<string, TypeState>([...o.types].map(([url, handler]) => [url, { handler, versions: new Map(), synced: false, ackedOnce: false, lastAckedNonce: null, lastNack: null }]));
   let state: XdsConnectionState = "connecting";
   let since = new Date().toISOString();
   let lastError: XdsErrorInfo | null = null;
@@ -267,6 +274,9 @@ export function startXdsClient(o: XdsClientOptions): XdsClient {
     }
     for (const name of removed) t.versions.delete(name);
     for (const [name, v] of versions) t.versions.set(name, v);
+    const firstSync = !t.synced;
+    t.synced = true;
+    const allSynced = firstSync && [...types.values()].every((x) => x.synced);
     if (refused.size === 0) {
       const first = !t.ackedOnce;
       t.ackedOnce = true;
@@ -275,7 +285,7 @@ export function startXdsClient(o: XdsClientOptions): XdsClient {
       const counts = { typeUrl: r.type_url, nonce: r.nonce, applied: upserts.size, removed: removed.length, resources: t.versions.size };
       if (first) log.info(counts, `first xDS response of ${r.type_url} applied`);
       else log.debug(counts, "xDS response applied");
-      if (first && [...types.values()].every((x) => x.ackedOnce)) o.onSynced?.();
+      if (allSynced) o.onSynced?.();
       return;
     }
     const detail = [...refused].map(([name, why]) => `${name}: ${why}`).join("; ");
@@ -286,6 +296,7 @@ export function startXdsClient(o: XdsClientOptions): XdsClient {
       { code: "XDS_RESOURCE_INVALID", typeUrl: r.type_url, nonce: r.nonce, refused: [...refused.keys()], applied: upserts.size, removed: removed.length },
       `xDS response NACKed, the rest applied: ${message}`,
     );
+    if (allSynced) o.onSynced?.();
   };
 
   connect();
@@ -299,11 +310,11 @@ export function startXdsClient(o: XdsClientOptions): XdsClient {
       reconnects,
       ignoredRemovals,
       unknownTypeResponses,
-      types: Object.fromEntries([...types].map(([url, t]) => [url, { ackedOnce: t.ackedOnce, lastAckedNonce: t.lastAckedNonce, resources: t.versions.size, lastNack: t.lastNack }])),
+      types: Object.fromEntries([...types].map(([url, t]) => [url, { synced: t.synced, ackedOnce: t.ackedOnce, lastAckedNonce: t.lastAckedNonce, resources: t.versions.size, lastNack: t.lastNack }])),
     }),
     pending: () => {
       const why = lastError && state !== "connected" ? ` (${lastError.code}: ${lastError.message})` : "";
-      return [...types].filter(([, t]) => !t.ackedOnce).map(([url]) => `waiting for the first xDS response of ${url}${why}`);
+      return [...types].filter(([, t]) => !t.synced).map(([url]) => `waiting for the first xDS response of ${url}${why}`);
     },
     close: () => {
       closed = true;

@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from "vitest";
+import { authorize } from "./authz.js";
 import { createMeshStore } from "./store.js";
 import type { MeshSnapshot, Policy, Service, Workload } from "./types.js";
 import { workload } from "./test-support/workload.js";
@@ -93,8 +94,20 @@ describe("createMeshStore", () => {
     const [a, b, c] = s.snapshot().workloads as [Workload, Workload, Workload];
     expect(names(s.policiesFor(a))).toEqual(["pick", "ns", "root-pick"]);
     expect(names(s.policiesFor(b))).toEqual(["ns"]);
-    // The list is the server's word (istiod names root-namespace policies this way); a name with no policy is skipped.
-    expect(names(s.policiesFor(c))).toEqual(["root-pick", "pick"]);
+    // The list is the server's word (istiod names root-namespace policies this way).
+    expect(names(s.policiesFor(c))).toEqual(["root-pick", "pick", "nothing"]);
+  });
+
+  it("fails closed on a policy a workload names that the store does not hold (refused, or not arrived yet)", () => {
+    const s = createMeshStore({ workloads: [workload("a", ["10.0.0.1"], { authorizationPolicies: ["default/later"] })], services: [], policies: [] });
+    const a = s.snapshot().workloads[0]!;
+    const stand = s.policiesFor(a);
+    expect(stand).toMatchObject([{ name: "later", namespace: "default", action: "Allow", rules: [], missing: true }]);
+    expect(authorize(stand, { srcIp: "10.0.0.9", dstIp: "10.0.0.1", dstPort: 80 })).toMatchObject({ allow: false, reason: "denied-no-allow-match" });
+    // Once it arrives it is the one that applies.
+    s.apply({ policies: [{ ...policy("later", "default", "WorkloadSelector"), selectedByName: true, action: "Deny", rules: [[[{ destinationPorts: [9] }]]] }] });
+    expect(s.policiesFor(a)).toMatchObject([{ name: "later", action: "Deny" }]);
+    expect(authorize(s.policiesFor(a), { srcIp: "10.0.0.9", dstIp: "10.0.0.1", dstPort: 80 }).allow).toBe(true);
   });
 
   it("replaces: bumps the version, rebuilds the indexes, notifies listeners", () => {

@@ -57,6 +57,16 @@ function byAnyIp<V>(m: ReadonlyMap<string, V>, ip: string): V | undefined {
   return n === undefined || n === ip ? undefined : m.get(n);
 }
 
+/**
+ * What a workload's `authorizationPolicies` names that the store does not hold: an ALLOW
+ * policy without rules, so that the workload denies everything (`denied-no-allow-match`)
+ * until the policy is known, instead of allowing everything for want of any policy.
+ */
+function missingPolicy(name: string): Policy {
+  const slash = name.indexOf("/");
+  return { name: slash < 0 ? name : name.slice(slash + 1), namespace: slash < 0 ? "" : name.slice(0, slash), scope: "WorkloadSelector", action: "Allow", dryRun: false, selector: new Map(), selectedByName: true, missing: true, rules: [] };
+}
+
 function selectorMatches(selector: ReadonlyMap<string, string>, labels: ReadonlyMap<string, string>): boolean {
   for (const [k, v] of selector) if (labels.get(k) !== v) return false;
   return true;
@@ -246,10 +256,11 @@ export function createMeshStore(initial?: MeshSnapshot): MeshStore {
       const result = candidates.filter((p) =>
         p.selectedByName ? named.includes(`${p.namespace}/${p.name}`) : (p.scope !== "WorkloadSelector" && p.selector.size === 0) || selectorMatches(p.selector, workload.labels),
       );
-      // Named from another namespace (Istio's root namespace): it applies too.
+      // Named from another namespace (Istio's root namespace): it applies too. Named but not
+      // held (refused, or not arrived yet): it fails closed, as an ALLOW that matches nothing.
       for (const name of named) {
-        const p = ix.policiesByName.get(name);
-        if (p?.selectedByName && !result.includes(p)) result.push(p);
+        const p = ix.policiesByName.get(name) ?? missingPolicy(name);
+        if (p.selectedByName && !result.includes(p)) result.push(p);
       }
       cache.set(workload, result);
       return result;

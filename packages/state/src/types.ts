@@ -76,6 +76,8 @@ export interface Policy {
   readonly selector: ReadonlyMap<string, string>;
   /** Applies only to the workloads that name it in `authorizationPolicies` (a WorkloadSelector policy from delta xDS), whatever `selector` says. */
   readonly selectedByName?: boolean;
+  /** A policy a workload names that discovery has not delivered: it stands in, matching nothing (fail closed). */
+  readonly missing?: boolean;
   /** rules OR, clauses AND, matches OR. */
   readonly rules: readonly (readonly (readonly PolicyMatch[])[])[];
 }
