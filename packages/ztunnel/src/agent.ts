@@ -151,7 +151,13 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
   };
   const configDump = createConfigDump({ config, store, certs, version: VERSION, capture: redirect.dump, source, dataPath });
   const pending = async (): Promise<string[]> => {
-    const p = certs.pending().map((id) => `certificate ${id}`);
+    const waiting = certs.pending();
+    // Why, when an attempt failed (a remote CA down, refusing us): the operator's first question.
+    const failed = waiting.length === 0 ? new Map() : new Map(certs.dump().flatMap((d) => (d.lastError ? [[d.identity, d.lastError] as const] : [])));
+    const p = waiting.map((id) => {
+      const e = failed.get(id);
+      return `certificate ${id}${e ? ` (${e.code}: ${e.message})` : ""}`;
+    });
     p.push(...(await running.pending()));
     p.push(...redirect.pending());
     p.push(...(source.pending?.() ?? []));
