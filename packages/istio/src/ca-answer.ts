@@ -1,12 +1,15 @@
 /**
  * What a remote CA's answer must be before a node agent uses it: certificates in PEM,
- * the leaf for exactly the identity asked for and for our own key, chained to one of the
+ * the leaf (not a CA, for serverAuth and clientAuth) for exactly the identity asked for and for our own key, chained to one of the
  * mesh roots we were given (not to whatever the CA sends), none expired. A root at the end
  * of the chain (Istio's CA sends one) is dropped: the roots come from our root file.
  */
 import { X509Certificate } from "node:crypto";
 import { ZtError } from "@zt/errors";
 import { chainsToRoot, splitPemCerts } from "@zt/identity";
+
+const SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
+const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
 
 function invalid(message: string, cause?: unknown): never {
   throw new ZtError("CERT_RESPONSE_INVALID", message, cause === undefined ? undefined : { cause });
@@ -43,6 +46,12 @@ export function checkCaAnswer(address: string, identity: string, chain: readonly
   if (sans.length !== 1 || sans[0] !== identity) {
     invalid(`${from} answered a certificate for ${sans.length ? sans.join(", ") : "no URI SAN"}, wanted exactly ${identity}`);
   }
+  if (leaf.ca) invalid(`${from} answered a CA certificate (basicConstraints CA:TRUE) as the leaf for ${identity}`);
+  // Workload leaves serve and dial mTLS: an extended key usage, when present, must allow both.
+  const usage = leaf.keyUsage;
+  if (usage !== undefined && !(usage.includes(SERVER_AUTH) && usage.includes(CLIENT_AUTH))) {
+    invalid(`${from} answered a leaf for ${identity} whose extended key usage (${usage.join(", ")}) does not allow both serverAuth and clientAuth`);
+  }
   if (!leaf.publicKey.export({ type: "spki", format: "der" }).equals(spki)) {
     invalid(`${from} answered a certificate for ${identity} with another public key than the one of our CSR`);
   }
@@ -54,6 +63,7 @@ export function checkCaAnswer(address: string, identity: string, chain: readonly
     if (new Date(c.validTo).getTime() <= now) invalid(`${from} answered a chain for ${identity} with a certificate (subject "${c.subject.replace(/\n/g, ", ")}") that expired at ${new Date(c.validTo).toISOString()}`);
     if (new Date(c.validFrom).getTime() > now + 60_000) invalid(`${from} answered a chain for ${identity} with a certificate not valid before ${new Date(c.validFrom).toISOString()}`);
   }
+  for (const c of used.slice(1)) if (!c.ca) invalid(`${from} answered a chain for ${identity} whose intermediate (subject "${c.subject.replace(/\n/g, ", ")}") is not a CA certificate`);
   if (!chainsToRoot(leaf, used.slice(1), roots)) {
     invalid(`${from} answered a chain for ${identity} that does not verify to any root of the configured root certificates`);
   }

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +17,7 @@ import type { CaRequest, CaResponse } from "./messages.js";
 const TD = "cluster.local";
 const ID = `spiffe://${TD}/ns/default/sa/sleep`;
 const OTHER = `spiffe://${TD}/ns/default/sa/other`;
-type Mode = "good" | "other-identity" | "other-key" | "foreign-root" | "unauthenticated";
+type Mode = "good" | "other-identity" | "other-key" | "foreign-root" | "unauthenticated" | "ca-leaf" | "codesign-leaf";
 
 let dir: string;
 let ca: BuiltinCa;
@@ -46,6 +47,14 @@ async function answer(req: CaRequest): Promise<string[]> {
     const { csrPem } = await createKeyAndCsr(identity);
     const s = await ca.sign(csrPem, identity, req.validity_duration * 1000);
     return [...s.certChain, ...s.roots];
+  }
+  if (mode === "ca-leaf" || mode === "codesign-leaf") {
+    // A leaf for the right identity and key, signed by the mesh CA, but with the wrong kind (openssl, from the CA's files).
+    const ext = mode === "ca-leaf" ? "basicConstraints=critical,CA:TRUE\nextendedKeyUsage=serverAuth,clientAuth" : "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=codeSigning";
+    await writeFile(join(dir, "req.csr"), req.csr);
+    await writeFile(join(dir, "ext.cnf"), `${ext}\nsubjectAltName=critical,URI:${identity}\n`);
+    execFileSync("openssl", ["x509", "-req", "-in", join(dir, "req.csr"), "-CA", join(dir, "ca", "ca-cert.pem"), "-CAkey", join(dir, "ca", "ca-key.pem"), "-set_serial", "7", "-days", "1", "-extfile", join(dir, "ext.cnf"), "-out", join(dir, "bad-leaf.pem")], { stdio: "ignore" });
+    return [await readFile(join(dir, "bad-leaf.pem"), "utf8"), ...ca.roots()];
   }
   const signer = mode === "foreign-root" ? foreign : ca;
   const s = await signer.sign(req.csr, identity, req.validity_duration * 1000);
@@ -143,6 +152,15 @@ describe("Istio CA client against a FAKE CA over gRPC+TLS on 127.0.0.1", () => {
     const err = await refusal(issue(client()));
     expect(err.code).toBe("CERT_RESPONSE_INVALID");
     expect(err.message).toContain("does not verify to any root");
+  });
+
+  test("a CA certificate as the leaf, or a leaf not for serverAuth and clientAuth, is refused", async () => {
+    mode = "ca-leaf";
+    const asCa = await refusal(issue(client()));
+    expect([asCa.code, asCa.message]).toEqual(["CERT_RESPONSE_INVALID", expect.stringContaining("a CA certificate (basicConstraints CA:TRUE) as the leaf")]);
+    mode = "codesign-leaf";
+    const codeSigning = await refusal(issue(client()));
+    expect([codeSigning.code, codeSigning.message]).toEqual(["CERT_RESPONSE_INVALID", expect.stringContaining("extended key usage (1.3.6.1.5.5.7.3.3) does not allow both serverAuth and clientAuth")]);
   });
 
   test("the token is re-read for every call", async () => {
