@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { onJsonLines } from "./json-lines.js";
 import http from "node:http";
 import { outputWatcher } from "./watch-output.js";
 
@@ -59,22 +60,10 @@ export async function startAgentProcess(node: string, env: Record<string, string
   let startLine = false;
   const sawStart = outputWatcher("ztunnel ready to accept");
   let stderr = "";
-  let partial = "";
   proc.stdout!.on("data", (chunk: Buffer) => {
     if (!startLine) startLine = sawStart(chunk.toString());
-    if (!keep) return;
-    partial += chunk.toString();
-    let i: number;
-    while ((i = partial.indexOf("\n")) >= 0) {
-      const line = partial.slice(0, i);
-      partial = partial.slice(i + 1);
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        logs.push({ msg: line });
-      }
-    }
   });
+  if (keep) onJsonLines(proc.stdout!, (l) => logs.push(l));
   proc.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
   // 'close', not 'exit': by then stdout has ended, so every log line the agent wrote has been read.
   const exited = new Promise<number | null>((resolve) => proc.once("close", (code) => resolve(code)));

@@ -11,6 +11,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Lab } from "@zt/lab";
+import { onJsonLines } from "./json-lines.js";
 
 export const CONTROLLER_BIN = fileURLToPath(new URL("../../controller/dist/cli.js", import.meta.url));
 const CONTROLLER_NAME = "zt-controller.istio-system.svc";
@@ -70,20 +71,7 @@ export async function startClusterController(d: ControllerDeps): Promise<Cluster
     process.once("exit", kill);
     child.once("exit", () => process.off("exit", kill));
     let stderr = "";
-    let partial = "";
-    child.stdout!.on("data", (c: Buffer) => {
-      partial += c.toString();
-      let i: number;
-      while ((i = partial.indexOf("\n")) >= 0) {
-        const line = partial.slice(0, i);
-        partial = partial.slice(i + 1);
-        try {
-          logs.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          logs.push({ msg: line });
-        }
-      }
-    });
+    onJsonLines(child.stdout!, (l) => logs.push(l));
     child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
     const deadline = Date.now() + 30_000;
     for (;;) {

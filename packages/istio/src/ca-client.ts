@@ -12,6 +12,7 @@ import * as grpc from "@grpc/grpc-js";
 import { ZtError } from "@zt/errors";
 import { splitPemCerts, verifyCsr, type CertificateSource, type SignedCertificate } from "@zt/identity";
 import { checkCaAnswer } from "./ca-answer.js";
+import { callMetadata, tlsNameOptions } from "./grpc-call.js";
 import { CA_SERVICE } from "./grpc.js";
 import type { CaRequest, CaResponse } from "./messages.js";
 
@@ -56,8 +57,7 @@ export function createIstioCaClient(o: IstioCaClientOptions): IstioCaClient {
       throw new ZtError("CA_ROOT_INVALID", `${o.rootCaPath} (CA_ROOT_CA) holds a corrupt certificate: ${(err as Error).message}`, { cause: err });
     }
     if (roots.length === 0) throw new ZtError("CA_ROOT_INVALID", `${o.rootCaPath} (CA_ROOT_CA) contains no PEM certificate`);
-    const options: grpc.ChannelOptions = o.altHostname ? { "grpc.ssl_target_name_override": o.altHostname, "grpc.default_authority": o.altHostname } : {};
-    const client = new grpc.Client(o.address, grpc.credentials.createSsl(Buffer.from(text)), options);
+    const client = new grpc.Client(o.address, grpc.credentials.createSsl(Buffer.from(text)), tlsNameOptions(o.altHostname));
     channel?.client.close();
     channel = { rootText: text, roots, client };
     return channel;
@@ -89,9 +89,7 @@ export function createIstioCaClient(o: IstioCaClientOptions): IstioCaClient {
     async sign(csrPem: string, identity: string, ttlMs: number): Promise<SignedCertificate> {
       if (closed) throw new ZtError("CA_UNREACHABLE", `the client of the CA at ${o.address} is closed`);
       const [token, ch, csr] = await Promise.all([readToken(), readRoots(), verifyCsr(csrPem)]);
-      const metadata = new grpc.Metadata();
-      metadata.set("authorization", `Bearer ${token}`);
-      metadata.set("clusterid", o.clusterId);
+      const metadata = callMetadata(token, o.clusterId);
       const answer = await call(ch.client, { csr: csrPem, validity_duration: Math.ceil(ttlMs / 1000), metadata: { ImpersonatedIdentity: identity } }, metadata);
       const certChain = checkCaAnswer(o.address, identity, answer.cert_chain, csr.spki, ch.roots);
       return { certChain, roots: ch.roots.map((r) => r.toString()) };

@@ -10,6 +10,7 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { ZtError } from "@zt/errors";
+import { callMetadata, tlsNameOptions } from "./grpc-call.js";
 import { ADS_SERVICE } from "./grpc.js";
 import type { DeltaRequest, DeltaResponse, XdsNode } from "./messages.js";
 
@@ -176,12 +177,10 @@ export function startXdsClient(o: XdsClientOptions): XdsClient {
     }
     const options: grpc.ChannelOptions = {
       ...CHANNEL_OPTIONS,
-      ...(o.altHostname ? { "grpc.ssl_target_name_override": o.altHostname, "grpc.default_authority": o.altHostname } : {}),
+      ...tlsNameOptions(o.altHostname),
     };
     client = new grpc.Client(o.address, grpc.credentials.createSsl(root), options);
-    const md = new grpc.Metadata();
-    md.set("authorization", `Bearer ${token}`);
-    md.set("clusterid", o.node.clusterId);
+    const md = callMetadata(token, o.node.clusterId);
     const m = ADS_SERVICE.DeltaAggregatedResources;
     const c: Call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, md);
     call = c;
