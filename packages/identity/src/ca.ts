@@ -23,8 +23,8 @@ import { isSelfSigned, parseCerts, splitPemCerts } from "./pem.js";
 import { signatureAlgorithmFor, SUPPORTED_SIGNING_KEYS } from "./signing.js";
 import { parseSpiffe } from "./spiffe.js";
 import type { CertificateSource, SignedCertificate } from "./types.js";
-import { buildCertificate } from "./x509-build.js";
-import { keyIdentifier } from "./x509-extensions.js";
+import { buildCertificate, type CertTemplate } from "./x509-build.js";
+import { keyIdentifier, type Extension } from "./x509-extensions.js";
 import { allowsKeyCertSign, spkiOf, subjectKeyIdOf, subjectNameOf } from "./x509-read.js";
 
 export interface BuiltinCa extends CertificateSource {
@@ -151,15 +151,8 @@ function createCa(opts: CaOptions, files: CaFileTexts, generated: boolean): Buil
   const intermediates = chain.filter((c) => !isSelfSigned(c)).map((c) => c.toString());
   const rootPems = splitPemCerts(files[ROOT_CERT_FILE]);
 
-  async function sign(csrPem: string, identity: string, ttlMs: number): Promise<SignedCertificate> {
-    const id = parseSpiffe(identity);
-    if (!id || id.trustDomain !== trustDomain) {
-      fail(
-        "CA_IDENTITY_REJECTED",
-        `the built-in CA signs only spiffe://${trustDomain}/ns/<namespace>/sa/<serviceAccount> identities; ` +
-          `refused "${identity}"`,
-      );
-    }
+  /** A leaf of ours: lifetime checked, rounded up to whole seconds and never past the issuer's; the chain as we send it. */
+  async function leaf(spki: Buffer, subject: CertTemplate["subject"], ttlMs: number, extensions: readonly Extension[]): Promise<SignedCertificate> {
     if (!Number.isFinite(ttlMs) || ttlMs <= 0) {
       fail("CA_TTL_INVALID", `certificate lifetime must be a positive number of milliseconds, got ${ttlMs}`);
     }
@@ -167,11 +160,10 @@ function createCa(opts: CaOptions, files: CaFileTexts, generated: boolean): Buil
     if (notAfter.getTime() <= now) {
       fail("CA_CERT_EXPIRED", `${join(dir, CA_CERT_FILE)} expired at ${notAfter.toISOString()}; replace the CA files and restart`);
     }
-    const { spki } = await verifyCsr(csrPem);
     const { pem } = await buildCertificate(
       {
         spki,
-        subject: [],
+        subject,
         issuerName,
         notBefore: new Date(now - CLOCK_SKEW_MS),
         // X.509 times have whole seconds: round up so the lifetime is at least ttlMs,
@@ -182,8 +174,7 @@ function createCa(opts: CaOptions, files: CaFileTexts, generated: boolean): Buil
           // Istio's CA gives every workload leaf both, whatever its key: keyEncipherment means
           // nothing to an EC key, and TLS 1.3 (ECDHE, signatures) never relies on it.
           { kind: "keyUsage", digitalSignature: true, keyEncipherment: true },
-          { kind: "extKeyUsage", serverAuth: true, clientAuth: true },
-          { kind: "subjectAltName", uri: identity },
+          ...extensions,
           { kind: "authorityKeyIdentifier", keyIdentifier: authorityKeyId },
         ],
       },
@@ -192,29 +183,30 @@ function createCa(opts: CaOptions, files: CaFileTexts, generated: boolean): Buil
     return { certChain: [pem, ...intermediates], roots: [...rootPems] };
   }
 
+  async function sign(csrPem: string, identity: string, ttlMs: number): Promise<SignedCertificate> {
+    const id = parseSpiffe(identity);
+    if (!id || id.trustDomain !== trustDomain) {
+      fail(
+        "CA_IDENTITY_REJECTED",
+        `the built-in CA signs only spiffe://${trustDomain}/ns/<namespace>/sa/<serviceAccount> identities; ` +
+          `refused "${identity}"`,
+      );
+    }
+    const { spki } = await verifyCsr(csrPem);
+    return leaf(spki, [], ttlMs, [
+      { kind: "extKeyUsage", serverAuth: true, clientAuth: true },
+      { kind: "subjectAltName", uri: identity },
+    ]);
+  }
+
   async function issueServing(names: { readonly dns: readonly string[]; readonly ips?: readonly string[] }, ttlMs: number): Promise<ServingCertificate> {
     if (names.dns.length === 0 && (names.ips ?? []).length === 0) throw new RangeError("a serving certificate needs at least one DNS name or IP");
-    const now = Date.now();
     const pair = await generateKeyPairAsync("ec", { namedCurve: "P-256" });
-    const spki = pair.publicKey.export({ type: "spki", format: "der" });
-    const { pem } = await buildCertificate(
-      {
-        spki,
-        subject: names.dns[0] ? [{ type: "CN", value: names.dns[0] }] : [],
-        issuerName,
-        notBefore: new Date(now - CLOCK_SKEW_MS),
-        notAfter: new Date(Math.min(Math.ceil((now + ttlMs) / 1000) * 1000, notAfter.getTime())),
-        extensions: [
-          { kind: "basicConstraints", ca: false },
-          { kind: "keyUsage", digitalSignature: true, keyEncipherment: true },
-          { kind: "extKeyUsage", serverAuth: true },
-          { kind: "serverNames", dns: names.dns, ips: names.ips ?? [] },
-          { kind: "authorityKeyIdentifier", keyIdentifier: authorityKeyId },
-        ],
-      },
-      key,
-    );
-    return { certChain: [pem, ...intermediates], roots: [...rootPems], keyPem: pair.privateKey.export({ type: "pkcs8", format: "pem" }).toString() };
+    const signed = await leaf(pair.publicKey.export({ type: "spki", format: "der" }), names.dns[0] ? [{ type: "CN", value: names.dns[0] }] : [], ttlMs, [
+      { kind: "extKeyUsage", serverAuth: true },
+      { kind: "serverNames", dns: names.dns, ips: names.ips ?? [] },
+    ]);
+    return { ...signed, keyPem: pair.privateKey.export({ type: "pkcs8", format: "pem" }).toString() };
   }
 
   return { dir, trustDomain, generated, sign, issueServing, roots: () => [...rootPems] };
