@@ -13,7 +13,7 @@ import { ZtError, type ErrorCode } from "@zt/errors";
 import { formatSpiffe, parseSpiffe, verifyCsr, type CertificateSource } from "@zt/identity";
 import type { CaRequest, CaResponse } from "@zt/istio";
 import type { PodLookup } from "./pod-index.js";
-import type { Caller, TokenReviewer } from "./token-review.js";
+import { bearerToken, type Caller, type TokenReviewer } from "./token-review.js";
 
 export interface CaServerOptions {
   /** The signing CA (the built-in one). */
@@ -63,8 +63,7 @@ export function createCaServer(o: CaServerOptions): CaServer {
   const invalid = (reason: string): Refusal => new Refusal(grpc.status.INVALID_ARGUMENT, reason, "CSR_INVALID", reason);
 
   async function authenticate(metadata: grpc.Metadata): Promise<Caller> {
-    const header = metadata.get("authorization")[0];
-    const token = typeof header === "string" ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+    const token = bearerToken(metadata);
     if (!token) throw new Refusal(grpc.status.UNAUTHENTICATED, "authentication failed", "CA_CALLER_UNAUTHENTICATED", "no bearer token in the authorization metadata");
     try {
       return await o.tokens.review(token);

@@ -8,7 +8,8 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { fakeKubeconfig, startFakeKubeApi, type FakeKubeApi } from "@zt/harness";
 import { createKeyAndCsr } from "@zt/identity";
-import { ADDRESS_TYPE, createIstioCaClient, decodeAddress, startXdsClient, type XdsTypeHandler } from "@zt/istio";
+import * as grpc from "@grpc/grpc-js";
+import { ADDRESS_TYPE, createIstioCaClient, decodeAddress, decodeDeltaResponse, DELTA_XDS_METHOD, encodeDeltaRequest, startXdsClient, type DeltaRequest, type DeltaResponse, type XdsTypeHandler } from "@zt/istio";
 import { loadControllerConfig } from "./config.js";
 import { startController, type Controller } from "./controller.js";
 import { ROOT_CONFIGMAP } from "./root-publisher.js";
@@ -203,6 +204,44 @@ describe("zt-controller (startController against the FAKE API server, ports on 1
     } finally {
       client.close();
     }
+  });
+
+  test("xDS is read only by a trusted node account as its own pod: other callers are refused with opaque statuses", async () => {
+    const [host, port] = controller.grpcAddress.split(":") as [string, string];
+    /** One raw delta xDS stream: its status, or "open" while it is still served after 5 s. */
+    const stream = async (authorization: string | undefined, nodeId: string): Promise<grpc.StatusObject | "open"> => {
+      const client = new grpc.Client(`${host}:${port}`, grpc.credentials.createSsl(Buffer.from(controller.rootPem)), { "grpc.ssl_target_name_override": NAME, "grpc.use_local_subchannel_pool": 1, "grpc.max_receive_message_length": -1 });
+      const md = new grpc.Metadata();
+      if (authorization !== undefined) md.set("authorization", authorization);
+      const call = client.makeBidiStreamRequest<DeltaRequest, DeltaResponse>(DELTA_XDS_METHOD, encodeDeltaRequest, decodeDeltaResponse, md);
+      call.on("error", () => {});
+      call.on("data", () => {});
+      try {
+        const ended = new Promise<grpc.StatusObject>((r) => call.on("status", r));
+        call.write({ type_url: ADDRESS_TYPE, node: { id: nodeId, metadata: {} }, resource_names_subscribe: [] });
+        return await Promise.race([ended, new Promise<"open">((r) => setTimeout(() => r("open"), 5_000))]);
+      } finally {
+        call.cancel();
+        client.close();
+      }
+    };
+    const nodeId = (pod: string): string => `ztunnel~10.244.0.2~${pod}.istio-system~istio-system.svc.cluster.local`;
+    const sleepUid = (api.store.get(api.store.resource("Pod"), "default", "sleep-1") as { metadata: { uid: string } }).metadata.uid;
+    const sleepToken = api.serviceAccountTokens.mint({ namespace: "default", serviceAccount: "sleep", pod: { name: "sleep-1", uid: sleepUid } });
+    expect(await stream(undefined, nodeId("ztunnel-a"))).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+    expect(await stream("Bearer ", nodeId("ztunnel-a"))).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+    expect(await stream(`Bearer ${sleepToken}`, "ztunnel~10.244.0.10~sleep-1.default~default.svc.cluster.local")).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.not.stringContaining("sleep") });
+    expect(await stream(`Bearer ${agentToken}`, nodeId("ztunnel-b"))).toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+    // TokenReview failing (the API server answers 503): UNAVAILABLE, the agent retries, not XDS_REFUSED.
+    const saved = api.override;
+    api.override = (path) => (path.startsWith("/apis/authentication.k8s.io/v1/tokenreviews") ? { status: 503, body: JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", message: "unavailable", code: 503 }) } : saved?.(path));
+    try {
+      expect(await stream(`Bearer ${agentToken}`, nodeId("ztunnel-a"))).toMatchObject({ code: grpc.status.UNAVAILABLE });
+    } finally {
+      api.override = saved;
+    }
+    // The agent as its own pod is served (still open when left).
+    expect(await stream(`bearer ${agentToken}`, nodeId("ztunnel-a"))).toBe("open");
   });
 
   test("a start that fails (MONITORING_ADDR in use) rejects naming it and leaves nothing running: no watches on the API server", async () => {

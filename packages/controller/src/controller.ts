@@ -19,6 +19,7 @@ import { createPodIndex } from "./pod-index.js";
 import { publishRoot, type RootPublisher } from "./root-publisher.js";
 import { startServingCert } from "./serving-cert.js";
 import { createTokenReviewer } from "./token-review.js";
+import { createXdsAuthenticator } from "./xds-auth.js";
 import { createXdsServer } from "./xds-server.js";
 
 export const CONTROLLER_VERSION = "0.1.0";
@@ -73,10 +74,7 @@ export async function startController(config: ControllerConfig, logger: Logger, 
       store: source.store,
       registry,
       logger: logger.child({ component: "xds" }),
-      authenticate: async (md) => {
-        const caller = await tokens.review(bearer(md));
-        return `${caller.namespace}/${caller.serviceAccount}${caller.podName ? ` (pod ${caller.podName})` : ""}`;
-      },
+      authenticate: createXdsAuthenticator(tokens, config.trustedNodeAccounts),
     });
 
     started.push(() => xds.close());
@@ -86,7 +84,7 @@ export async function startController(config: ControllerConfig, logger: Logger, 
     };
     const serving = await startServingCert(ca, names, options.servingTtlMs ?? SERVING_TTL_MS, logger.child({ component: "serving-cert" }), options.servingMinRefreshMs === undefined ? {} : { minRefreshMs: options.servingMinRefreshMs });
     started.push(() => serving.close());
-    const server = new grpc.Server({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, "grpc.http2.min_ping_interval_without_data_ms": 5_000 });
+    const server = new grpc.Server(GRPC_SERVER_OPTIONS);
     server.addService(CA_SERVICE, caServer.implementation);
     server.addService(ADS_SERVICE, xds.implementation);
     const grpcPort = await new Promise<number>((resolve, reject) =>
@@ -119,8 +117,7 @@ export async function startController(config: ControllerConfig, logger: Logger, 
         serving.close();
         xds.close();
         source.close();
-        await new Promise<void>((r) => server.tryShutdown(() => r()));
-        server.forceShutdown();
+        await shutdownGrpc(server, SHUTDOWN_GRACE_MS);
         await new Promise<void>((r) => monitoring.close(() => r()));
         logger.info("zt-controller stopped");
       },
@@ -131,11 +128,27 @@ export async function startController(config: ControllerConfig, logger: Logger, 
   }
 }
 
-/** The bearer token of a call's `authorization` metadata ("" when absent: TokenReview refuses it). */
-export function bearer(md: grpc.Metadata): string {
-  const v = md.get("authorization")[0];
-  const s = typeof v === "string" ? v : (v?.toString() ?? "");
-  return s.startsWith("Bearer ") ? s.slice(7).trim() : "";
+/**
+ * The gRPC server's limits: streams per connection (grpc-js has none by default), and the
+ * largest request taken (4 MiB, set rather than left to the library's default).
+ */
+export const GRPC_SERVER_OPTIONS: grpc.ServerOptions = {
+  "grpc.keepalive_time_ms": 30_000,
+  "grpc.keepalive_timeout_ms": 10_000,
+  "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+  "grpc.max_concurrent_streams": 100,
+  "grpc.max_receive_message_length": 4 * 1024 * 1024,
+};
+
+/** How long close() lets calls finish before cutting them. */
+const SHUTDOWN_GRACE_MS = 2_000;
+
+/** A graceful shutdown that cannot hang: what has not finished within `graceMs` is cut. */
+export async function shutdownGrpc(server: grpc.Server, graceMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([new Promise<void>((r) => server.tryShutdown(() => r())), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+  clearTimeout(timer);
+  server.forceShutdown();
 }
 
 function listenHttp(server: http.Server, addr: { ip: string; port: number }): Promise<string> {

@@ -61,3 +61,14 @@ describe("createTokenReviewer", () => {
     expect((refused as ZtError).message).toMatch(/HTTP 403: .*forbidden/);
   });
 });
+
+describe("bearerToken (the one parser of the CA and xDS)", () => {
+  const md = (v?: string): { get(k: string): string[] } => ({ get: (k) => (k === "authorization" && v !== undefined ? [v] : []) });
+  test("Bearer in any case, trimmed; absent, empty or another scheme is undefined", async () => {
+    const { bearerToken } = await import("./token-review.js");
+    expect(bearerToken(md("Bearer abc"))).toBe("abc");
+    expect(bearerToken(md("bearer abc"))).toBe("abc");
+    expect(bearerToken(md("  BEARER   abc  "))).toBe("abc");
+    for (const v of [undefined, "", "Bearer", "Bearer ", "Bearer    ", "Basic abc", "Bearerabc", "Bearer a b"]) expect(bearerToken(md(v))).toBeUndefined();
+  });
+});

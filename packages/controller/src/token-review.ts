@@ -90,3 +90,15 @@ function pick(o: https.RequestOptions): https.AgentOptions {
   if (o.rejectUnauthorized !== undefined) out.rejectUnauthorized = o.rejectUnauthorized;
   return out;
 }
+
+/**
+ * The bearer token of a call's `authorization` metadata, the one rule for the CA and xDS:
+ * "Bearer" in any case, then the token, surrounding whitespace trimmed; undefined when there
+ * is none (absent, another scheme, empty): the caller is unauthenticated without asking
+ * TokenReview.
+ */
+export function bearerToken(md: { get(key: string): (string | Buffer)[] }): string | undefined {
+  const v = md.get("authorization")[0];
+  const s = (typeof v === "string" ? v : (v?.toString() ?? "")).trim();
+  return /^bearer\s+(\S+)$/i.exec(s)?.[1];
+}

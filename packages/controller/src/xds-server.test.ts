@@ -8,7 +8,7 @@ import { ADDRESS_TYPE, AUTHORIZATION_TYPE, decodeAddress, decodeAuthorization, t
 import { createMeshStore, type MeshSnapshot, type Workload } from "@zt/state";
 import { connectRawAds, startTlsAdsServer, type RawAdsClient, type TlsServer } from "./test-support/ads-client.js";
 import { podWorkload, policy, service } from "./test-support/mesh.js";
-import { createXdsServer, type XdsServer } from "./xds-server.js";
+import { createXdsServer, MAX_NACK_DETAIL, XdsRefusal, type XdsCaller, type XdsServer, type XdsServerOptions } from "./xds-server.js";
 
 const TYPES = [ADDRESS_TYPE, AUTHORIZATION_TYPE];
 
@@ -34,12 +34,15 @@ function baseSnapshot(): MeshSnapshot {
   };
 }
 
-async function start(snapshot: MeshSnapshot = baseSnapshot(), authenticate?: (md: grpc.Metadata) => Promise<string>): Promise<Fixture> {
+/** These tests' clients present no token: every caller accepted, no pod named (no node-id check, no per-pod limit). */
+const acceptEveryCaller = async (): Promise<XdsCaller> => ({ name: "test client" });
+
+async function start(snapshot: MeshSnapshot = baseSnapshot(), authenticate: (md: grpc.Metadata) => Promise<XdsCaller> = acceptEveryCaller, more: Partial<XdsServerOptions> = {}): Promise<Fixture> {
   const logs: Record<string, unknown>[] = [];
   const logger = pino({ level: "debug" }, new Writable({ write: (c: Buffer, _e, cb) => (logs.push(JSON.parse(c.toString()) as Record<string, unknown>), cb()) }));
   const store = createMeshStore(snapshot);
   const registry = new Registry();
-  const xds = createXdsServer({ store, logger, registry, ...(authenticate ? { authenticate } : {}) });
+  const xds = createXdsServer({ store, logger, registry, authenticate, ...more });
   const tls = await startTlsAdsServer(xds.implementation);
   open.push(() => tls.close(), () => xds.close());
   return {
@@ -328,13 +331,13 @@ describe("xDS server over TLS gRPC (real grpc-js server and raw bidi client on 1
     const f = await start(baseSnapshot(), async (md) => {
       const token = md.get("authorization")[0];
       if (token !== "Bearer good") throw new Error("token not accepted");
-      return "system:serviceaccount:istio-system:ztunnel";
+      return { name: "system:serviceaccount:istio-system:ztunnel" };
     });
     const bad = f.connect("intruder", { metadata: (() => { const m = new grpc.Metadata(); m.set("authorization", "Bearer bad"); return m; })() });
     bad.subscribe(TYPES);
     const status = await bad.ended;
     expect(status.code).toBe(grpc.status.UNAUTHENTICATED);
-    expect(status.details).toBe("token not accepted");
+    expect(status.details).toBe("authentication failed"); // opaque: the reason is in the log
     expect(bad.responses).toEqual([]);
     expect(f.logs.filter((l) => l["code"] === "XDS_CLIENT_UNAUTHENTICATED")).toHaveLength(1);
     const good = f.connect("friend", { metadata: (() => { const m = new grpc.Metadata(); m.set("authorization", "Bearer good"); return m; })() });
@@ -444,5 +447,159 @@ describe("xDS server over TLS gRPC (real grpc-js server and raw bidi client on 1
     f.xds.close();
     expect((await c.ended).code).toBe(grpc.status.UNAVAILABLE);
     expect(f.xds.clients()).toEqual([]);
+  });
+});
+
+describe("xDS server limits and who may read (real grpc-js server on 127.0.0.1)", () => {
+  const NODE_A = "ztunnel~10.0.0.1~zt-a.istio-system~istio-system.svc.cluster.local";
+  const podA = async (): Promise<XdsCaller> => ({ name: "istio-system/ztunnel (pod zt-a)", pod: "zt-a.istio-system" });
+  const manyNames = (n: number, from = 0): string[] => Array.from({ length: n }, (_, i) => `ns-x/name-${from + i}`);
+
+  it("a stream subscribing more explicit names than max(10,000, 2 x the table) ends RESOURCE_EXHAUSTED, logged once with the caller", async () => {
+    const f = await start();
+    // All at once in the first request.
+    const bulk = f.connect("bulk");
+    bulk.send({ type_url: ADDRESS_TYPE, resource_names_subscribe: manyNames(10_001) });
+    const st = await bulk.ended;
+    expect(st.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    // Or a little at a time: the names are counted across requests.
+    const drip = f.connect("drip");
+    drip.send({ type_url: ADDRESS_TYPE, resource_names_subscribe: manyNames(6_000) });
+    const r = await drip.next(ADDRESS_TYPE);
+    drip.ack(r);
+    drip.send({ type_url: ADDRESS_TYPE, resource_names_subscribe: manyNames(6_000, 6_000) });
+    expect((await drip.ended).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    await until("both gone", () => f.xds.clients().length === 0);
+    const logs = f.logs.filter((l) => l["code"] === "XDS_CLIENT_OVER_LIMIT");
+    expect(logs.map((l) => l["client"])).toEqual(["bulk", "drip"]);
+    expect(logs[0]).toMatchObject({ caller: "test client", limit: 10_000 });
+    // Under the limit is served as before.
+    const fine = f.connect("fine");
+    fine.send({ type_url: ADDRESS_TYPE, resource_names_subscribe: [...manyNames(9_000), uid(1)] });
+    expect(names(await fine.next(ADDRESS_TYPE))).toEqual([uid(1)]);
+  });
+
+  it("a caller pod holds at most 2 streams: a third ends RESOURCE_EXHAUSTED, the older ones kept; one ending makes room", async () => {
+    const f = await start(baseSnapshot(), podA);
+    const one = f.connect(NODE_A);
+    await synced(one);
+    const two = f.connect(NODE_A);
+    await synced(two);
+    const three = f.connect(NODE_A);
+    three.subscribe(TYPES);
+    expect((await three.ended).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(three.responses).toEqual([]);
+    expect(f.xds.clients()).toHaveLength(2);
+    expect(f.logs.filter((l) => l["code"] === "XDS_CLIENT_OVER_LIMIT")).toHaveLength(1);
+    one.close();
+    await until("one gone", () => f.xds.clients().length === 1);
+    const four = f.connect(NODE_A);
+    await synced(four);
+    expect(f.xds.clients()).toHaveLength(2);
+  });
+
+  it("the node id must name the token's pod: another pod's ends PERMISSION_DENIED (opaque), logged with the reason", async () => {
+    const f = await start(baseSnapshot(), podA);
+    const other = f.connect("ztunnel~10.0.0.2~zt-b.istio-system~istio-system.svc.cluster.local");
+    other.subscribe(TYPES);
+    const st = await other.ended;
+    expect(st.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(st.details).not.toContain("zt-a");
+    expect(other.responses).toEqual([]);
+    const noId = f.connect("");
+    noId.subscribe(TYPES);
+    expect((await noId.ended).code).toBe(grpc.status.PERMISSION_DENIED);
+    const forbidden = f.logs.filter((l) => l["code"] === "XDS_CLIENT_FORBIDDEN");
+    expect(forbidden).toHaveLength(2);
+    expect(forbidden[0]).toMatchObject({ caller: "istio-system/ztunnel (pod zt-a)", nodeId: "ztunnel~10.0.0.2~zt-b.istio-system~istio-system.svc.cluster.local" });
+    const own = f.connect(NODE_A);
+    await synced(own);
+    expect(f.xds.clients().map((c) => [c.id, c.caller])).toEqual([[NODE_A, "istio-system/ztunnel (pod zt-a)"]]);
+  });
+
+  it("an XdsRefusal ends the stream with its status and an opaque message: UNAVAILABLE (authentication unavailable), PERMISSION_DENIED", async () => {
+    let next: XdsRefusal = new XdsRefusal(grpc.status.UNAVAILABLE, "TokenReview: connect ECONNREFUSED");
+    const f = await start(baseSnapshot(), async () => {
+      throw next;
+    });
+    const a = f.connect(NODE_A);
+    a.subscribe(TYPES);
+    expect(await a.ended).toMatchObject({ code: grpc.status.UNAVAILABLE, details: "cannot authenticate the caller now; try again" });
+    next = new XdsRefusal(grpc.status.PERMISSION_DENIED, "default/sleep is not a trusted node account");
+    const b = f.connect(NODE_A);
+    b.subscribe(TYPES);
+    const st = await b.ended;
+    expect(st.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(st.details).not.toContain("sleep");
+    expect(f.logs.filter((l) => l["code"] === "TOKEN_REVIEW_FAILED")).toMatchObject([{ err: "TokenReview: connect ECONNREFUSED", level: 50 }]);
+    expect(f.logs.filter((l) => l["code"] === "XDS_CLIENT_FORBIDDEN")).toMatchObject([{ err: "default/sleep is not a trusted node account" }]);
+  });
+
+  it("a stream that neither ACKs nor NACKs its first response of a type is ended (DEADLINE_EXCEEDED); one that answered stays", async () => {
+    const f = await start(baseSnapshot(), acceptEveryCaller, { firstAckTimeoutMs: 300 });
+    const good = f.connect("answers");
+    await synced(good);
+    await allAcked(f.xds, 1);
+    const silent = f.connect("silent");
+    silent.subscribe(TYPES);
+    await silent.next(ADDRESS_TYPE);
+    expect((await silent.ended).code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(f.xds.clients().map((c) => c.id)).toEqual(["answers"]);
+    expect(f.logs.filter((l) => l["code"] === "XDS_CLIENT_OVER_LIMIT").map((l) => l["client"])).toEqual(["silent"]);
+    // Later responses are not on that clock: the good client, not ACKing a later one, is kept until the sweep has run again.
+    f.store.apply({ workloads: [podWorkload(1, { node: "later" })] });
+    await good.next(ADDRESS_TYPE);
+    const again = f.connect("silent-2");
+    again.subscribe([ADDRESS_TYPE]);
+    await again.next(ADDRESS_TYPE);
+    expect((await again.ended).code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(f.xds.clients().map((c) => c.id)).toEqual(["answers"]);
+  });
+
+  it("close() refuses the streams still authenticating (UNAVAILABLE), and one whose authentication ends after close() never starts", async () => {
+    const waiting: ((c: XdsCaller) => void)[] = [];
+    const f = await start(baseSnapshot(), () => new Promise<XdsCaller>((resolve) => waiting.push(resolve)));
+    const a = f.connect("pending-a");
+    a.subscribe(TYPES);
+    const b = f.connect("pending-b");
+    b.subscribe(TYPES);
+    await until("both authenticating", () => waiting.length === 2);
+    f.xds.close();
+    waiting[1]!({ name: "late" });
+    const bounded = (p: Promise<grpc.StatusObject>): Promise<grpc.StatusObject | "still open"> => Promise.race([p, new Promise<"still open">((r) => setTimeout(() => r("still open"), 5_000))]);
+    expect(await bounded(a.ended)).toMatchObject({ code: grpc.status.UNAVAILABLE });
+    expect(await bounded(b.ended)).toMatchObject({ code: grpc.status.UNAVAILABLE });
+    expect(b.responses).toEqual([]);
+    expect(f.xds.clients()).toEqual([]);
+  });
+
+  it("a NACK's error_detail is kept and logged cut to about 1 KiB", async () => {
+    const f = await start();
+    const c = f.connect("verbose");
+    await synced(c);
+    f.store.apply({ workloads: [podWorkload(1, { node: "elsewhere" })] });
+    const r = await c.next(ADDRESS_TYPE);
+    c.nack(r, "x".repeat(100_000));
+    await until("the NACK seen", () => f.xds.stats().nacks === 1);
+    const kept = f.xds.clients()[0]!.types[ADDRESS_TYPE]!.lastNack!.message;
+    expect(kept.length).toBeLessThanOrEqual(MAX_NACK_DETAIL + 40);
+    expect(kept.startsWith("x".repeat(MAX_NACK_DETAIL))).toBe(true);
+    const log = f.logs.find((l) => l["code"] === "XDS_CLIENT_NACK")!;
+    expect(String(log["detail"]).length).toBeLessThanOrEqual(MAX_NACK_DETAIL + 40);
+    expect(String(log["msg"]).length).toBeLessThanOrEqual(MAX_NACK_DETAIL + 200);
+  });
+
+  it("sends a change's policies before its addresses, though the client subscribed Address first", async () => {
+    const f = await start();
+    const c = f.connect("order");
+    await synced(c); // Address subscribed first
+    await allAcked(f.xds, 1);
+    const order: string[] = []; // as received (next() reorders `responses`)
+    c.onResponse = (r) => order.push(r.type_url);
+    // A new selector policy and the workload that now names it, in one change.
+    f.store.apply({ policies: [policy("allow-ns", "ns-1"), policy("by-app", "ns-1", { scope: "WorkloadSelector", selector: new Map([["app", "app-0"]]) })] });
+    await c.next(ADDRESS_TYPE);
+    await c.next(AUTHORIZATION_TYPE);
+    expect(order).toEqual([AUTHORIZATION_TYPE, ADDRESS_TYPE]);
   });
 });

@@ -5,8 +5,19 @@
  * `flush()` sends a type's diff when nothing of that type is in flight and the stream is
  * not waiting for a drain; the server calls it after table changes, ACKs and drains.
  */
-import type { DeltaRequest, DeltaResponse, XdsResource } from "@zt/istio";
+import { ADDRESS_TYPE, AUTHORIZATION_TYPE, type DeltaRequest, type DeltaResponse, type XdsResource } from "@zt/istio";
 import type { XdsTable, XdsType } from "./xds-table.js";
+
+/**
+ * The order a flush sends the types in: policies before addresses, whatever order the
+ * client subscribed in (the agent subscribes Address first). A workload's new
+ * `authorization_policies` list may name a policy that is new in the same change; sent
+ * the other way round, the client would hold a workload naming a policy it does not have yet.
+ */
+const SEND_ORDER: readonly XdsType[] = [AUTHORIZATION_TYPE, ADDRESS_TYPE];
+
+/** At least this many explicit names per type may be subscribed (more: twice the table's size for that type). */
+export const MIN_EXPLICIT_NAMES = 10_000;
 
 /** More changed names than this at once and the next response diffs the whole table instead. */
 const FULL_DIFF_OVER = 1000;
@@ -56,11 +67,18 @@ export class TypeState {
   nacks = 0;
   lastNack: NackRecord | null = null;
 
-  constructor(request: DeltaRequest) {
+  /** Since when (ms) its first response waits for an ACK or NACK; null once answered, or before it is sent. */
+  firstUnanswered: number | null = null;
+
+  /** Throws NamesOverLimit when it asks for more than `maxNames` explicit names. */
+  constructor(request: DeltaRequest, maxNames = Infinity) {
     const subscribe = request.resource_names_subscribe ?? [];
     if (subscribe.length > 0 && !subscribe.includes("*")) {
       this.wildcard = false;
-      for (const n of subscribe) this.names.add(n);
+      for (const n of subscribe) {
+        if (!this.names.has(n) && this.names.size >= maxNames) throw new NamesOverLimit(maxNames);
+        this.names.add(n);
+      }
     }
     for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) this.held.set(name, version);
   }
@@ -79,13 +97,19 @@ export class TypeState {
     for (const n of names) this.pending.add(n);
   }
 
-  /** Subscription changes after the first request (explicit names; a wildcard ignores them). */
-  resubscribe(request: DeltaRequest): void {
+  /**
+   * Subscription changes after the first request (explicit names; a wildcard ignores them,
+   * and "*" again when already a wildcard changes nothing). Throws NamesOverLimit when the
+   * explicit names would be more than `maxNames`.
+   */
+  resubscribe(request: DeltaRequest, maxNames = Infinity): void {
     for (const n of request.resource_names_subscribe ?? []) {
       if (n === "*") {
+        if (this.wildcard) continue;
         this.wildcard = true;
         this.full = true;
       } else if (!this.wildcard && !this.names.has(n)) {
+        if (this.names.size >= maxNames) throw new NamesOverLimit(maxNames);
         this.names.add(n);
         this.changed([n]);
       }
@@ -139,6 +163,13 @@ export class TypeState {
   }
 }
 
+/** A subscription asked for more explicit names than a stream may hold. */
+export class NamesOverLimit extends Error {
+  constructor(readonly limit: number) {
+    super(`more than ${limit} explicit resource names subscribed`);
+  }
+}
+
 export interface SessionSink {
   /** Writes one response; false when the stream asks to wait for a drain. `written` once it has gone to the connection. */
   write(response: DeltaResponse, written: () => void): boolean;
@@ -158,6 +189,8 @@ export class Session {
   /** A flush left a type for its unwritten response; the server is told when one is written. */
   heldBack = false;
   closed = false;
+  /** "<pod>.<namespace>" the caller's token is bound to, when its authentication says. */
+  callerPod: string | null = null;
 
   constructor(
     readonly peer: string,
@@ -170,7 +203,9 @@ export class Session {
 
   /** Sends what is due for each type; `sent` is told of each response. */
   flush(table: XdsTable, sent: (type: XdsType, resources: number, removed: number) => void): void {
-    for (const [type, t] of this.types) {
+    for (const type of SEND_ORDER) {
+      const t = this.types.get(type);
+      if (!t) continue;
       if (this.closed || this.blocked) return;
       if (t.inFlight !== null || (t.firstSent && !t.full && t.pending.size === 0)) continue;
       if (t.unwritten) {
@@ -180,6 +215,7 @@ export class Session {
       const { resources, removed } = t.diff(type, table);
       if (t.firstSent && resources.length === 0 && removed.length === 0) continue;
       const nonce = this.nextNonce();
+      if (!t.firstSent) t.firstUnanswered = Date.now();
       t.firstSent = true;
       t.inFlight = nonce;
       t.lastNonceSent = nonce;

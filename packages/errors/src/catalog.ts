@@ -178,8 +178,10 @@ export const CATALOG = {
   CA_CALLER_UNAUTHENTICATED: agent("warn"),
   CA_CALLER_FORBIDDEN: agent("warn"),
   TOKEN_REVIEW_FAILED: agent("error"),
-  // zt-controller's xDS server: a stream refused by its authentication, a response refused (NACKed) by a client, a resource it cannot encode.
+  // zt-controller's xDS server: a stream refused by its authentication or by who the caller is, a stream over a limit (streams per pod, names, an unanswered first response), a response refused (NACKed) by a client, a resource it cannot encode.
   XDS_CLIENT_UNAUTHENTICATED: agent("warn"),
+  XDS_CLIENT_FORBIDDEN: agent("warn"),
+  XDS_CLIENT_OVER_LIMIT: agent("warn"),
   XDS_CLIENT_NACK: agent("warn"),
   XDS_RESOURCE_UNSERVABLE: agent("error"),
 } as const satisfies Record<string, ErrorSpec>;
