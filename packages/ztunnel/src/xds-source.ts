@@ -3,8 +3,9 @@
  * @zt/istio's delta ADS client following istio.workload.Address and
  * istio.security.Authorization, each response applied to the store as one MeshDelta.
  * A resource the agent cannot serve is NACKed by name and the rest apply. Readiness waits
- * until both types have been ACKed once; `/config_dump` `source` shows the stream's
- * state, the last nonce ACKed and the last NACK per type.
+ * until both types have had a response applied (wholly, or but for what was NACKed);
+ * `/config_dump` `source` shows the stream's state, the last nonce ACKed and the last NACK
+ * per type.
  * @zt/istio (gRPC and protobufjs under it) is loaded only when this source is used.
  */
 import type { Logger } from "pino";
