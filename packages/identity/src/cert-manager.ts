@@ -240,6 +240,8 @@ export function createCertManager(opts: CertManagerOptions): CertManager {
             status: STATUS[state],
             certChain: dumpCerts(e.current?.certChain ?? []),
             rootCerts: dumpCerts(e.current?.roots ?? []),
+            // When the wanted certificate is to be replaced (on-demand ones are not rotated by timer).
+            ...(usable(e) && e.wanted ? { rotatesAt: rfc3339(new Date(e.refreshAt)) } : {}),
           } as const;
           if (!e.lastError) return base;
           const lastError = { code: e.lastError.code, message: e.lastError.message, at: rfc3339(new Date(e.lastErrorAt)) };

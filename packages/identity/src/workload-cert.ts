@@ -42,6 +42,8 @@ export interface CertDump {
    * `lastError`), "failed" (no valid certificate, and the last attempt failed; retried with backoff).
    */
   readonly status: "pending" | "available" | "failed";
+  /** RFC 3339: when this certificate is to be replaced (a certificate of a workload on this node). */
+  readonly rotatesAt?: string;
   /** Last issuance/rotation failure, while it is not yet resolved (the message of `lastError`). */
   readonly error?: string;
   /** The same failure with its stable code and when it happened (RFC 3339). */

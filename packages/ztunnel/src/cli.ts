@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from "commander";
+import { Argument, Command, CommanderError, Option } from "commander";
 import { ZtError } from "@zt/errors";
 import { startAgent, VERSION } from "./agent.js";
 import { envHelp, loadConfig } from "./config.js";
 import { createLogger } from "./logging.js";
+import { ConfigCommandError, runConfigCommand, type ConfigCommandOptions } from "./config-cli.js";
+import { VIEWS, type View } from "./config-views.js";
 
 /** What each listener variable's port is for (variables not listed here still show under Environment). */
 const PORTS: Readonly<Record<string, string>> = {
@@ -75,6 +77,24 @@ function program(setExit: (code: number) => void): Command {
   p.command("run")
     .description("start the agent (configured by the environment below)")
     .action(async () => setExit(await run()));
+  p.command("config")
+    .description("what a running agent believes (like istioctl ztunnel-config): workloads, services, policies, certificates, or all")
+    .addArgument(new Argument("<view>", "what to show").choices([...VIEWS, "all"]))
+    .option("--admin <host:port>", "the agent's admin address", "127.0.0.1:15000")
+    .addOption(new Option("-o, --output <format>", "table, or json / yaml for scripts").choices(["table", "json", "yaml"]).default("table"))
+    .option("--namespace <namespace>", "only this namespace's")
+    .option("--workload-node <node>", "only the workloads on this node (and the services' endpoints there)")
+    .option("--node <node>", "refuse unless the agent asked is this node's")
+    .action(async (view: View | "all", o: ConfigCommandOptions) => {
+      try {
+        process.stdout.write(await runConfigCommand(view, o));
+        setExit(0);
+      } catch (err) {
+        if (!(err instanceof ConfigCommandError)) throw err;
+        process.stderr.write(`ztunnel config: ${err.message}\n`);
+        setExit(1);
+      }
+    });
   p.command("version")
     .description("print the version")
     .action(() => {
