@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { parse } from "yaml";
-import { startLoopbackMesh, ZTUNNEL_BIN, type LoopbackMesh } from "@zt/harness";
+import { httpGet, startLoopbackMesh, ZTUNNEL_BIN, type LoopbackMesh } from "@zt/harness";
 
 // `ztunnel config <view>` against a real agent (the embedded mesh, node-a): each view as a
 // table, and parsed back from -o json and -o yaml; the filters; an agent that cannot be asked.
@@ -50,6 +50,11 @@ describe("ztunnel config", () => {
     const svcs = await json<{ hostname: string; vips: string; ports: string; endpoints: number; healthy: number }[]>("services");
     expect(svcs).toEqual([expect.objectContaining({ hostname: "echo.default.svc.cluster.local", vips: "127.0.3.1", ports: "80->8080", endpoints: 2, healthy: 2 })]);
     expect((await json<{ endpoints: number }[]>("services", "--workload-node", "node-a"))[0]!.endpoints).toBe(1);
+  });
+
+  test("/config_dump lists, per workload, the policies that apply to it", async () => {
+    const d = JSON.parse((await httpGet(admin(), "/config_dump")).body) as { workloads: { name: string; policies: string[] }[] };
+    expect(Object.fromEntries(d.workloads.map((w) => [w.name, w.policies]))).toEqual({ "sleep-a": ["default/deny-9999"], "echo-a": ["default/deny-9999"], "echo-b": ["default/deny-9999"], "legacy-b": [] });
   });
 
   test("policies and certificates: state, serial, validity and time to rotation of this node's certificates", async () => {

@@ -111,8 +111,19 @@ export function captureWithApiSuite(discovery: "kubernetes" | "controller"): () 
           if (skipped) await until(`${k.name} reported on node-b`, seen, (names) => names.includes(k.name), 10_000);
           else await until(`${k.name} on node-b`, policies, (ps) => ps.includes(k.name), 10_000);
           const got: Record<string, boolean> = {};
-          for (const from of Object.keys(k.allowed)) got[from] = (await c.flow(from, ip("echo-b"), 8080)).ok;
+          const clients: Record<string, string> = {};
+          for (const from of Object.keys(k.allowed)) {
+            const r = await c.flow(from, ip("echo-b"), 8080);
+            got[from] = r.ok;
+            clients[from] = r.client;
+          }
           expect(got).toEqual(k.allowed);
+          if (k.annotations?.["istio.io/dry-run"] === "true") {
+            // Allowed, and the line and the metric say what enforcing it would have done.
+            const b = c.agent("node-b");
+            expect(await logFor(b, "inbound", clients["sleep-a"]!)).toMatchObject({ "authz.dry_run": `default/${k.name}`, "authz.dry_run_decision": "deny" });
+            expect(counter((await b.get("stats", "/metrics")).body, "ztunnel_authz_dry_run_total", { policies: `default/${k.name}`, decision: "deny" })).toBeGreaterThanOrEqual(3);
+          }
         } finally {
           c.kube!.api.store.remove("AuthorizationPolicy", "default", k.name);
           await until(`${k.name} gone`, seen, (names) => !names.includes(k.name), 10_000);

@@ -4,7 +4,7 @@ import { formatHostPort, normalizeIp } from "@zt/state";
 import { fail, fillDst, newRecord, run } from "./connection.js";
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
-import { decide } from "./policy.js";
+import { decide, noteDryRun } from "./policy.js";
 import { ProxyError, toProxyError } from "./errors.js";
 import { createProxyListener, lastResort } from "./listener.js";
 
@@ -31,6 +31,7 @@ async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Pro
       throw new ProxyError("LOOP", `plaintext connection to port ${dstPort}, one of the agent's own ports`);
     }
     const decision = decide(ctx, dst, { srcIdentity: undefined, srcIp, dstIp, dstPort });
+    noteDryRun(rec, decision);
     if (!decision.allow) {
       throw new ProxyError("AUTHZ_DENIED", `plaintext connection from ${srcIp} to ${dst.namespace}/${dst.name}:${dstPort} denied by ${decision.policy ?? "policy"} (${decision.reason})`);
     }

@@ -5,7 +5,7 @@ import { formatHostPort, parseHostPort } from "@zt/state";
 import { fail, fillDst, newRecord, run } from "./connection.js";
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
-import { decide } from "./policy.js";
+import { decide, noteDryRun } from "./policy.js";
 import { ProxyError, toProxyError } from "./errors.js";
 import { verifiedSource } from "./inbound-source.js";
 import { forgetCopies } from "./stream-copies.js";
@@ -80,6 +80,7 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
     return refuse(new ProxyError("HBONE_LOOP", `HBONE CONNECT to port ${target.port}, one of the agent's own ports`));
   }
   const decision = decide(ctx, dst, { srcIdentity: peer.identity, srcIp: src.ip, dstIp: target.ip, dstPort: target.port });
+  noteDryRun(rec, decision);
   if (!decision.allow) {
     return refuse(new ProxyError("AUTHZ_DENIED", `connection from ${peer.identity?.id ?? "unknown"} (${src.addr}) to ${dst.namespace}/${dst.name}:${target.port} denied by ${decision.policy ?? "policy"} (${decision.reason})`));
   }

@@ -35,6 +35,11 @@ export interface ConnectionRecord {
   /** Bytes from the destination back to the source. */
   bytesRecv: number;
   flag: ResponseFlag;
+  /**
+   * Dry-run policies that applied ("namespace/name", comma-separated) and what enforcing them
+   * would have decided: set only when one did, for the access log and ztunnel_authz_dry_run_total.
+   */
+  dryRun?: { readonly policies: string; readonly decision: "allow" | "deny" } | undefined;
   /** Error code + message when the connection failed or was refused. */
   error?: { readonly code: ConnectionCode; readonly message: string } | undefined;
 }

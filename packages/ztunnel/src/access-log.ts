@@ -101,6 +101,10 @@ function logLine(log: Logger, rec: ConnectionRecord, suppressed: number): void {
   line["bytes_recv"] = rec.bytesRecv;
   line["duration"] = Math.max(0, Date.now() - rec.startMs);
   if (rec.flag !== "-") line["response_flags"] = rec.flag;
+  if (rec.dryRun) {
+    line["authz.dry_run"] = clip(rec.dryRun.policies);
+    line["authz.dry_run_decision"] = rec.dryRun.decision;
+  }
   if (rec.error) line["error"] = clip(`${rec.error.code}: ${rec.error.message}`, MAX_ERROR);
   if (suppressed > 0) line["suppressed"] = suppressed;
   if (!rec.error) log.info(line, "connection complete");

@@ -1,5 +1,5 @@
 import type { CertManager } from "@zt/identity";
-import type { MeshStore } from "@zt/state";
+import { policyName, type MeshStore } from "@zt/state";
 import { describeConfig, type Config } from "./config.js";
 import type { WorkloadSource } from "./workload-source.js";
 
@@ -24,7 +24,8 @@ export function createConfigDump(d: ConfigDumpDeps): () => Promise<unknown> {
     const s = d.store.snapshot();
     return {
       warnings: d.source?.warnings() ?? [],
-      workloads: s.workloads.map(plain),
+      // Per workload, the policies that apply to it (as the data path evaluates them), by "namespace/name".
+      workloads: s.workloads.map((w) => ({ ...(plain(w) as object), policies: d.store.policiesFor(w).map(policyName) })),
       services: s.services.map(plain),
       policies: s.policies.map(plain),
       certificates: d.certs.dump(),

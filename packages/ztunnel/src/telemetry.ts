@@ -50,6 +50,12 @@ export function createTelemetry(deps: TelemetryDeps): Telemetry {
     labelNames: ["listener", "reason"],
     registers: [registry],
   });
+  const dryRuns = new Counter({
+    name: "ztunnel_authz_dry_run_total",
+    help: "Inbound connections to which dry-run policies applied, by those policies (comma-separated) and what enforcing them would have decided",
+    labelNames: ["policies", "decision"],
+    registers: [registry],
+  });
   const access = createAccessLog(deps.logger);
   new Gauge({
     name: "ztunnel_access_log_suppressed_total",
@@ -89,6 +95,7 @@ export function createTelemetry(deps: TelemetryDeps): Telemetry {
       if (rec.flag !== "-") failed.labels(labels).inc();
       if (rec.bytesSent > 0) sent.labels(labels).inc(rec.bytesSent);
       if (rec.bytesRecv > 0) received.labels(labels).inc(rec.bytesRecv);
+      if (rec.dryRun) dryRuns.labels(rec.dryRun.policies, rec.dryRun.decision).inc();
       access.write(rec, wasOpen);
     },
     dropped(listener, reason) {
