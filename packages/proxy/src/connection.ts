@@ -1,8 +1,9 @@
 import type http2 from "node:http2";
 import type net from "node:net";
-import { workloadIdentity, type Workload } from "@zt/state";
-import type { ProxyContext } from "./context.js";
+import { workloadIdentity, type AuthzConnection, type Workload } from "@zt/state";
+import type { LiveConnection, ProxyContext } from "./context.js";
 import { ProxyError, toProxyError } from "./errors.js";
+import { decide } from "./policy.js";
 import { splice, type SpliceOutcome } from "./splice.js";
 import type { ConnectionRecord } from "./types.js";
 
@@ -13,17 +14,25 @@ export function run(
   tcp: net.Socket,
   peer: net.Socket | http2.Http2Stream,
   counting: "sent-is-upstream-written" | "sent-is-client-read",
+  /** Inbound: what authorization decided on, so that a change of policies re-decides it. */
+  authz?: InboundAuthz,
 ): void {
   ctx.observer.opened(rec);
-  const relayed = new Relayed(ctx, rec, tcp, peer, counting);
+  const relayed = new Relayed(ctx, rec, tcp, peer, counting, authz);
   ctx.live.add(relayed);
   resetIfAgentDies(ctx, tcp);
   if (!("rstCode" in peer)) resetIfAgentDies(ctx, peer);
   splice(tcp, peer, relayed);
 }
 
+/** The destination workload and the connection as authorization saw them when it was let in. */
+export interface InboundAuthz {
+  readonly dst: Workload;
+  readonly conn: AuthzConnection;
+}
+
 /** One relayed connection: in the live set (the drain may cut it) until splice says it ended. One object, no closures. */
-class Relayed {
+class Relayed implements LiveConnection {
   // Bytes the socket carried before the relay (a SOCKS5 handshake) are not the connection's payload.
   private readonly readBase: number;
   private readonly writtenBase: number;
@@ -36,6 +45,7 @@ class Relayed {
     private readonly tcp: net.Socket,
     private readonly peer: net.Socket | http2.Http2Stream,
     private readonly counting: "sent-is-upstream-written" | "sent-is-client-read",
+    private readonly authz: InboundAuthz | undefined,
   ) {
     this.readBase = tcp.bytesRead;
     this.writtenBase = tcp.bytesWritten;
@@ -43,6 +53,21 @@ class Relayed {
 
   destroy(): void {
     this.cut = new ProxyError("DRAINING", "the agent's drain window (DRAIN_TIMEOUT) ended with the connection still open: reset");
+    this.tcp.resetAndDestroy();
+  }
+
+  /**
+   * The policies changed: decide again, on the destination as the store now has it. Denied
+   * now, the connection is reset at both ends (as Istio's ztunnel does), its line naming the
+   * policy; allowed, it is left alone.
+   */
+  reauthorize(): void {
+    const a = this.authz;
+    if (!a || this.cut) return;
+    const dst = this.ctx.store.workloadByUid(a.dst.uid) ?? a.dst;
+    const d = decide(this.ctx, dst, a.conn);
+    if (d.allow) return;
+    this.cut = new ProxyError("AUTHZ_DENIED", `connection closed: the policies changed and now deny it (${d.policy ?? "no policy allows it"}, ${d.reason})`);
     this.tcp.resetAndDestroy();
   }
 

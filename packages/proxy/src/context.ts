@@ -41,6 +41,13 @@ export interface ProxyContext {
    * truncated data off as complete; cleared before a graceful close. Absent without the addon.
    */
   readonly lingerReset?: (socket: net.Socket, on: boolean) => void;
-  /** Live connections, so a drain can wait for them and then cut the rest. */
-  readonly live: Set<{ destroy(): void }>;
+  /** Live connections, so a drain can wait for them and then cut the rest, and a change of policies re-decide them. */
+  readonly live: Set<LiveConnection>;
+}
+
+export interface LiveConnection {
+  /** Reset it now (the drain window ended). */
+  destroy(): void;
+  /** Decide its authorization again (inbound ones; the others ignore it). */
+  reauthorize(): void;
 }

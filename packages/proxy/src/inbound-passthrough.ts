@@ -30,7 +30,8 @@ async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Pro
     if (ctx.ownPorts.has(dstPort)) {
       throw new ProxyError("LOOP", `plaintext connection to port ${dstPort}, one of the agent's own ports`);
     }
-    const decision = decide(ctx, dst, { srcIdentity: undefined, srcIp, dstIp, dstPort });
+    const conn = { srcIdentity: undefined, srcIp, dstIp, dstPort };
+    const decision = decide(ctx, dst, conn);
     noteDryRun(rec, decision);
     if (!decision.allow) {
       throw new ProxyError("AUTHZ_DENIED", `plaintext connection from ${srcIp} to ${dst.namespace}/${dst.name}:${dstPort} denied by ${decision.policy ?? "policy"} (${decision.reason})`);
@@ -38,7 +39,7 @@ async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Pro
     const upstream = await dialTcp(ctx, dstIp, dstPort, { srcIp });
     // Not removeAllListeners: it would make the socket's listener table a dictionary for its life.
     client.removeListener("error", ignore);
-    run(ctx, rec, upstream, client, "sent-is-upstream-written");
+    run(ctx, rec, upstream, client, "sent-is-upstream-written", { dst, conn });
   } catch (e) {
     client.resetAndDestroy();
     fail(ctx, rec, toProxyError(e));

@@ -79,7 +79,8 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
   if (ctx.ownPorts.has(target.port)) {
     return refuse(new ProxyError("HBONE_LOOP", `HBONE CONNECT to port ${target.port}, one of the agent's own ports`));
   }
-  const decision = decide(ctx, dst, { srcIdentity: peer.identity, srcIp: src.ip, dstIp: target.ip, dstPort: target.port });
+  const conn = { srcIdentity: peer.identity, srcIp: src.ip, dstIp: target.ip, dstPort: target.port };
+  const decision = decide(ctx, dst, conn);
   noteDryRun(rec, decision);
   if (!decision.allow) {
     return refuse(new ProxyError("AUTHZ_DENIED", `connection from ${peer.identity?.id ?? "unknown"} (${src.addr}) to ${dst.namespace}/${dst.name}:${target.port} denied by ${decision.policy ?? "policy"} (${decision.reason})`));
@@ -107,7 +108,7 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
   }
   stream.respond({ ":status": 200 });
   forgetResponse(stream);
-  run(ctx, rec, upstream, stream, "sent-is-upstream-written");
+  run(ctx, rec, upstream, stream, "sent-is-upstream-written", { dst, conn });
 }
 
 function ignore(): void {}

@@ -17,10 +17,11 @@ import {
   createReceiveBudget,
   createSocks5Server,
   type FdBudget,
+  type LiveConnection,
   type ProxyContext,
 } from "@zt/proxy";
 import { setLingerReset, sockopt } from "@zt/sockopt";
-import type { MeshStore } from "@zt/state";
+import type { MeshChange, MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 import { addrOf, listen, type ListenOpts } from "./listen.js";
 import { createListenerErrors } from "./listener-errors.js";
@@ -89,7 +90,12 @@ export async function startDataPath(d: DataPathDeps): Promise<DataPath> {
     dialer: d.sockets.dialer,
     onFault: d.onFault,
   });
-  const live: Set<{ destroy(): void }> = d.onLive ? new CountingSet(d.onLive) : new Set();
+  const live: Set<LiveConnection> = d.onLive ? new CountingSet(d.onLive) : new Set();
+  // Policies changed (or which ones a workload names): every live inbound connection is decided again; the denied ones are reset.
+  d.store.onChange((_v, change) => {
+    if (!policiesMayHaveChanged(change)) return;
+    for (const c of [...live]) c.reauthorize();
+  });
   const ctx: ProxyContext = {
     nodeName: config.nodeName,
     trustDomain: config.trustDomain,
@@ -225,4 +231,11 @@ async function waitFor(busy: () => number, timeoutMs: number): Promise<void> {
   while (busy() > 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** A replace, new policies, or workloads that name their policies (delta xDS): what can change an inbound connection's verdict. */
+function policiesMayHaveChanged(change: MeshChange): boolean {
+  if (change.kind === "replace") return true;
+  const d = change.delta;
+  return d.policies !== undefined || (d.workloads ?? []).some((w) => w.authorizationPolicies !== undefined);
 }
