@@ -4,11 +4,11 @@
  * (decoded requests) and answers with scripted responses, then ends, breaks or kills.
  * It knows nothing of what a real server would send; each test says it.
  */
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import { loadOrCreateCa } from "@zt/identity";
 import { ADS_SERVICE } from "../grpc.js";
 import type { DeltaRequest, DeltaResponse } from "../messages.js";
 
@@ -49,16 +49,13 @@ interface Cert {
   readonly key: string;
 }
 
-/** A self-signed ECDSA serving certificate for PEER_HOSTNAME, from openssl (the mesh CA issues workload certificates only). */
-function servingCert(): Cert {
+/** A serving certificate for PEER_HOSTNAME from a fresh mesh CA of our own, and that CA's root. */
+async function servingCert(): Promise<Cert & { readonly root: string }> {
   const dir = mkdtempSync(path.join(tmpdir(), "zt-xds-peer-"));
   try {
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-      "-subj", "/CN=fake-istiod", "-addext", `subjectAltName=DNS:${PEER_HOSTNAME}`,
-      "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem"),
-    ], { stdio: "ignore" });
-    return { cert: readFileSync(path.join(dir, "cert.pem"), "utf8"), key: readFileSync(path.join(dir, "key.pem"), "utf8") };
+    const ca = await loadOrCreateCa({ dir, trustDomain: "cluster.local" });
+    const s = await ca.issueServing({ dns: [PEER_HOSTNAME] }, 24 * 3600_000);
+    return { cert: s.certChain.join(""), key: s.keyPem, root: s.roots.join("") };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -121,7 +118,7 @@ function peerStream(call: Duplex): PeerStream {
 }
 
 export async function startXdsPeer(): Promise<XdsPeer> {
-  const { cert, key } = servingCert();
+  const { cert, key, root } = await servingCert();
   const streams: PeerStream[] = [];
   let taken = 0;
   const waiting: ((s: PeerStream) => void)[] = [];
@@ -153,7 +150,7 @@ export async function startXdsPeer(): Promise<XdsPeer> {
     get address() {
       return `127.0.0.1:${port}`;
     },
-    rootPem: cert,
+    rootPem: root,
     streams,
     nextStream: (timeoutMs = 10_000) => {
       if (taken < streams.length) return Promise.resolve(streams[taken++]!);
