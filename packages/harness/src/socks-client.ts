@@ -5,6 +5,8 @@ export interface SocksConnectOptions {
   readonly proxy: { readonly host: string; readonly port: number };
   /** Local address to bind: the source workload's IP. */
   readonly localAddress?: string;
+  /** Local port to bind (so that the connection's access-log line can be found by its source address). */
+  readonly localPort?: number;
   /** Target: an IP or a hostname, and a port. */
   readonly host: string;
   readonly port: number;
@@ -24,7 +26,7 @@ export class SocksRefused extends Error {
  */
 export function socksConnect(o: SocksConnectOptions): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: o.proxy.host, port: o.proxy.port, ...(o.localAddress ? { localAddress: o.localAddress } : {}), allowHalfOpen: true, noDelay: true });
+    const s = net.connect({ host: o.proxy.host, port: o.proxy.port, ...(o.localAddress ? { localAddress: o.localAddress } : {}), ...(o.localPort ? { localPort: o.localPort } : {}), allowHalfOpen: true, noDelay: true });
     let buf: Buffer = Buffer.alloc(0);
     let stage = 0;
     const fail = (err: Error): void => {

@@ -4,8 +4,8 @@ import { formatHostPort, normalizeIp } from "@zt/state";
 import { fail, fillDst, newRecord, run } from "./connection.js";
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
-import { decide, noteDryRun } from "./policy.js";
-import { ProxyError, toProxyError } from "./errors.js";
+import { admit, noteDryRun } from "./policy.js";
+import { toProxyError } from "./errors.js";
 import { createProxyListener, lastResort } from "./listener.js";
 
 /** 15006: plaintext inbound capture from clients outside the mesh; no identity, policy still applies. */
@@ -22,20 +22,12 @@ async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Pro
   const srcIp = normalizeIp(client.remoteAddress ?? "") ?? "";
   const rec = newRecord(formatHostPort(srcIp, client.remotePort ?? 0), formatHostPort(dstIp, dstPort), "inbound", "plaintext");
   try {
-    const dst = ctx.store.workloadByIp(dstIp);
-    if (!dst || dst.node !== ctx.nodeName) {
-      throw new ProxyError("PLAINTEXT_NOT_LOCAL", `plaintext connection to ${dstIp}, which is not a workload of node ${ctx.nodeName}`);
-    }
-    fillDst(rec, dst);
-    if (ctx.ownPorts.has(dstPort)) {
-      throw new ProxyError("LOOP", `plaintext connection to port ${dstPort}, one of the agent's own ports`);
-    }
     const conn = { srcIdentity: undefined, srcIp, dstIp, dstPort };
-    const decision = decide(ctx, dst, conn);
-    noteDryRun(rec, decision);
-    if (!decision.allow) {
-      throw new ProxyError("AUTHZ_DENIED", `plaintext connection from ${srcIp} to ${dst.namespace}/${dst.name}:${dstPort} denied by ${decision.policy ?? "policy"} (${decision.reason})`);
-    }
+    const a = admit(ctx, { listener: "plaintext", node: ctx.nodeName, srcAddr: srcIp }, conn);
+    if (a.dst) fillDst(rec, a.dst);
+    if (a.decision) noteDryRun(rec, a.decision);
+    if (!a.ok) throw a.refusal;
+    const dst = a.dst;
     const upstream = await dialTcp(ctx, dstIp, dstPort, { srcIp });
     // Not removeAllListeners: it would make the socket's listener table a dictionary for its life.
     client.removeListener("error", ignore);

@@ -5,7 +5,7 @@ import { formatHostPort, parseHostPort } from "@zt/state";
 import { fail, fillDst, newRecord, run } from "./connection.js";
 import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
-import { decide, noteDryRun } from "./policy.js";
+import { admit, noteDryRun } from "./policy.js";
 import { ProxyError, toProxyError } from "./errors.js";
 import { verifiedSource } from "./inbound-source.js";
 import { forgetCopies } from "./stream-copies.js";
@@ -70,21 +70,15 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
   if (target.ip !== peer.localIp) {
     return refuse(new ProxyError("HBONE_AUTHORITY_MISMATCH", `HBONE CONNECT to ${formatHostPort(target.ip, target.port)} arrived on ${peer.localIp}; the authority must name the address the connection was made to (relay attempt?)`));
   }
-  const dst = ctx.store.workloadByIp(target.ip);
-  if (!dst || dst.node !== ctx.nodeName) {
-    return refuse(new ProxyError("HBONE_NOT_LOCAL", `HBONE CONNECT to ${target.ip}, which is not a workload of node ${ctx.nodeName}; this agent relays to nothing else`));
-  }
-  fillDst(rec, dst);
-  rec.dst = { ...rec.dst, addr: formatHostPort(target.ip, target.port) };
-  if (ctx.ownPorts.has(target.port)) {
-    return refuse(new ProxyError("HBONE_LOOP", `HBONE CONNECT to port ${target.port}, one of the agent's own ports`));
-  }
   const conn = { srcIdentity: peer.identity, srcIp: src.ip, dstIp: target.ip, dstPort: target.port };
-  const decision = decide(ctx, dst, conn);
-  noteDryRun(rec, decision);
-  if (!decision.allow) {
-    return refuse(new ProxyError("AUTHZ_DENIED", `connection from ${peer.identity?.id ?? "unknown"} (${src.addr}) to ${dst.namespace}/${dst.name}:${target.port} denied by ${decision.policy ?? "policy"} (${decision.reason})`));
+  const a = admit(ctx, { listener: "hbone", node: ctx.nodeName, identity: peer.identity?.id, srcAddr: src.addr }, conn);
+  if (a.dst) {
+    fillDst(rec, a.dst);
+    rec.dst = { ...rec.dst, addr: formatHostPort(target.ip, target.port) };
   }
+  if (a.decision) noteDryRun(rec, a.decision);
+  if (!a.ok) return refuse(a.refusal);
+  const dst = a.dst;
   // A stream reset before its dial (rapid reset: HEADERS and RST_STREAM in one read) costs
   // no upstream connection: the dial waits for the rest of that read to be processed, and a
   // reset during the dial cancels it.

@@ -17,8 +17,11 @@ export type Route =
   | { kind: "hbone"; src: Workload; dst: Workload; service?: Service | undefined; ip: string; port: number; expected: string[] }
   | { kind: "passthrough"; src: Workload; dst?: Workload | undefined; service?: Service | undefined; ip: string; port: number };
 
+/** What routing reads: the data path's context, or explain's view of it. */
+export type RouteContext = Pick<ProxyContext, "store" | "nodeName" | "ownPorts" | "isLocalAddress" | "hbonePort" | "outboundPolicy">;
+
 /** Decide the route or throw the refusal: unknown source, loop, no endpoint, REGISTRY_ONLY. */
-export function route(ctx: ProxyContext, req: OutboundRequest): Route {
+export function route(ctx: RouteContext, req: OutboundRequest): Route {
   const src = ctx.store.workloadByIp(req.srcIp);
   if (!src || src.node !== ctx.nodeName || src.protocol !== "HBONE") {
     const why = !src ? "is not a known workload" : src.node !== ctx.nodeName ? `belongs to node ${src.node || "(none)"}, not ${ctx.nodeName}` : "is not enrolled in the mesh (protocol TCP)";

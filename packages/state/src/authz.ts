@@ -67,9 +67,26 @@ export function matchMatches(m: PolicyMatch, c: AuthzConnection): boolean {
   );
 }
 
-/** A policy matches if any rule matches; a rule if all its clauses do; a clause if any of its matches does. */
+/** The index of the first rule of `p` that matches, or -1. A rule matches if all its clauses do; a clause if any of its matches does. */
+export function matchingRule(p: Policy, c: AuthzConnection): number {
+  return p.rules.findIndex((rule) => rule.every((clause) => clause.some((m) => matchMatches(m, c))));
+}
+
+/** A policy matches if any rule matches. */
 export function policyMatches(p: Policy, c: AuthzConnection): boolean {
-  return p.rules.some((rule) => rule.every((clause) => clause.some((m) => matchMatches(m, c))));
+  return matchingRule(p, c) >= 0;
+}
+
+/** One policy as `authorize` weighed it (filled only when asked for, by explain). */
+export interface PolicyTrace {
+  /** "namespace/name". */
+  readonly policy: string;
+  readonly action: Policy["action"];
+  readonly dryRun: boolean;
+  /** Discovery never delivered it: it stands in as an ALLOW that matches nothing. */
+  readonly missing: boolean;
+  /** The first rule (0-based) that matched, or -1. */
+  readonly rule: number;
 }
 
 export function policyName(p: Policy): string {
@@ -90,9 +107,16 @@ function decide(policies: readonly Policy[], matched: ReadonlySet<Policy>): Omit
  * Decides a connection against the policies that apply to its destination workload
  * (MeshStore.policiesFor): any matching DENY denies; with no ALLOW policy the connection
  * is allowed; otherwise a matching ALLOW is needed. Dry-run policies never decide.
+ * With `trace`, each policy is also recorded there as it was weighed (explain's view of the
+ * same decision: the data path passes none).
  */
-export function authorize(policies: readonly Policy[], conn: AuthzConnection): AuthzDecision {
-  const matched = new Set(policies.filter((p) => policyMatches(p, conn)));
+export function authorize(policies: readonly Policy[], conn: AuthzConnection, trace?: PolicyTrace[]): AuthzDecision {
+  const matched = new Set<Policy>();
+  for (const p of policies) {
+    const rule = matchingRule(p, conn);
+    if (rule >= 0) matched.add(p);
+    trace?.push({ policy: policyName(p), action: p.action, dryRun: p.dryRun, missing: p.missing === true, rule });
+  }
   const enforced = policies.filter((p) => !p.dryRun);
   const actual = decide(enforced, matched);
   const dry = policies.filter((p) => p.dryRun);

@@ -16,9 +16,10 @@ export {
   type LocalConfigWatchOptions,
 } from "./local-file-source.js";
 export { createMeshStore, EMPTY_SNAPSHOT, type MeshChange, type MeshChangeListener, type MeshStore } from "./store.js";
-export { pickEndpoint, targetPort } from "./resolve.js";
+export { endpointCandidates, pickEndpoint, targetPort, type EndpointCandidate } from "./resolve.js";
 export {
   authorize,
+  matchingRule,
   matchMatches,
   policyMatches,
   policyName,
@@ -27,4 +28,5 @@ export {
   type AuthzDecision,
   type AuthzIdentity,
   type AuthzReason,
+  type PolicyTrace,
 } from "./authz.js";

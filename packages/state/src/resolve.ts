@@ -14,6 +14,29 @@ export function targetPort(service: Service, workload: Workload, servicePort: nu
   return target === 0 ? servicePort : target;
 }
 
+/** One endpoint of a service as the choice sees it: dialled on `port` with chance `weight`/total, or skipped and why. */
+export interface EndpointCandidate {
+  readonly workload: Workload;
+  /** The port to dial; undefined when the endpoint does not serve the service port. */
+  readonly port: number | undefined;
+  /** Its share of the weighted choice (`capacity`, at least 1); 0 when skipped. */
+  readonly weight: number;
+  /** Why it cannot be chosen: not Healthy, or no target for the service port. */
+  readonly skipped?: "unhealthy" | "no-port";
+}
+
+/** Every endpoint of `service` for `servicePort`, in the store's order, each with its port and weight, or why it is skipped. */
+export function endpointCandidates(store: Pick<MeshStore, "endpoints">, service: Service, servicePort: number): EndpointCandidate[] {
+  const out: EndpointCandidate[] = [];
+  for (const workload of store.endpoints(service)) {
+    const port = targetPort(service, workload, servicePort);
+    if (workload.status !== "Healthy") out.push({ workload, port, weight: 0, skipped: "unhealthy" });
+    else if (port === undefined) out.push({ workload, port, weight: 0, skipped: "no-port" });
+    else out.push({ workload, port, weight: Math.max(1, Math.floor(workload.capacity) || 1) });
+  }
+  return out;
+}
+
 /**
  * A weighted-random (by `capacity`) Healthy endpoint of `service` that serves `servicePort`,
  * with the port to dial. `random` returns [0, 1) like Math.random.
@@ -24,16 +47,9 @@ export function pickEndpoint(
   servicePort: number,
   random: () => number = Math.random,
 ): { workload: Workload; port: number } | undefined {
-  const candidates: { workload: Workload; port: number; weight: number }[] = [];
+  const candidates = endpointCandidates(store, service, servicePort).filter((c): c is EndpointCandidate & { port: number } => c.skipped === undefined);
   let total = 0;
-  for (const workload of store.endpoints(service)) {
-    if (workload.status !== "Healthy") continue;
-    const port = targetPort(service, workload, servicePort);
-    if (port === undefined) continue;
-    const weight = Math.max(1, Math.floor(workload.capacity) || 1);
-    candidates.push({ workload, port, weight });
-    total += weight;
-  }
+  for (const c of candidates) total += c.weight;
   if (candidates.length === 0) return undefined;
   let r = Math.min(Math.max(random(), 0), 0.999999999999) * total;
   for (const c of candidates) {

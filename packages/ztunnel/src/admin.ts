@@ -4,8 +4,10 @@
  */
 import http from "node:http";
 import type { Logger } from "pino";
+import type { Explanation, ExplainQuery } from "@zt/proxy";
 import { refuseForeign, type AdminOriginPolicy } from "./admin-origin.js";
 import { CONTROL_SERVER_OPTIONS } from "./control-limits.js";
+import { parseExplainQuery } from "./explain-query.js";
 import { LOG_LEVELS, operatorLevel, parseLogLevel, pinoLevel } from "./logging.js";
 
 export interface AdminDeps {
@@ -20,12 +22,15 @@ export interface AdminDeps {
   shutdown(): void;
   /** Shown on `/` as a key/value table (e.g. node, version, counts). */
   readonly summary: () => unknown | Promise<unknown>;
+  /** `/debug/explain`: what the agent and the destination's agent would do with a connection. */
+  readonly explain: (q: ExplainQuery) => Explanation;
   /** Which Host and Origin are this admin's own (see admin-origin.ts). */
   readonly origin: AdminOriginPolicy;
 }
 
 const PAGES: readonly (readonly [string, string])[] = [
   ["/config_dump", "workloads, services, policies, certificates and config as JSON"],
+  ["/debug/explain", "why a connection would be allowed, denied or routed where (?src=<ip>&dst=<ip:port>[&identity=<spiffe id>])"],
   ["/logging", "current log level (POST /logging?level=debug to change it)"],
   ["/quitquitquit", "POST: drain and stop the agent"],
 ];
@@ -54,6 +59,12 @@ export function createAdminServer(deps: AdminDeps): http.Server {
         case "/config_dump":
           if (only("GET")) later(deps.configDump, (dump) => send(200, `${JSON.stringify(dump, null, 2)}\n`, "application/json"));
           return;
+        case "/debug/explain": {
+          if (!only("GET")) return;
+          const q = parseExplainQuery(url.searchParams);
+          if ("error" in q) return send(400, `EXPLAIN_QUERY_INVALID: ${q.error}\n`);
+          return send(200, `${JSON.stringify(deps.explain(q), null, 2)}\n`, "application/json");
+        }
         case "/logging":
           return logging(method, url.searchParams.get("level"));
         case "/quitquitquit":

@@ -4,11 +4,12 @@ import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { AggregatorRegistry, collectDefaultMetrics, Registry } from "prom-client";
 import { createCertManager, type CertManager } from "@zt/identity";
-import { FD_BUDGET_SLOTS } from "@zt/proxy";
+import { explain, FD_BUDGET_SLOTS } from "@zt/proxy";
 import { workloadIdentity, type MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
 import { describeConfig } from "./config.js";
 import { createConfigDump } from "./config-dump.js";
+import { HBONE_PORT, ownPorts } from "./data-path.js";
 import { closeServer, listen } from "./listen.js";
 import { startControlListeners } from "./listeners.js";
 import { createLocalAddresses } from "./local-addresses.js";
@@ -167,6 +168,16 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
     return p;
   };
   const metrics = async (): Promise<string> => AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...(await running.metrics())]).metrics();
+  const explainContext = {
+    nodeName: config.nodeName,
+    trustDomain: config.trustDomain,
+    outboundPolicy: config.outboundTrafficPolicy,
+    hbonePort: HBONE_PORT,
+    ownPorts: ownPorts(config),
+    isLocalAddress: localAddresses.has,
+    store,
+    onFault: faults.report,
+  };
   const control = await startControlListeners({
     config,
     logger,
@@ -183,6 +194,8 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
       running.setLogLevel(level);
     },
     isLocalAddress: localAddresses.has,
+    // On the main thread, from its copy of the mesh: the workers route and admit with the same functions.
+    explain: (q) => explain(explainContext, q),
     shutdown: () => void agent.shutdown("admin /quitquitquit"),
   });
   redirect.attachControl({ release: () => control.closeAdmin(), retake: () => control.retakeAdmin() });

@@ -4,7 +4,9 @@ import { ZtError } from "@zt/errors";
 import { startAgent, VERSION } from "./agent.js";
 import { envHelp, loadConfig } from "./config.js";
 import { createLogger } from "./logging.js";
-import { ConfigCommandError, runConfigCommand, type ConfigCommandOptions } from "./config-cli.js";
+import { AdminQueryError } from "./admin-client.js";
+import { runConfigCommand, type ConfigCommandOptions } from "./config-cli.js";
+import { runExplainCommand, type ExplainCommandOptions } from "./explain-cli.js";
 import { VIEWS, type View } from "./config-views.js";
 
 /** What each listener variable's port is for (variables not listed here still show under Environment). */
@@ -13,7 +15,7 @@ const PORTS: Readonly<Record<string, string>> = {
   INBOUND_PLAINTEXT_ADDR: "inbound plaintext capture (clients outside the mesh)",
   INBOUND_ADDR: 'inbound HBONE (mTLS + HTTP/2 CONNECT); "workloads:<port>" = one listener per local workload IP',
   SOCKS5_ADDR: "SOCKS5, the outbound path without capture",
-  ADMIN_ADDR: "admin: /config_dump, /logging, POST /quitquitquit, /",
+  ADMIN_ADDR: "admin: /config_dump, /debug/explain, /logging, POST /quitquitquit, /",
   STATS_ADDR: "metrics: /metrics, /stats/prometheus",
   READINESS_ADDR: "readiness: /healthz/ready",
 };
@@ -90,8 +92,25 @@ function program(setExit: (code: number) => void): Command {
         process.stdout.write(await runConfigCommand(view, o));
         setExit(0);
       } catch (err) {
-        if (!(err instanceof ConfigCommandError)) throw err;
+        if (!(err instanceof AdminQueryError)) throw err;
         process.stderr.write(`ztunnel config: ${err.message}\n`);
+        setExit(1);
+      }
+    });
+  p.command("explain")
+    .description("why a running agent would allow, deny or route a connection, without sending it (GET /debug/explain)")
+    .requiredOption("--src <ip>", "the source address (a pod IP)")
+    .requiredOption("--dst <ip:port>", "the destination: a service VIP or pod IP, with the port ([ipv6]:port)")
+    .option("--identity <spiffe id>", "explain only the destination side, for a peer proving this identity from --src")
+    .option("--admin <host:port>", "the agent's admin address (the source node's, to explain its route)", "127.0.0.1:15000")
+    .addOption(new Option("-o, --output <format>", "text, or json / yaml for scripts").choices(["text", "json", "yaml"]).default("text"))
+    .action(async (o: ExplainCommandOptions) => {
+      try {
+        process.stdout.write(await runExplainCommand(o));
+        setExit(0);
+      } catch (err) {
+        if (!(err instanceof AdminQueryError)) throw err;
+        process.stderr.write(`ztunnel explain: ${err.message}\n`);
         setExit(1);
       }
     });

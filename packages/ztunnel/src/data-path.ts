@@ -100,7 +100,7 @@ export async function startDataPath(d: DataPathDeps): Promise<DataPath> {
     nodeName: config.nodeName,
     trustDomain: config.trustDomain,
     outboundPolicy: config.outboundTrafficPolicy,
-    hbonePort: 15008,
+    hbonePort: HBONE_PORT,
     ownPorts: ownPorts(config),
     isLocalAddress: d.isLocalAddress,
     store: d.store,
@@ -221,7 +221,11 @@ class CountingSet<T> extends Set<T> {
   }
 }
 
-function ownPorts(c: Config): Set<number> {
+/** Port HBONE peers listen on. */
+export const HBONE_PORT = 15008;
+
+/** The agent's own ports: never a destination (loop protection). */
+export function ownPorts(c: Config): Set<number> {
   const ports = [c.adminAddr.port, c.statsAddr.port, c.readinessAddr.port, c.outboundAddr.port, c.inboundPlaintextAddr.port, c.socks5Addr.port, c.inboundAddr.port, 15008];
   return new Set(ports.filter((p) => p > 0));
 }

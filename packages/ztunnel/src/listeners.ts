@@ -5,7 +5,7 @@
 import type http from "node:http";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { createAdminServer } from "./admin.js";
+import { createAdminServer, type AdminDeps } from "./admin.js";
 import type { Config } from "./config.js";
 import { createControlLimits, type ControlListener } from "./control-limits.js";
 import { addrOf, closeServer, listen } from "./listen.js";
@@ -30,6 +30,7 @@ export interface ControlDeps {
   readonly metrics: () => Promise<string>;
   readonly configDump: () => Promise<unknown>;
   readonly summary: () => Promise<unknown>;
+  readonly explain: AdminDeps["explain"];
   readonly setLogLevel: (level: string) => void;
   readonly isLocalAddress: (ip: string) => boolean;
   readonly shutdown: () => void;
@@ -55,6 +56,7 @@ export async function startControlListeners(d: ControlDeps): Promise<ControlList
     getLogLevel: () => logger.level,
     shutdown: d.shutdown,
     summary: d.summary,
+    explain: d.explain,
     origin: { adminIp: config.adminAddr.ip, isLocalAddress: d.isLocalAddress },
   });
   await add("admin", admin, config.adminAddr, "ADMIN_ADDR");
