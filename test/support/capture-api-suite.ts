@@ -118,6 +118,13 @@ export function captureWithApiSuite(discovery: "kubernetes" | "controller"): () 
             clients[from] = r.client;
           }
           expect(got).toEqual(k.allowed);
+          // Explain, asked at each source's node, says the same of every one of these connections.
+          const explained: Record<string, boolean> = {};
+          for (const from of Object.keys(k.allowed)) {
+            const r = await c.agent(c.pod(from).node).get("admin", `/debug/explain?src=${ip(from)}&dst=${ip("echo-b")}:8080`);
+            explained[from] = (JSON.parse(r.body) as { verdict: string }).verdict === "allow";
+          }
+          expect(explained).toEqual(k.allowed);
           if (k.annotations?.["istio.io/dry-run"] === "true") {
             // Allowed, and the line and the metric say what enforcing it would have done.
             const b = c.agent("node-b");
