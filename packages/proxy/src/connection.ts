@@ -5,7 +5,7 @@ import type { LiveConnection, ProxyContext } from "./context.js";
 import { ProxyError, toProxyError } from "./errors.js";
 import { decide } from "./policy.js";
 import { splice, type SpliceOutcome } from "./splice.js";
-import type { ConnectionRecord } from "./types.js";
+import type { ConnectionRecord, ConnectionSnapshot, ConnectionState } from "./types.js";
 
 /** Hand the pair to splice, observe open/close, count bytes from the TCP side. */
 export function run(
@@ -41,7 +41,7 @@ class Relayed implements LiveConnection {
 
   constructor(
     private readonly ctx: ProxyContext,
-    private readonly rec: ConnectionRecord,
+    readonly rec: ConnectionRecord,
     private readonly tcp: net.Socket,
     private readonly peer: net.Socket | http2.Http2Stream,
     private readonly counting: "sent-is-upstream-written" | "sent-is-client-read",
@@ -69,6 +69,17 @@ class Relayed implements LiveConnection {
     if (d.allow) return;
     this.cut = new ProxyError("AUTHZ_DENIED", `connection closed: the policies changed and now deny it (${d.policy ?? "no policy allows it"}, ${d.reason})`);
     this.tcp.resetAndDestroy();
+  }
+
+  /** Read when the admin asks: the sockets' own counters, nothing kept per chunk. */
+  snapshot(): ConnectionSnapshot {
+    const { tcp, peer } = this;
+    const read = tcp.bytesRead - this.readBase;
+    const written = tcp.bytesWritten - this.writtenBase;
+    const upstreamWritten = this.counting === "sent-is-upstream-written";
+    // One direction ended: a FIN (or END_STREAM) was read on one side, and passed on.
+    const state = tcp.readableEnded || peer.readableEnded ? "half-closed" : "open";
+    return snapshotOf(this.rec, state, upstreamWritten ? written : read, upstreamWritten ? read : written);
   }
 
   spliced(outcome: SpliceOutcome): void {
@@ -152,6 +163,23 @@ function endError(o: SpliceOutcome, peer: net.Socket | http2.Http2Stream): Proxy
   // An open connection that times out or loses its route was reset under us; the dial-time codes would say "connect".
   if (why.flag === "CONNECT") return new ProxyError("CONNECTION_RESET", `the connection was lost (${code ?? why.code}): ${o.error.message}`, { cause: o.error });
   return why;
+}
+
+/** A record as the admin lists it (a connection still dialling is `snapshotOf(rec, "connecting", 0, 0)`). */
+export function snapshotOf(rec: ConnectionRecord, state: ConnectionState, bytesSent: number, bytesRecv: number): ConnectionSnapshot {
+  return {
+    direction: rec.direction,
+    listener: rec.listener,
+    state,
+    src: rec.src,
+    dst: rec.dst,
+    service: rec.dstService ?? null,
+    hboneAddr: rec.dstHboneAddr ?? null,
+    security: rec.security,
+    bytesSent,
+    bytesRecv,
+    startMs: rec.startMs,
+  };
 }
 
 export function newRecord(srcAddr: string, dstAddr: string, direction: "inbound" | "outbound" = "inbound", listener: ConnectionRecord["listener"] = "hbone"): ConnectionRecord {

@@ -6,7 +6,7 @@ import type { Dialer } from "./dial.js";
 import type { FdBudget } from "./fd-budget.js";
 import type { HbonePool } from "./pool.js";
 import type { ReceiveBudget } from "./receive-budget.js";
-import type { ConnectionObserver } from "./types.js";
+import type { ConnectionObserver, ConnectionRecord, ConnectionSnapshot } from "./types.js";
 
 /** Everything the data path needs, resolved once by the agent. */
 export interface ProxyContext {
@@ -43,11 +43,21 @@ export interface ProxyContext {
   readonly lingerReset?: (socket: net.Socket, on: boolean) => void;
   /** Live connections, so a drain can wait for them and then cut the rest, and a change of policies re-decide them. */
   readonly live: Set<LiveConnection>;
+  /**
+   * Connections whose destination is being dialled (an outbound one waiting for its HBONE 200
+   * or TCP connect, an inbound stream or 15006 connection dialling its workload): their
+   * records, added and removed around the dial (no timer, no closure), for the admin's list.
+   */
+  readonly connecting: Set<ConnectionRecord>;
 }
 
 export interface LiveConnection {
+  /** Its record (direction, listener, source, destination): read-only for anyone but the relay. */
+  readonly rec: Readonly<ConnectionRecord>;
   /** Reset it now (the drain window ended). */
   destroy(): void;
   /** Decide its authorization again (inbound ones; the others ignore it). */
   reauthorize(): void;
+  /** What it is now, for the admin's list: a fresh plain object, bytes read from the sockets now. */
+  snapshot(): ConnectionSnapshot;
 }

@@ -21,6 +21,7 @@ async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Pro
   const dstPort = client.localPort ?? 0;
   const srcIp = normalizeIp(client.remoteAddress ?? "") ?? "";
   const rec = newRecord(formatHostPort(srcIp, client.remotePort ?? 0), formatHostPort(dstIp, dstPort), "inbound", "plaintext");
+  ctx.connecting.add(rec);
   try {
     const conn = { srcIdentity: undefined, srcIp, dstIp, dstPort };
     const a = admit(ctx, { listener: "plaintext", node: ctx.nodeName, srcAddr: srcIp }, conn);
@@ -35,6 +36,9 @@ async function proxyPlaintextInbound(ctx: ProxyContext, client: net.Socket): Pro
   } catch (e) {
     client.resetAndDestroy();
     fail(ctx, rec, toProxyError(e));
+  } finally {
+    // Listed as connecting until relayed (run() puts it in the live set) or refused.
+    ctx.connecting.delete(rec);
   }
 }
 

@@ -88,12 +88,15 @@ export async function handleStream(ctx: ProxyContext, peer: InboundPeer, stream:
   const onClose = (): void => abort.abort();
   stream.once("close", onClose);
   let upstream: net.Socket;
+  // Listed as connecting while the workload is dialled.
+  ctx.connecting.add(rec);
   try {
     upstream = await dialTcp(ctx, target.ip, target.port, { srcIp: src.ip, signal: abort.signal });
   } catch (err) {
     if (abort.signal.aborted) return resetEarly();
     return refuse(toProxyError(err, "UPSTREAM_SOCKET_FAILED"));
   } finally {
+    ctx.connecting.delete(rec);
     stream.off("close", onClose);
   }
   if (stream.destroyed || stream.closed) {

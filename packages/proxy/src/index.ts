@@ -1,6 +1,7 @@
 export * from "./types.js";
 export * from "./errors.js";
 export type { LiveConnection, ProxyContext } from "./context.js";
+export { snapshotOf } from "./connection.js";
 export { createHbonePool, type HbonePool, type PoolKey, type PoolOptions } from "./pool.js";
 export { createInboundServer, type InboundServer } from "./inbound.js";
 export { createOutboundServer, createSocks5Server } from "./outbound.js";

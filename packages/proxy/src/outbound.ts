@@ -60,6 +60,8 @@ function requestOf(client: net.Socket, dstIp: string, dstPort: number): Outbound
 
 async function proxyOutbound(ctx: ProxyContext, client: net.Socket, req: OutboundRequest, rec: ConnectionRecord, reply?: (err?: ProxyError) => void): Promise<void> {
   client.on("error", ignore);
+  // Listed as connecting until relayed (run() puts it in the live set) or refused.
+  ctx.connecting.add(rec);
   try {
     const r = route(ctx, req);
     const upstream = await connectRoute(ctx, req, r, rec);
@@ -80,6 +82,8 @@ async function proxyOutbound(ctx: ProxyContext, client: net.Socket, req: Outboun
       client.destroySoon();
     } else client.resetAndDestroy();
     fail(ctx, rec, err);
+  } finally {
+    ctx.connecting.delete(rec);
   }
 }
 

@@ -63,6 +63,8 @@ export interface HbonePool {
   connect(key: PoolKey, authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream>;
   /** Connections held, for the admin page and tests. */
   stats(): { connections: number; streams: number; keys: number };
+  /** Connections and streams held per HBONE peer ("ip:15008"), for the admin's status. */
+  peers(): Record<string, { connections: number; streams: number }>;
   /**
    * Close every connection once its streams end. A connect during the drain comes from a
    * connection the agent accepted before it stopped listening, one of its own to finish: it
@@ -353,6 +355,16 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
         for (const c of e.conns) streams += c.active;
       }
       return { connections, streams, keys: entries.size };
+    },
+    peers() {
+      const out: Record<string, { connections: number; streams: number }> = {};
+      for (const [key, e] of entries) {
+        if (e.conns.length === 0) continue;
+        const peer = (out[key.split("|")[2] ?? "?"] ??= { connections: 0, streams: 0 });
+        peer.connections += e.conns.length;
+        for (const c of e.conns) peer.streams += c.active;
+      }
+      return out;
     },
     drain() {
       draining = true;

@@ -45,6 +45,32 @@ export interface ConnectionRecord {
 }
 
 /**
+ * Where a listed connection is (GET /debug/connections): "connecting" while its destination
+ * is being dialled (the HBONE 200, the TCP connect), "open" once relayed, "half-closed" when
+ * one direction has ended (a FIN one way), "draining" while the agent drains.
+ */
+export type ConnectionState = "connecting" | "open" | "half-closed" | "draining";
+
+/** A connection as the admin lists it: a plain copy, its bytes read from the sockets when asked. */
+export interface ConnectionSnapshot {
+  readonly direction: Direction;
+  readonly listener: ConnectionRecord["listener"];
+  state: ConnectionState;
+  readonly src: PeerInfo;
+  readonly dst: PeerInfo;
+  /** Service hostname when addressed through a service. */
+  readonly service: string | null;
+  /** "ip:15008" of the HBONE peer (outbound over HBONE). */
+  readonly hboneAddr: string | null;
+  readonly security: ConnectionRecord["security"];
+  /** Bytes from the source towards the destination so far. */
+  readonly bytesSent: number;
+  /** Bytes from the destination back to the source so far. */
+  readonly bytesRecv: number;
+  readonly startMs: number;
+}
+
+/**
  * The agent's hook: `opened` once the destination is connected (counted as opened),
  * `closed` exactly once when the connection ends, whether it succeeded or failed.
  * A connection that never opened gets only `closed` with a flag other than "-".

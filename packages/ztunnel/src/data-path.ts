@@ -113,6 +113,7 @@ export async function startDataPath(d: DataPathDeps): Promise<DataPath> {
     connectTimeoutMs: 10_000,
     dialer: d.sockets.upstreamDialer,
     live,
+    connecting: new Set(),
     receiveBudget,
     fds: d.fds,
     onFault: d.onFault,

@@ -38,6 +38,7 @@ export async function testContext(yaml: string, over: Partial<ProxyContext> = {}
     connectTimeoutMs: 2000,
     dialer: plainDialer,
     live: new Set(),
+    connecting: new Set(),
     receiveBudget,
     fds: unlimitedFds,
     onFault: (where, err) => {
