@@ -2,7 +2,10 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import type { ConnectionSnapshot } from "@zt/proxy";
 import { createAdminServer } from "./admin.js";
+import type { ConnectionSource } from "./admin-connections.js";
+import type { ConnectionPageRequest } from "./connection-pages.js";
 import type { AdminOriginPolicy } from "./admin-origin.js";
 import { listen } from "./listen.js";
 import { createLogger } from "./logging.js";
@@ -24,7 +27,46 @@ function request(addr: AddressInfo, method: string, path: string, headers: http.
   });
 }
 
-async function start(origin: AdminOriginPolicy = { adminIp: "127.0.0.1" }): Promise<{ addr: AddressInfo; shutdowns: () => number; logger: ReturnType<typeof createLogger> }> {
+/** A fake of the workers: `sizes[i]` connections on worker i, made up as each page is asked for. */
+function fakeConnections(sizes: number[], idBytes = 40): ConnectionSource & { asked: ConnectionPageRequest[] } {
+  const asked: ConnectionPageRequest[] = [];
+  const conn = (worker: number, i: number): ConnectionSnapshot => ({
+    direction: i % 2 === 0 ? "outbound" : "inbound",
+    listener: i % 2 === 0 ? "socks5" : "hbone",
+    state: "open",
+    src: { addr: `127.0.${worker}.1:${10000 + i}`, workload: "sleep", namespace: "default", identity: `spiffe://cluster.local/ns/default/sa/${"s".repeat(idBytes)}` },
+    dst: { addr: "127.0.0.2:8080", workload: "<img src=x>", namespace: i % 3 === 0 ? "other" : "default" },
+    service: null,
+    hboneAddr: "127.0.0.2:15008",
+    security: "mutual_tls",
+    bytesSent: i,
+    bytesRecv: 2 * i,
+    startMs: Date.now() - 1500,
+  });
+  return {
+    asked,
+    workers: () => sizes.length,
+    page: async (worker, req) => {
+      asked.push(req);
+      const matches = (c: ConnectionSnapshot): boolean => (req.direction === undefined || c.direction === req.direction) && (req.namespace === undefined || c.src.namespace === req.namespace || c.dst.namespace === req.namespace);
+      const items: ConnectionSnapshot[] = [];
+      let seen = 0;
+      for (let i = 0; i < (sizes[worker] ?? 0); i++) {
+        const c = conn(worker, i);
+        if (!matches(c)) continue;
+        if (seen++ < req.offset) continue;
+        if (items.length === req.limit) return { items, more: true, held: sizes[worker] ?? 0 };
+        items.push(c);
+      }
+      return { items, more: false, held: sizes[worker] ?? 0 };
+    },
+  };
+}
+
+async function start(
+  origin: AdminOriginPolicy = { adminIp: "127.0.0.1" },
+  connections: ConnectionSource = fakeConnections([]),
+): Promise<{ addr: AddressInfo; shutdowns: () => number; logger: ReturnType<typeof createLogger> }> {
   const logger = createLogger({ logFormat: "json", logLevel: "info" }, new Writable({ write: (_c, _e, cb) => cb() }));
   let shutdowns = 0;
   const server = createAdminServer({
@@ -36,6 +78,9 @@ async function start(origin: AdminOriginPolicy = { adminIp: "127.0.0.1" }): Prom
     getLogLevel: () => logger.level,
     shutdown: () => void shutdowns++,
     summary: () => ({ node: "node-a", version: "0.1.0", workloads: 3, note: "<b>" }),
+    status: () => ({ ready: true, pending: [] }),
+    connections,
+    nodeName: "node-a",
     origin,
   });
   servers.push(server);
@@ -94,5 +139,125 @@ describe("admin server", () => {
     expect((await request(addr, "GET", "/config_dump", { host: "192.0.2.6:15000" })).status).toBe(403);
     expect((await request(addr, "GET", "/config_dump", { host: "admin.node.example" })).status).toBe(403);
     expect((await request(addr, "POST", "/logging?level=info", { host: "192.0.2.5", origin: "http://192.0.2.5" })).status).toBe(200);
+  });
+
+  it("answers 405 with Allow to any other method on every read-only page", async () => {
+    const { addr } = await start();
+    for (const path of ["/", "/config_dump", "/debug/connections", "/debug/status"]) {
+      for (const method of ["POST", "PUT", "DELETE", "PATCH"]) {
+        const r = await request(addr, method, path);
+        expect([path, method, r.status, r.body]).toEqual([path, method, 405, `method ${method} not allowed on ${path}; use GET\n`]);
+      }
+    }
+    const res = await new Promise<http.IncomingMessage>((resolve) => http.request({ host: addr.address, port: addr.port, method: "POST", path: "/debug/connections", agent: false }, resolve).end());
+    expect(res.headers["allow"]).toBe("GET");
+    res.resume();
+  });
+
+  it("the page at / is locked down: its own script by hash, fetches to its own origin only", async () => {
+    const { addr } = await start();
+    const res = await new Promise<http.IncomingMessage>((resolve) => http.get({ host: addr.address, port: addr.port, path: "/", agent: false }, resolve));
+    res.resume();
+    const csp = String(res.headers["content-security-policy"]);
+    expect(csp).toMatch(/default-src 'none'; script-src 'sha256-[A-Za-z0-9+/=]+'; style-src 'sha256-[A-Za-z0-9+/=]+'; connect-src 'self'/);
+    expect(res.headers["x-content-type-options"]).toBe("nosniff");
+  });
+
+  it("/debug/status is the status document as JSON", async () => {
+    const { addr } = await start();
+    const r = await request(addr, "GET", "/debug/status");
+    expect([r.status, r.type, JSON.parse(r.body)]).toEqual([200, "application/json", { ready: true, pending: [] }]);
+  });
+
+  it("/debug/connections lists every worker's connections page by page, with the node, counts and bytes", async () => {
+    const source = fakeConnections([700, 3]);
+    const { addr } = await start(undefined, source);
+    const r = await request(addr, "GET", "/debug/connections");
+    expect([r.status, r.type]).toEqual([200, "application/json"]);
+    const body = JSON.parse(r.body) as { node: string; limit: number; count: number; truncated: boolean; held: number; unanswered: number[]; connections: Record<string, unknown>[] };
+    expect(body).toMatchObject({ node: "node-a", limit: 10000, count: 703, truncated: false, held: 703, unanswered: [] });
+    expect(body.connections).toHaveLength(703);
+    expect(body.connections[1]).toMatchObject({
+      worker: 0,
+      direction: "inbound",
+      listener: "hbone",
+      state: "open",
+      src: { addr: "127.0.0.1:10001", workload: "sleep", namespace: "default" },
+      dst: { addr: "127.0.0.2:8080", workload: "<img src=x>", namespace: "default", identity: null, service: null, hboneAddr: "127.0.0.2:15008" },
+      security: "mutual_tls",
+      bytesSent: 1,
+      bytesRecv: 2,
+    });
+    expect(body.connections[1]!["ageMs"]).toBeGreaterThanOrEqual(1500);
+    expect(Date.parse(String(body.connections[1]!["startTime"]))).toBeLessThan(Date.now());
+    expect(body.connections[702]).toMatchObject({ worker: 1, src: { addr: "127.0.1.1:10002" } });
+    // Pages of 500, worker after worker, each from where the last one ended.
+    expect(source.asked.map((a) => [a.offset, a.limit])).toEqual([[0, 500], [500, 500], [0, 500]]);
+  });
+
+  it("/debug/connections: limit (truncated says so), direction and namespace filters, and 400 for bad values", async () => {
+    const source = fakeConnections([10, 10]);
+    const { addr } = await start(undefined, source);
+    const get = async (q: string): Promise<{ count: number; truncated: boolean; connections: { direction: string; dst: { namespace: string } }[] }> => JSON.parse((await request(addr, "GET", `/debug/connections${q}`)).body);
+    expect(await get("?limit=10")).toMatchObject({ count: 10, truncated: true });
+    expect(await get("?limit=20")).toMatchObject({ count: 20, truncated: false });
+    expect(await get("?limit=19")).toMatchObject({ count: 19, truncated: true });
+    const inbound = await get("?direction=inbound");
+    expect([inbound.count, new Set(inbound.connections.map((c) => c.direction))]).toEqual([10, new Set(["inbound"])]);
+    const other = await get("?namespace=other&direction=outbound");
+    // i = 0, 6 (outbound, i % 3 === 0) on each worker.
+    expect([other.count, other.connections.every((c) => c.dst.namespace === "other" && c.direction === "outbound")]).toEqual([4, true]);
+    expect(source.asked.at(-1)).toMatchObject({ direction: "outbound", namespace: "other" });
+    const bad = async (q: string): Promise<[number, string]> => {
+      const r = await request(addr, "GET", `/debug/connections${q}`);
+      return [r.status, r.body];
+    };
+    expect(await bad("?limit=0")).toEqual([400, "bad request: invalid limit \"0\": expected a whole number from 1 to 100000 (default 10000)\n"]);
+    expect(await bad("?limit=abc")).toEqual([400, "bad request: invalid limit \"abc\": expected a whole number from 1 to 100000 (default 10000)\n"]);
+    expect(await bad("?limit=100001")).toEqual([400, "bad request: invalid limit \"100001\": expected a whole number from 1 to 100000 (default 10000)\n"]);
+    expect(await bad("?direction=sideways")).toEqual([400, "bad request: invalid direction \"sideways\": expected inbound or outbound\n"]);
+    expect(await bad("?dirction=inbound")).toEqual([400, "bad request: unknown parameter \"dirction\": /debug/connections takes limit, direction, namespace\n"]);
+    expect(await bad("?limit=1&limit=2")).toEqual([400, "bad request: parameter limit given more than once\n"]);
+    expect(await bad("?namespace=")).toEqual([400, "bad request: invalid namespace \"\": name one, or leave the parameter out\n"]);
+  });
+
+  it("/debug/connections: a worker that does not answer is named, the others are listed", async () => {
+    const source = fakeConnections([2, 2, 2]);
+    const page = source.page;
+    const { addr } = await start(undefined, { ...source, page: (w, req) => (w === 1 ? Promise.resolve(undefined) : page(w, req)) });
+    const body = JSON.parse((await request(addr, "GET", "/debug/connections")).body) as { count: number; held: number; unanswered: number[] };
+    expect(body).toMatchObject({ count: 4, held: 4, unanswered: [1] });
+  });
+
+  it("/debug/connections asks for the next page only as the client reads (back-pressure), and the whole listing parses", async () => {
+    // 2 KiB per connection: a page is about 1 MiB; 40 pages are far more than the socket buffers hold.
+    const source = fakeConnections([10_000, 10_000], 2048);
+    const { addr } = await start(undefined, source);
+    const res = await new Promise<http.IncomingMessage>((resolve) => http.get({ host: addr.address, port: addr.port, path: "/debug/connections?limit=20000", agent: false }, resolve));
+    res.pause();
+    await new Promise((r) => setTimeout(r, 500));
+    const askedWhilePaused = source.asked.length;
+    expect(askedWhilePaused).toBeLessThan(30);
+    const chunks: Buffer[] = [];
+    res.on("data", (c: Buffer) => chunks.push(c));
+    res.resume();
+    await new Promise((r) => res.once("end", r));
+    expect(source.asked.length).toBe(40);
+    const body = JSON.parse(Buffer.concat(chunks).toString()) as { count: number; truncated: boolean };
+    expect(body).toMatchObject({ count: 20_000, truncated: false });
+  });
+
+  it("/debug/connections stops asking the workers when the client goes away", async () => {
+    const source = fakeConnections([10_000, 10_000], 2048);
+    const { addr } = await start(undefined, source);
+    const res = await new Promise<http.IncomingMessage>((resolve) => http.get({ host: addr.address, port: addr.port, path: "/debug/connections?limit=20000", agent: false }, resolve));
+    res.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    res.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    const asked = source.asked.length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(source.asked.length).toBe(asked);
+    expect(asked).toBeLessThan(40);
   });
 });

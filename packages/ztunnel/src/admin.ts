@@ -1,11 +1,13 @@
 /**
- * The admin port (127.0.0.1:15000 by default): `/config_dump`, `/logging`,
- * `/quitquitquit` and a small human page at `/`. Never on the data path.
+ * The admin port (127.0.0.1:15000 by default): `/config_dump`, `/debug/connections`,
+ * `/debug/status`, `/logging`, `/quitquitquit` and a live page at `/`. Never on the data path.
  */
 import http from "node:http";
 import type { Logger } from "pino";
 import type { Explanation, ExplainQuery } from "@zt/proxy";
+import { parseConnectionQuery, streamConnections, type ConnectionSource } from "./admin-connections.js";
 import { refuseForeign, type AdminOriginPolicy } from "./admin-origin.js";
+import { ADMIN_PAGE_CSP, adminPage } from "./admin-page.js";
 import { CONTROL_SERVER_OPTIONS } from "./control-limits.js";
 import { parseExplainQuery } from "./explain-query.js";
 import { LOG_LEVELS, operatorLevel, parseLogLevel, pinoLevel } from "./logging.js";
@@ -24,6 +26,12 @@ export interface AdminDeps {
   readonly summary: () => unknown | Promise<unknown>;
   /** `/debug/explain`: what the agent and the destination's agent would do with a connection. */
   readonly explain: (q: ExplainQuery) => Explanation;
+  /** `/debug/status`: readiness, discovery, certificates, capture, pool (what `/` polls). */
+  readonly status: () => unknown | Promise<unknown>;
+  /** The workers' connections, for `/debug/connections`. */
+  readonly connections: ConnectionSource;
+  /** NODE_NAME, named in `/debug/connections`. */
+  readonly nodeName: string;
   /** Which Host and Origin are this admin's own (see admin-origin.ts). */
   readonly origin: AdminOriginPolicy;
 }
@@ -31,6 +39,8 @@ export interface AdminDeps {
 const PAGES: readonly (readonly [string, string])[] = [
   ["/config_dump", "workloads, services, policies, certificates and config as JSON"],
   ["/debug/explain", "why a connection would be allowed, denied or routed where (?src=<ip>&dst=<ip:port>[&identity=<spiffe id>])"],
+  ["/debug/connections", "every open proxied connection as JSON (?direction=inbound|outbound, ?namespace=, ?limit=)"],
+  ["/debug/status", "readiness, discovery, certificates, capture rules and the HBONE pool as JSON"],
   ["/logging", "current log level (POST /logging?level=debug to change it)"],
   ["/quitquitquit", "POST: drain and stop the agent"],
 ];
@@ -65,6 +75,20 @@ export function createAdminServer(deps: AdminDeps): http.Server {
           if ("error" in q) return send(400, `EXPLAIN_QUERY_INVALID: ${q.error}\n`);
           return send(200, `${JSON.stringify(deps.explain(q), null, 2)}\n`, "application/json");
         }
+        case "/debug/status":
+          if (only("GET")) later(deps.status, (status) => send(200, `${JSON.stringify(status, null, 2)}\n`, "application/json"));
+          return;
+        case "/debug/connections": {
+          if (!only("GET")) return;
+          const q = parseConnectionQuery(url.searchParams);
+          if (typeof q === "string") return send(400, `bad request: ${q}\n`);
+          streamConnections(res, deps.connections, q, deps.nodeName).catch((err: unknown) => {
+            log.error({ err, path: url.pathname }, "admin request failed");
+            if (!res.headersSent) send(500, `internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+            else res.destroy();
+          });
+          return;
+        }
         case "/logging":
           return logging(method, url.searchParams.get("level"));
         case "/quitquitquit":
@@ -73,7 +97,7 @@ export function createAdminServer(deps: AdminDeps): http.Server {
           res.once("finish", () => deps.shutdown());
           return send(200, "OK\n");
         case "/":
-          if (only("GET")) later(deps.summary, (summary) => send(200, homePage(summary), "text/html; charset=utf-8"));
+          if (only("GET")) later(deps.summary, (summary) => send(200, adminPage(summary, PAGES), "text/html; charset=utf-8", { "content-security-policy": ADMIN_PAGE_CSP, "x-content-type-options": "nosniff" }));
           return;
         default:
           return send(404, `not found: ${url.pathname}; see / for the admin pages\n`);
@@ -106,24 +130,4 @@ export function createAdminServer(deps: AdminDeps): http.Server {
       send(200, current());
     }
   });
-}
-
-function homePage(summary: unknown): string {
-  const rows =
-    summary !== null && typeof summary === "object"
-      ? Object.entries(summary).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(typeof v === "string" ? v : JSON.stringify(v))}</td></tr>`)
-      : [`<tr><td>${esc(JSON.stringify(summary))}</td></tr>`];
-  const links = PAGES.map(([href, what]) => `<li><a href="${href}">${href}</a> — ${esc(what)}</li>`);
-  return `<!doctype html>
-<html><head><meta charset="utf-8"><title>ztunnel admin</title>
-<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}</style></head>
-<body><h1>ztunnel admin</h1>
-<table>${rows.join("")}</table>
-<ul>${links.join("")}</ul>
-</body></html>
-`;
-}
-
-function esc(s: string | undefined): string {
-  return (s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

@@ -17,6 +17,7 @@ import { sockopt } from "@zt/sockopt";
 import { createFaults } from "./faults.js";
 import { planFds } from "./fd-limit.js";
 import { createRedirect, type Redirect } from "./redirect.js";
+import { createStatus } from "./status.js";
 import { startWorkers, type Workers } from "./workers/workers.js";
 import { openKubeSource } from "./kube-source.js";
 import { openWorkloadSource } from "./workload-source.js";
@@ -167,6 +168,17 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
     if (fds.inUse >= fds.capacity * FD_PRESSURE) p.push(`descriptor pressure: the data path holds ${fds.inUse} of the ${fds.capacity} descriptors it may use; new connections are being refused`);
     return p;
   };
+  const status = createStatus({
+    nodeName: config.nodeName,
+    version: VERSION,
+    store,
+    certs,
+    pending,
+    draining: () => draining,
+    source,
+    capture: redirect.dump,
+    dataPath: () => running.stats(),
+  });
   const metrics = async (): Promise<string> => AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...(await running.metrics())]).metrics();
   const explainContext = {
     nodeName: config.nodeName,
@@ -189,6 +201,8 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
       const each = await running.stats();
       return { node: config.nodeName, workloads: store.counts().workloads, workers: each.length, live: running.live(), pool: sum(each.map((e) => e.pool)) };
     },
+    status,
+    connections: { workers: () => running.count(), page: (worker, req) => running.connections(worker, req) },
     setLogLevel: (level) => {
       logger.level = level;
       running.setLogLevel(level);

@@ -16,6 +16,7 @@ import {
   createProxyListener,
   createReceiveBudget,
   createSocks5Server,
+  type ConnectionRecord,
   type FdBudget,
   type LiveConnection,
   type ProxyContext,
@@ -23,6 +24,7 @@ import {
 import { setLingerReset, sockopt } from "@zt/sockopt";
 import type { MeshChange, MeshStore } from "@zt/state";
 import type { Config } from "./config.js";
+import { createConnectionPages, type ConnectionPage, type ConnectionPageRequest } from "./connection-pages.js";
 import { addrOf, listen, type ListenOpts } from "./listen.js";
 import { createListenerErrors } from "./listener-errors.js";
 import { registerPressureMetrics } from "./pressure-metrics.js";
@@ -56,6 +58,8 @@ export interface DataPathStats {
   readonly live: number;
   readonly open: number;
   readonly pool: { connections: number; streams: number; keys: number };
+  /** The pool's connections and streams per HBONE peer ("ip:15008"). */
+  readonly poolPeers: Record<string, { connections: number; streams: number }>;
   readonly inbound: { connections: number; streams: number };
   readonly receiveBudget: unknown;
   readonly peers: Record<string, unknown>;
@@ -66,6 +70,8 @@ export interface DataPath {
   /** What this data path still waits for (per-workload listeners not bound); empty when none. */
   pending(): string[];
   stats(): DataPathStats;
+  /** A page of the connections open or being set up (GET /debug/connections). */
+  connections(req: ConnectionPageRequest): ConnectionPage;
   /** Stop listening; live connections carry on. */
   stopAccepting(): void;
   /** GOAWAY to every peer, let streams finish within `timeoutMs`, then reset the rest and close everything. */
@@ -91,6 +97,9 @@ export async function startDataPath(d: DataPathDeps): Promise<DataPath> {
     onFault: d.onFault,
   });
   const live: Set<LiveConnection> = d.onLive ? new CountingSet(d.onLive) : new Set();
+  const connecting = new Set<ConnectionRecord>();
+  let draining = false;
+  const connectionPages = createConnectionPages(live, connecting, () => draining);
   // Policies changed (or which ones a workload names): every live inbound connection is decided again; the denied ones are reset.
   d.store.onChange((_v, change) => {
     if (!policiesMayHaveChanged(change)) return;
@@ -113,7 +122,7 @@ export async function startDataPath(d: DataPathDeps): Promise<DataPath> {
     connectTimeoutMs: 10_000,
     dialer: d.sockets.upstreamDialer,
     live,
-    connecting: new Set(),
+    connecting,
     receiveBudget,
     fds: d.fds,
     onFault: d.onFault,
@@ -186,9 +195,19 @@ export async function startDataPath(d: DataPathDeps): Promise<DataPath> {
       return out;
     },
     pending: () => perWorkload?.pending() ?? [],
-    stats: () => ({ live: live.size, open: accepted, pool: pool.stats(), inbound: inbound.stats(), receiveBudget: receiveBudget.stats(), peers: Object.fromEntries(inbound.limits.usage()) }),
+    stats: () => ({
+      live: live.size,
+      open: accepted,
+      pool: pool.stats(),
+      poolPeers: pool.peers(),
+      inbound: inbound.stats(),
+      receiveBudget: receiveBudget.stats(),
+      peers: Object.fromEntries(inbound.limits.usage()),
+    }),
+    connections: connectionPages,
     stopAccepting,
     async drain(timeoutMs) {
+      draining = true;
       stopAccepting();
       inbound.drain();
       pool.drain();

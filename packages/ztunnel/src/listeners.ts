@@ -6,6 +6,7 @@ import type http from "node:http";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAdminServer, type AdminDeps } from "./admin.js";
+import type { ConnectionSource } from "./admin-connections.js";
 import type { Config } from "./config.js";
 import { createControlLimits, type ControlListener } from "./control-limits.js";
 import { addrOf, closeServer, listen } from "./listen.js";
@@ -31,6 +32,10 @@ export interface ControlDeps {
   readonly configDump: () => Promise<unknown>;
   readonly summary: () => Promise<unknown>;
   readonly explain: AdminDeps["explain"];
+  /** `/debug/status`. */
+  readonly status: () => Promise<unknown>;
+  /** The workers' connections, for `/debug/connections`. */
+  readonly connections: ConnectionSource;
   readonly setLogLevel: (level: string) => void;
   readonly isLocalAddress: (ip: string) => boolean;
   readonly shutdown: () => void;
@@ -57,6 +62,9 @@ export async function startControlListeners(d: ControlDeps): Promise<ControlList
     shutdown: d.shutdown,
     summary: d.summary,
     explain: d.explain,
+    status: d.status,
+    connections: d.connections,
+    nodeName: config.nodeName,
     origin: { adminIp: config.adminAddr.ip, isLocalAddress: d.isLocalAddress },
   });
   await add("admin", admin, config.adminAddr, "ADMIN_ADDR");

@@ -5,6 +5,7 @@
  * and of the certificates it uses.
  */
 import type { MeshDelta, MeshSnapshot } from "@zt/state";
+import type { ConnectionPageRequest } from "../connection-pages.js";
 
 /** A certificate as it crosses threads: what toWorkloadCertificate needs to rebuild it. */
 export interface CertMaterial {
@@ -41,6 +42,8 @@ export type ToWorker =
   | { readonly type: "certReply"; readonly id: number; readonly cert?: CertMaterial; readonly error?: { code?: string; message: string } }
   | { readonly type: "logLevel"; readonly level: string }
   | { readonly type: "request"; readonly id: number; readonly what: "stats" | "metrics" | "pending" }
+  /** A page of the connections it holds (answered with a ConnectionPage). */
+  | { readonly type: "connections"; readonly id: number; readonly page: ConnectionPageRequest }
   | { readonly type: "drain"; readonly timeoutMs: number };
 
 export type FromWorker =

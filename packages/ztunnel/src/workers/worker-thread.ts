@@ -65,6 +65,9 @@ function onMessage(m: ToWorker): void {
     case "request":
       void answer(m.id, m.what);
       return;
+    case "connections":
+      send({ type: "reply", id: m.id, value: dataPath?.connections(m.page) ?? { items: [], more: false, held: 0 } });
+      return;
     case "drain":
       void (async () => {
         await dataPath?.drain(m.timeoutMs);

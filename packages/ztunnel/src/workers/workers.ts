@@ -11,6 +11,7 @@ import { isErrorCode, ZtError } from "@zt/errors";
 import type { CertManager, WorkloadCertificate } from "@zt/identity";
 import { SHARED_PEER_SLOTS } from "@zt/proxy";
 import type { MeshStore } from "@zt/state";
+import type { ConnectionPage, ConnectionPageRequest } from "../connection-pages.js";
 import type { DataPathStats } from "../data-path.js";
 import type { CertMaterial, FromWorker, ToWorker, WorkerInit } from "./protocol.js";
 
@@ -36,6 +37,10 @@ export interface Workers {
   metrics(): Promise<MetricObjectWithValues<MetricValue<string>>[][]>;
   /** Proxied connections held, all workers. */
   live(): number;
+  /** How many workers there are (numbered from 0). */
+  count(): number;
+  /** A page of worker `index`'s connections; undefined when it did not answer (starting, stuck, gone). */
+  connections(index: number, req: ConnectionPageRequest): Promise<ConnectionPage | undefined>;
   /** A certificate was issued or rotated in the main thread: every worker gets it. */
   certChanged(cert: WorkloadCertificate): void;
   setLogLevel(level: string): void;
@@ -77,7 +82,8 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
   let stopping = false;
 
   const post = (s: Slot, m: ToWorker): void => s.worker.postMessage(m);
-  const ask = (s: Slot, what: "stats" | "metrics" | "pending"): Promise<unknown> =>
+  const ask = (s: Slot, what: "stats" | "metrics" | "pending"): Promise<unknown> => question(s, (id) => ({ type: "request", id, what }));
+  const question = (s: Slot, message: (id: number) => ToWorker): Promise<unknown> =>
     new Promise((resolve) => {
       if (!s.ready) return resolve(undefined);
       const id = nextId++;
@@ -90,7 +96,7 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
         clearTimeout(t);
         resolve(v);
       });
-      post(s, { type: "request", id, what });
+      post(s, message(id));
     });
 
   o.store.onChange((_v, change) => {
@@ -206,6 +212,13 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
       return (await Promise.all(slots.map((s) => ask(s, "metrics")))).filter((x): x is MetricObjectWithValues<MetricValue<string>>[] => Array.isArray(x));
     },
     live: () => slots.reduce((n, s) => n + Atomics.load(s.live, 0), 0),
+    count: () => slots.length,
+    async connections(index, page) {
+      const s = slots[index];
+      if (!s) return undefined;
+      const v = await question(s, (id) => ({ type: "connections", id, page }));
+      return v === undefined || v === null ? undefined : (v as ConnectionPage);
+    },
     certChanged(c) {
       for (const s of slots) post(s, { type: "cert", cert: material(c) });
     },
