@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-import { Argument, Command, CommanderError, Option } from "commander";
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ZtError } from "@zt/errors";
 import { startAgent, VERSION } from "./agent.js";
 import { envHelp, loadConfig } from "./config.js";
 import { createLogger } from "./logging.js";
 import { AdminQueryError } from "./admin-client.js";
-import { runConfigCommand, type ConfigCommandOptions } from "./config-cli.js";
+import { CONNECTIONS_MAX_LIMIT } from "./admin-connections.js";
+import { ConfigUsageError, runConfigCommand, type ConfigCommandOptions } from "./config-cli.js";
 import { runExplainCommand, type ExplainCommandOptions } from "./explain-cli.js";
 import { VIEWS, type View } from "./config-views.js";
 
@@ -15,7 +16,7 @@ const PORTS: Readonly<Record<string, string>> = {
   INBOUND_PLAINTEXT_ADDR: "inbound plaintext capture (clients outside the mesh)",
   INBOUND_ADDR: 'inbound HBONE (mTLS + HTTP/2 CONNECT); "workloads:<port>" = one listener per local workload IP',
   SOCKS5_ADDR: "SOCKS5, the outbound path without capture",
-  ADMIN_ADDR: "admin: /config_dump, /debug/explain, /logging, POST /quitquitquit, /",
+  ADMIN_ADDR: "admin: /config_dump, /debug/connections, /debug/status, /debug/explain, /logging, POST /quitquitquit, / (live page)",
   STATS_ADDR: "metrics: /metrics, /stats/prometheus",
   READINESS_ADDR: "readiness: /healthz/ready",
 };
@@ -80,21 +81,23 @@ function program(setExit: (code: number) => void): Command {
     .description("start the agent (configured by the environment below)")
     .action(async () => setExit(await run()));
   p.command("config")
-    .description("what a running agent believes (like istioctl ztunnel-config): workloads, services, policies, certificates, or all")
-    .addArgument(new Argument("<view>", "what to show").choices([...VIEWS, "all"]))
+    .description("what a running agent believes (like istioctl ztunnel-config): workloads, services, policies, certificates, all of those, or its live connections")
+    .addArgument(new Argument("<view>", "what to show").choices([...VIEWS, "all", "connections"]))
     .option("--admin <host:port>", "the agent's admin address", "127.0.0.1:15000")
     .addOption(new Option("-o, --output <format>", "table, or json / yaml for scripts").choices(["table", "json", "yaml"]).default("table"))
     .option("--namespace <namespace>", "only this namespace's")
     .option("--workload-node <node>", "only the workloads on this node (and the services' endpoints there)")
     .option("--node <node>", "refuse unless the agent asked is this node's")
-    .action(async (view: View | "all", o: ConfigCommandOptions) => {
+    .addOption(new Option("--direction <direction>", "connections only: inbound or outbound").choices(["inbound", "outbound"]))
+    .option("--limit <n>", `connections only: at most this many (1 to ${CONNECTIONS_MAX_LIMIT}; default the agent's, 10000)`, limitOption)
+    .action(async (view: View | "all" | "connections", o: ConfigCommandOptions) => {
       try {
-        process.stdout.write(await runConfigCommand(view, o));
+        process.stdout.write(await runConfigCommand(view, o, (line) => process.stderr.write(`ztunnel config: ${line}\n`)));
         setExit(0);
       } catch (err) {
-        if (!(err instanceof AdminQueryError)) throw err;
+        if (!(err instanceof AdminQueryError) && !(err instanceof ConfigUsageError)) throw err;
         process.stderr.write(`ztunnel config: ${err.message}\n`);
-        setExit(1);
+        setExit(err instanceof ConfigUsageError ? 2 : 1);
       }
     });
   p.command("explain")
@@ -121,6 +124,12 @@ function program(setExit: (code: number) => void): Command {
       setExit(0);
     });
   return p;
+}
+
+function limitOption(raw: string): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > CONNECTIONS_MAX_LIMIT) throw new InvalidArgumentError(`expected a whole number from 1 to ${CONNECTIONS_MAX_LIMIT}`);
+  return n;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -1,10 +1,11 @@
 /**
  * What `ztunnel config` shows, as istioctl's `ztunnel-config` does: rows of one view
  * (workloads, services, policies, certificates) taken from an agent's `/config_dump`,
- * filtered by namespace and by the workloads' node. Pure: no I/O, so each view is
- * tested on a dump as it is.
+ * filtered by namespace and by the workloads' node; and the rows of its live connections
+ * (`/debug/connections`). Pure: no I/O, so each view is tested on a dump as it is.
  */
 
+/** The views of `/config_dump` (what `all` shows). */
 export const VIEWS = ["workloads", "services", "policies", "certificates"] as const;
 export type View = (typeof VIEWS)[number];
 
@@ -111,6 +112,66 @@ export function viewRows(view: View, dump: ConfigDump, f: ViewFilters, now = Dat
           };
         });
   }
+}
+
+/** One side of a listed connection (`/debug/connections`). */
+export interface ListedPeer {
+  addr: string;
+  workload: string | null;
+  namespace: string | null;
+  identity: string | null;
+}
+/** One connection of `/debug/connections`. */
+export interface ListedConnection {
+  worker: number;
+  direction: "inbound" | "outbound";
+  listener: string;
+  state: string;
+  src: ListedPeer;
+  dst: ListedPeer & { service: string | null; hboneAddr: string | null };
+  security: string;
+  bytesSent: number;
+  bytesRecv: number;
+  startTime: string;
+  ageMs: number;
+}
+/** `/debug/connections` as a whole. */
+export interface ConnectionListing {
+  node: string;
+  connections: ListedConnection[];
+  count: number;
+  truncated: boolean;
+  held: number;
+  unanswered: number[];
+}
+
+/** "1023B", "1.5KiB", "20.0MiB". */
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n}B` : `${n.toFixed(1)}${units[i]}`;
+}
+
+const side = (p: ListedPeer): string => (p.workload ? `${p.addr} (${p.namespace ?? "?"}/${p.workload})` : p.addr);
+
+/** The table of `ztunnel config connections`: both sides, identities, bytes each way, age and state. */
+export function connectionRows(list: readonly ListedConnection[]): Row[] {
+  return list.map((c) => ({
+    direction: c.direction,
+    source: side(c.src),
+    destination: side(c.dst),
+    service: c.dst.service,
+    srcIdentity: c.src.identity,
+    dstIdentity: c.dst.identity,
+    sent: formatBytes(c.bytesSent),
+    recv: formatBytes(c.bytesRecv),
+    age: formatDuration(c.ageMs) === "now" ? "0s" : formatDuration(c.ageMs),
+    state: c.state,
+  }));
 }
 
 /** Columns padded to their widest cell, headers in capitals (kubectl's look); "-" for an empty cell. */
