@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -10,7 +11,8 @@ import { until } from "./support/metrics.js";
 // against a real agent on 127.98.1.1: the health section shows readiness and this node's
 // certificates; a connection through the mesh (SOCKS5 → local-echo over the agent's own
 // HBONE inbound) appears as rows, its byte counts grow as bytes flow, and the rows go when
-// it closes. A workload whose name is HTML is shown as text.
+// it closes. A workload whose name is HTML is shown as text. Last, the agent drains: the
+// page says so, and lists what is still open as draining.
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const NET = 98;
 const A = `127.${NET}.1`;
@@ -33,7 +35,8 @@ const problems: string[] = [];
 beforeAll(async () => {
   // Never a silent skip: without the browser this test cannot say anything about the page.
   if (!existsSync(CHROMIUM)) throw new Error(`chromium is not installed at ${CHROMIUM}: apt-get install -y chromium (.ci/run installs it), or set CHROMIUM_PATH`);
-  agent = await startAgentProcess("node-a", { ...loopbackEnv(HOST, `${files.dir}/ca`), LOCAL_XDS_PATH: meshFile });
+  // A drain long enough to watch (the last test).
+  agent = await startAgentProcess("node-a", { ...loopbackEnv(HOST, `${files.dir}/ca`), LOCAL_XDS_PATH: meshFile, DRAIN_TIMEOUT: "30s" });
   echo = net.createServer({ allowHalfOpen: true }, (s) => {
     s.on("error", () => {});
     s.pipe(s);
@@ -117,4 +120,25 @@ describe("the admin page", () => {
   test("the page ran without a script error or a refused fetch", () => {
     expect(problems).toEqual([]);
   });
+
+  test("while the agent drains, readiness says so and what is still open is listed as draining", async () => {
+    const c = await open(`${A}.10`);
+    await page.waitForSelector(row("outbound", c.src), { timeout: 10_000 });
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: HOST, port: 15000, method: "POST", path: "/quitquitquit", agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(status).toBe(200);
+    await page.waitForSelector(row("outbound", c.src, '[data-state="draining"]'), { timeout: 10_000 });
+    await page.waitForSelector(row("inbound", c.src, '[data-state="draining"]'), { timeout: 10_000 });
+    await page.waitForFunction(() => /^not ready: waiting for .*draining/.test(document.getElementById("readiness")?.textContent ?? ""), undefined, { timeout: 10_000 });
+    expect(await page.textContent("#draining")).toBe("draining: connections are given DRAIN_TIMEOUT to finish");
+    // The last connection closes: the drain is over and the agent exits.
+    c.sock.destroy();
+    expect(await agent.exited).toBe(0);
+  }, 60_000);
 });

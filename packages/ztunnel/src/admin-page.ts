@@ -23,7 +23,11 @@ td.n{text-align:right}
 const SCRIPT = `"use strict";
 (function () {
   var $ = function (id) { return document.getElementById(id); };
-  var text = function (v) { return v === null || v === undefined || v === "" ? "-" : typeof v === "object" ? JSON.stringify(v) : String(v); };
+  var text = function (v) {
+    if (v === null || v === undefined || v === "" || (Array.isArray(v) && v.length === 0)) return "-";
+    if (Array.isArray(v) && v.every(function (x) { return typeof x === "string"; })) return v.join("; ");
+    return typeof v === "object" ? JSON.stringify(v) : String(v);
+  };
   function row(cells, cls) {
     var tr = document.createElement("tr");
     cells.forEach(function (c, i) {
