@@ -59,7 +59,7 @@ export async function streamConnections(res: http.ServerResponse, source: Connec
   const listing = ++listings;
   const gone = (): boolean => res.destroyed;
   const write = async (s: string): Promise<void> => {
-    if (!res.write(s)) await drained(res);
+    if (!res.write(s) && !res.destroyed) await drained(res);
   };
   res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
   const head = { node, time: new Date().toISOString(), limit: q.limit, filters: { direction: q.direction ?? null, namespace: q.namespace ?? null } };
