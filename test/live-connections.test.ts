@@ -146,7 +146,7 @@ describe("live connections", () => {
     expect(rowsOf(await listing("?namespace=default"), b.port)).toHaveLength(2);
     expect(await listing("?limit=1")).toMatchObject({ count: 1, truncated: true });
     const bad = await httpGet(ADMIN, "/debug/connections?limit=-1");
-    expect([bad.status, bad.body]).toEqual([400, 'bad request: invalid limit "-1": expected a whole number from 1 to 100000 (default 10000)\n']);
+    expect([bad.status, bad.body]).toEqual([400, 'CONNECTIONS_QUERY_INVALID: invalid limit "-1": expected a whole number from 1 to 100000 (default 10000)\n']);
     a.sock.destroy();
     b.sock.destroy();
   });

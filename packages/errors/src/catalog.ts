@@ -130,8 +130,9 @@ export const CATALOG = {
   CONFIG_PARSE_FAILED: agent("error"),
   CONFIG_APPLY_FAILED: agent("error"),
   UNCAUGHT_EXCEPTION: agent("error"),
-  // The admin port: a question it cannot answer as asked (/debug/explain, ztunnel explain).
+  // The admin port: a question it cannot answer as asked (/debug/explain, ztunnel explain; /debug/connections).
   EXPLAIN_QUERY_INVALID: agent("info"),
+  CONNECTIONS_QUERY_INVALID: agent("info"),
   // --- agent: identity and certificates ---
   SPIFFE_ID_INVALID: agent("warn"),
   CSR_INVALID: agent("warn"),

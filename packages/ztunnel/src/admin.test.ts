@@ -81,6 +81,9 @@ async function start(
     status: () => ({ ready: true, pending: [] }),
     connections,
     nodeName: "node-a",
+    explain: () => {
+      throw new Error("not asked in these tests");
+    },
     origin,
   });
   servers.push(server);
@@ -143,7 +146,7 @@ describe("admin server", () => {
 
   it("answers 405 with Allow to any other method on every read-only page", async () => {
     const { addr } = await start();
-    for (const path of ["/", "/config_dump", "/debug/connections", "/debug/status"]) {
+    for (const path of ["/", "/config_dump", "/debug/connections", "/debug/status", "/debug/explain"]) {
       for (const method of ["POST", "PUT", "DELETE", "PATCH"]) {
         const r = await request(addr, method, path);
         expect([path, method, r.status, r.body]).toEqual([path, method, 405, `method ${method} not allowed on ${path}; use GET\n`]);
@@ -212,13 +215,13 @@ describe("admin server", () => {
       const r = await request(addr, "GET", `/debug/connections${q}`);
       return [r.status, r.body];
     };
-    expect(await bad("?limit=0")).toEqual([400, "bad request: invalid limit \"0\": expected a whole number from 1 to 100000 (default 10000)\n"]);
-    expect(await bad("?limit=abc")).toEqual([400, "bad request: invalid limit \"abc\": expected a whole number from 1 to 100000 (default 10000)\n"]);
-    expect(await bad("?limit=100001")).toEqual([400, "bad request: invalid limit \"100001\": expected a whole number from 1 to 100000 (default 10000)\n"]);
-    expect(await bad("?direction=sideways")).toEqual([400, "bad request: invalid direction \"sideways\": expected inbound or outbound\n"]);
-    expect(await bad("?dirction=inbound")).toEqual([400, "bad request: unknown parameter \"dirction\": /debug/connections takes limit, direction, namespace\n"]);
-    expect(await bad("?limit=1&limit=2")).toEqual([400, "bad request: parameter limit given more than once\n"]);
-    expect(await bad("?namespace=")).toEqual([400, "bad request: invalid namespace \"\": name one, or leave the parameter out\n"]);
+    expect(await bad("?limit=0")).toEqual([400, "CONNECTIONS_QUERY_INVALID: invalid limit \"0\": expected a whole number from 1 to 100000 (default 10000)\n"]);
+    expect(await bad("?limit=abc")).toEqual([400, "CONNECTIONS_QUERY_INVALID: invalid limit \"abc\": expected a whole number from 1 to 100000 (default 10000)\n"]);
+    expect(await bad("?limit=100001")).toEqual([400, "CONNECTIONS_QUERY_INVALID: invalid limit \"100001\": expected a whole number from 1 to 100000 (default 10000)\n"]);
+    expect(await bad("?direction=sideways")).toEqual([400, "CONNECTIONS_QUERY_INVALID: invalid direction \"sideways\": expected inbound or outbound\n"]);
+    expect(await bad("?dirction=inbound")).toEqual([400, "CONNECTIONS_QUERY_INVALID: unknown parameter \"dirction\": /debug/connections takes limit, direction, namespace\n"]);
+    expect(await bad("?limit=1&limit=2")).toEqual([400, "CONNECTIONS_QUERY_INVALID: parameter limit given more than once\n"]);
+    expect(await bad("?namespace=")).toEqual([400, "CONNECTIONS_QUERY_INVALID: invalid namespace \"\": name one, or leave the parameter out\n"]);
   });
 
   it("/debug/connections: a worker that does not answer is named, the others are listed", async () => {

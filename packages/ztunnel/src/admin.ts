@@ -1,6 +1,7 @@
 /**
  * The admin port (127.0.0.1:15000 by default): `/config_dump`, `/debug/connections`,
- * `/debug/status`, `/logging`, `/quitquitquit` and a live page at `/`. Never on the data path.
+ * `/debug/status`, `/debug/explain`, `/logging`, `/quitquitquit` and a live page at `/`.
+ * Never on the data path.
  */
 import http from "node:http";
 import type { Logger } from "pino";
@@ -81,7 +82,7 @@ export function createAdminServer(deps: AdminDeps): http.Server {
         case "/debug/connections": {
           if (!only("GET")) return;
           const q = parseConnectionQuery(url.searchParams);
-          if (typeof q === "string") return send(400, `bad request: ${q}\n`);
+          if (typeof q === "string") return send(400, `CONNECTIONS_QUERY_INVALID: ${q}\n`);
           streamConnections(res, deps.connections, q, deps.nodeName).catch((err: unknown) => {
             log.error({ err, path: url.pathname }, "admin request failed");
             if (!res.headersSent) send(500, `internal error: ${err instanceof Error ? err.message : String(err)}\n`);
