@@ -12,7 +12,8 @@ import { until } from "./support/metrics.js";
 // certificates; a connection through the mesh (SOCKS5 → local-echo over the agent's own
 // HBONE inbound) appears as rows, its byte counts grow as bytes flow, and the rows go when
 // it closes. A workload whose name is HTML is shown as text. Last, the agent drains: the
-// page says so, and lists what is still open as draining.
+// page says so, and lists what is still open as draining. Explain from the page: a verdict
+// with its policies, and a malformed query's answer.
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const NET = 98;
 const A = `127.${NET}.1`;
@@ -120,6 +121,20 @@ describe("the admin page", () => {
   test("the page ran without a script error or a refused fetch", () => {
     expect(problems).toEqual([]);
   });
+
+  // After the check above: the malformed query's 400 is a console error of the browser's.
+  test("explain: a connection's verdict with the policies weighed; a malformed address gets the agent's answer", async () => {
+    await page.fill("#x-src", `${A}.10`);
+    await page.fill("#x-dst", `${A}.11:9999`);
+    await page.click("#x-go");
+    await page.waitForFunction(() => document.getElementById("x-verdict")?.textContent === "DENY", undefined, { timeout: 10_000 });
+    expect(await page.textContent("#x-summary")).toMatch(/denied by default\/deny-9999 \(denied-by-policy\)/);
+    expect(await cells("#x-policies tbody tr")).toEqual(["default/deny-9999", "Deny", "no", "rule 0"]);
+    await page.fill("#x-dst", "nowhere");
+    await page.click("#x-go");
+    await page.waitForFunction(() => /^EXPLAIN_QUERY_INVALID: dst "nowhere"/.test(document.getElementById("x-summary")?.textContent ?? ""), undefined, { timeout: 10_000 });
+    expect(await page.textContent("#x-verdict")).toBe("");
+  }, 30_000);
 
   test("while the agent drains, readiness says so and what is still open is listed as draining", async () => {
     const c = await open(`${A}.10`);

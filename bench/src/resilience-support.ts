@@ -3,12 +3,26 @@
  * snapshots of the agents from /proc.
  */
 import type net from "node:net";
+import { fileURLToPath } from "node:url";
 import { echoOnce, openBounded } from "./load.js";
 import type { Ending } from "./bench-server.js";
 import type { Mesh } from "./mesh.js";
 import { cpuSeconds, machineCpuSeconds, openFds, rssKiB, selfCpuSeconds } from "./procfs.js";
 import type { ProcFigures } from "./resilience-report.js";
 import { errMsg } from "./util.js";
+
+/** 127.74.x.x: agents on 127.74.1.1, 127.74.2.1, … (the harness's layout), workloads below. */
+export const NET = 74;
+export const WORKLOADS = fileURLToPath(new URL("../resilience-workloads.yaml", import.meta.url));
+/**
+ * Held connections come from three source nodes (a, c, d), four client identities each,
+ * in turn, so that each source agent's SOCKS5 listener holds a third of them.
+ */
+export const HELD_NODES = ["node-a", "node-b", "node-c", "node-d"];
+export const HELD_SOURCES = [1, 3, 4];
+export const HELD_CLIENT_IPS = [11, 12, 13, 14].flatMap((h) => HELD_SOURCES.map((k) => `127.74.${k}.${h}`));
+/** The destination workload (node-b), where the bench server listens. */
+export const SERVER_IP = "127.74.2.10";
 
 /** Metrics read from each agent's /metrics at every milestone. */
 export const METRICS: readonly [key: string, name: string, labels?: string][] = [

