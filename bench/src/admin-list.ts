@@ -116,13 +116,15 @@ async function main(): Promise<void> {
     proc.kill("SIGTERM");
   }
   const section = [
+    "<!-- admin-list:begin -->",
     "## Admin listing under held connections (issue 12)",
     "",
     "`bash bench/admin-list.sh` (bench/src/admin-list.ts): the resilience bench's four agents, connections held from nodes a, c and d to node-b's workload; on agent B the full listing, the admin page's once-a-second poll, and B's CPU without and with that poll.",
     "",
     ...lines,
     "",
-    `Run ${new Date().toISOString()}.`,
+    `Run ${new Date().toISOString()}; the open-file limit was ${openFilesLimit()}.`,
+    "<!-- admin-list:end -->",
   ].join("\n");
   process.stdout.write(`\n${section}\n`);
   writeResultsSection("admin-list", section, QUICK);
