@@ -150,8 +150,10 @@ describe("explain agrees with the data path: outbound routes", () => {
     expect(e.outbound?.service).toEqual({
       hostname: "echo.default.svc.cluster.local",
       port: 80,
+      total: 2,
+      verdicts: { allow: 1, deny: 0, refused: 0 },
       endpoints: [
-        expect.objectContaining({ workload: expect.objectContaining({ name: "echo" }), status: "Healthy", port: 8080, weight: 1, chance: 1 }),
+        expect.objectContaining({ workload: expect.objectContaining({ name: "echo" }), status: "Healthy", port: 8080, weight: 1, chance: 1, admission: { verdict: "allow", reason: "allowed-no-policy" } }),
         expect.objectContaining({ workload: expect.objectContaining({ name: "echo-sick" }), status: "Unhealthy", weight: 0, chance: 0, skipped: "unhealthy" }),
       ],
     });
@@ -185,7 +187,8 @@ describe("explain agrees with the data path: outbound routes", () => {
     const e = await explainOn(mesh.agents[0]!, { src: `${A}.12`, dst: `${B}.10:9999` });
     expect(e).toMatchObject({ verdict: "deny", outbound: { kind: "not-captured", refused: { code: "UNKNOWN_SOURCE" } }, inbound: { listener: "plaintext", decision: { reason: "denied-by-policy" } } });
     expect(e.inbound?.source.identity).toBeUndefined();
-    const real = await connect(0, `${A}.12`, `${B}.10:8080`);
+    // Through SOCKS5 (the only way it reaches this agent), the same connection is refused as unknown.
+    const real = await connect(0, `${A}.12`, `${B}.10:9999`);
     expect(real).toMatchObject({ outcome: "refused", code: "UNKNOWN_SOURCE" });
   });
 });

@@ -45,7 +45,8 @@ afterAll(async () => {
 });
 
 const until = async <T>(what: string, get: () => T, ok: (v: T) => boolean): Promise<T> => {
-  for (let i = 0; i < 200; i++) {
+  // Up to 10 s: a loaded machine is slow, never wrong.
+  for (let i = 0; i < 1000; i++) {
     const v = get();
     if (ok(v)) return v;
     await new Promise((r) => setTimeout(r, 10));

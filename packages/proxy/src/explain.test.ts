@@ -38,6 +38,21 @@ describe("explain", () => {
     expect(none.outbound?.service?.endpoints.map((p) => p.skipped)).toEqual(["no-port", "no-port", "no-port"]);
   });
 
+  test("endpoints that would decide differently: mixed, with each endpoint's verdict; from outside the mesh, the same per endpoint in plaintext", () => {
+    const ctx = context();
+    const deny = { name: "deny-9090", namespace: "default", scope: "Namespace" as const, action: "Deny" as const, dryRun: false, selector: new Map<string, string>(), rules: [[[{ destinationPorts: [9090] }]]] };
+    ctx.store.apply({ policies: [deny] });
+    const e = explain(ctx, { srcIp: "10.0.1.5", dstIp: "10.96.0.1", dstPort: 80 });
+    expect(e.verdict).toBe("mixed");
+    expect(e.outbound?.service?.verdicts).toEqual({ allow: 2, deny: 1, refused: 0 });
+    expect(e.outbound?.service?.endpoints.map((p) => [p.workload.name, p.admission?.verdict, p.admission?.policy])).toEqual([["web-1", "deny", "default/deny-9090"], ["web-2", "allow", undefined], ["web-3", "allow", undefined]]);
+    expect(e.summary).toMatch(/of its 3 endpoints, 2 would allow, 1 would deny/);
+    // Not captured: the node's routing picks one; each mesh endpoint admits it in plaintext.
+    const outside = explain(ctx, { srcIp: "10.0.9.9", dstIp: "10.96.0.1", dstPort: 80 });
+    expect(outside).toMatchObject({ verdict: "mixed", outbound: { kind: "not-captured", service: { verdicts: { allow: 2, deny: 1, refused: 0 } } } });
+    expect(explain(ctx, { srcIp: "10.0.9.9", dstIp: "10.96.0.1", dstPort: 22 })).toMatchObject({ verdict: "refused", summary: expect.stringMatching(/no endpoint that can take it/) });
+  });
+
   test("a policy the destination names but discovery never delivered: denied, the stand-in shown as missing", () => {
     const ctx = context();
     const web = ctx.store.workloadByIp("10.0.2.10")!;

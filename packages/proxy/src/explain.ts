@@ -1,13 +1,17 @@
 /**
  * Explain a connection without sending it: what this agent would do with it (the route, from
  * `route`) and what the destination's agent would do (admission, from `admit`), with the
- * reasons. The same functions decide for the data path, so the two cannot disagree.
+ * reasons. The same functions decide for the data path. Where the data path draws (a
+ * service's endpoint, per connection), every endpoint is judged, and the verdict is `mixed`
+ * when they would not all decide alike. Given an identity and an address, source-IP rules are
+ * weighed against that address, which the data path uses only when it is a workload of that
+ * identity: a note says so otherwise.
  */
 import { parseSpiffe } from "@zt/identity";
-import { endpointCandidates, formatHostPort, workloadIdentity, type AuthzDecision, type PolicyTrace, type Service, type Workload } from "@zt/state";
+import { endpointCandidates, formatHostPort, type EndpointCandidate, workloadIdentity, type AuthzDecision, type PolicyTrace, type Service, type Workload } from "@zt/state";
 import { toProxyError } from "./errors.js";
-import { admit, type AdmitContext, type Arrival } from "./policy.js";
-import { route, type Route, type RouteContext } from "./route.js";
+import { admit, type Admission, type AdmitContext, type Arrival } from "./policy.js";
+import { pickIp, route, type Route, type RouteContext } from "./route.js";
 
 export type ExplainContext = RouteContext & AdmitContext & { readonly trustDomain: string };
 
@@ -43,7 +47,30 @@ export interface EndpointExplained {
   /** Chance of being chosen for a new connection (0..1). */
   readonly chance: number;
   readonly skipped?: "unhealthy" | "no-port" | undefined;
+  /** What the endpoint's agent would decide for this connection, when chosen (passthrough: no agent decides). */
+  readonly admission?: EndpointAdmission | undefined;
 }
+
+export interface EndpointAdmission {
+  readonly verdict: "allow" | "deny" | "refused";
+  /** The deciding policy, or the refusal's code. */
+  readonly policy?: string | undefined;
+  readonly reason?: string | undefined;
+  readonly code?: string | undefined;
+}
+
+export interface ServiceExplained {
+  readonly hostname: string;
+  readonly port: number;
+  /** The first MAX_ENDPOINTS endpoints; `total` counts them all. */
+  readonly endpoints: EndpointExplained[];
+  readonly total: number;
+  /** Over every endpoint that can be chosen: how many would be allowed, denied, refused. */
+  readonly verdicts?: { readonly allow: number; readonly deny: number; readonly refused: number } | undefined;
+}
+
+/** Endpoints listed per service (the verdicts count them all). */
+const MAX_ENDPOINTS = 100;
 
 export interface OutboundExplained {
   /** The node whose agent routes it (this one). */
@@ -52,7 +79,7 @@ export interface OutboundExplained {
   readonly kind: "hbone" | "passthrough" | "refused" | "not-captured";
   /** Why this agent refuses it (not-captured: what its SOCKS5 port would answer). */
   readonly refused?: Refusal | undefined;
-  readonly service?: { readonly hostname: string; readonly port: number; readonly endpoints: EndpointExplained[] } | undefined;
+  readonly service?: ServiceExplained | undefined;
   /** The workload dialled (the chosen endpoint of a service), when the mesh knows it. */
   readonly destination?: WorkloadRef | undefined;
   /** What is dialled: ip:port (over HBONE, the CONNECT authority). */
@@ -74,8 +101,11 @@ export interface InboundExplained {
 
 export interface Explanation {
   readonly query: { readonly src: string; readonly identity?: string | undefined; readonly dst: string };
-  /** allow: it would be carried; deny: a policy refuses it; refused: refused for another reason. */
-  readonly verdict: "allow" | "deny" | "refused";
+  /**
+   * allow: it would be carried; deny: a policy refuses it; refused: refused for another reason;
+   * mixed: a service whose endpoints would decide differently, chosen per connection.
+   */
+  readonly verdict: "allow" | "deny" | "refused" | "mixed";
   /** One sentence: what happens and why. */
   readonly summary: string;
   readonly source?: WorkloadRef | undefined;
@@ -106,9 +136,16 @@ function fromWorkload(ctx: ExplainContext, q: ExplainQuery, query: Explanation["
     if (e.code === "UNKNOWN_SOURCE" && (!srcWl || srcWl.protocol !== "HBONE")) {
       const outbound: OutboundExplained = { node: ctx.nodeName, kind: "not-captured", refused };
       notes.push(`${unknownSourceNote(ctx, srcWl)}; sent to this agent's SOCKS5 port it is refused (${e.code})`);
+      const svc = ctx.store.serviceByVip(q.dstIp);
+      if (svc) {
+        // The node's own routing (kube-proxy) picks an endpoint; a mesh one takes it in plaintext.
+        const service = serviceOf(ctx, svc, q.dstPort, (c, port) => (c.workload.protocol === "HBONE" ? verdictFor(admit(ctx, { listener: "plaintext", node: c.workload.node, srcAddr: q.srcIp }, { srcIdentity: undefined, srcIp: q.srcIp, dstIp: pickIp(c.workload, q.dstIp), dstPort: port })) : undefined));
+        notes.push(`a service address from outside the mesh goes to one of its endpoints through the node's own routing (kube-proxy); a mesh endpoint takes it in plaintext on its node's 15006`);
+        return { query, ...serviceVerdict(service, "not captured: through the node's routing to"), source, outbound: { ...outbound, service }, notes };
+      }
       const dst = ctx.store.workloadByIp(q.dstIp);
       if (dst?.protocol !== "HBONE") {
-        const to = dst ? `${dst.namespace}/${dst.name}, outside the mesh too` : ctx.store.serviceByVip(q.dstIp) ? "the service through the node's own routing (kube-proxy), not the mesh" : "a destination the mesh does not know";
+        const to = dst ? `${dst.namespace}/${dst.name}, outside the mesh too` : "a destination the mesh does not know";
         return { query, verdict: "allow", summary: `not captured: it goes to ${to}; no agent decides it`, source, outbound, notes };
       }
       const inbound = admission(ctx, { listener: "plaintext", node: dst.node, srcAddr: q.srcIp }, q.srcIp, undefined, q);
@@ -120,16 +157,26 @@ function fromWorkload(ctx: ExplainContext, q: ExplainQuery, query: Explanation["
     const outbound: OutboundExplained = { node: ctx.nodeName, kind: "refused", refused, ...(svc ? { service: serviceOf(ctx, svc, q.dstPort) } : {}) };
     return { query, verdict: "refused", summary: `refused by the source's agent: ${e.code}: ${e.message}`, source, outbound, notes };
   }
-  const outbound = outboundOf(ctx, r, q);
+  const srcId = workloadIdentity(r.src);
+  const outbound = outboundOf(ctx, r, q, (c, port) => {
+    if (c.workload.protocol !== "HBONE") return undefined;
+    const how: Arrival = { listener: "hbone", node: c.workload.node, identity: srcId, srcAddr: q.srcIp };
+    return verdictFor(admit(ctx, how, { srcIdentity: parseSpiffe(srcId), srcIp: q.srcIp, dstIp: pickIp(c.workload, q.dstIp), dstPort: port }));
+  });
+  const mixed = outbound.service && serviceVerdict(outbound.service, "");
+  if (r.service && mixed?.verdict === "mixed") notes.push(`the endpoint is chosen per connection and they would not all decide alike (${mixed.summary}); the route and admission below are one draw`);
   if (r.kind === "passthrough") {
     const to = r.dst ? `${r.dst.namespace}/${r.dst.name}, a workload outside the mesh (protocol ${r.dst.protocol})` : `${formatHostPort(r.ip, r.port)}, which the mesh does not know (OUTBOUND_TRAFFIC_POLICY ALLOW_ANY)`;
     notes.push("passthrough: plain TCP from the pod's own address; no destination agent admits it and no policy applies");
+    if (mixed?.verdict === "mixed") return { query, verdict: "mixed", summary: `passed through to ${to} this time; ${mixed.summary}`, source, outbound, notes };
     return { query, verdict: "allow", summary: `passed through to ${to}`, source, outbound, notes };
   }
   const inbound = admission(ctx, { listener: "hbone", node: r.dst.node, identity: workloadIdentity(r.src), srcAddr: q.srcIp }, q.srcIp, workloadIdentity(r.src), { dstIp: r.ip, dstPort: r.port });
   if (r.dst.node !== ctx.nodeName) notes.push(`the inbound part is decided by node ${r.dst.node}'s agent; explained here from this agent's copy of the mesh`);
   const via = r.service ? `${r.service.hostname} → ${r.dst.namespace}/${r.dst.name}` : `${r.dst.namespace}/${r.dst.name}`;
-  return { query, ...verdictOf(inbound, `HBONE to ${via} at ${formatHostPort(r.ip, r.port)}; ${inboundSummary(inbound)}`), source, outbound, inbound, notes };
+  const one = verdictOf(inbound, `HBONE to ${via} at ${formatHostPort(r.ip, r.port)}; ${inboundSummary(inbound)}`);
+  if (mixed?.verdict === "mixed") return { query, verdict: "mixed", summary: `${one.summary}; but ${mixed.summary}`, source, outbound, inbound, notes };
+  return { query, ...one, source, outbound, inbound, notes };
 }
 
 /** A verified identity from an address: the destination's admission only (the source's route is its own agent's). */
@@ -151,9 +198,10 @@ function fromIdentity(ctx: ExplainContext, q: ExplainQuery, identity: string, qu
     notes.push("a service address resolves to an endpoint on the source's agent: give a workload address with an identity, or explain from the source's address (src= without identity)");
   }
   const srcWl = ctx.store.workloadByIp(q.srcIp);
-  if (srcWl && workloadIdentity(srcWl) !== identity) {
-    notes.push(`${q.srcIp} is ${srcWl.namespace}/${srcWl.name}'s, whose identity is ${workloadIdentity(srcWl)}: a peer proving ${identity} could not claim it, and the agent would weigh its own node address instead`);
-  }
+  // The data path takes the peer's forwarded address only when it is a workload of the identity proved (inbound-source.ts).
+  const own = `the agent would weigh the peer's own address (its node's) instead: rules on source IPs are weighed here against ${q.srcIp}, and may decide otherwise`;
+  if (srcWl && workloadIdentity(srcWl) !== identity) notes.push(`${q.srcIp} is ${srcWl.namespace}/${srcWl.name}'s, whose identity is ${workloadIdentity(srcWl)}: a peer proving ${identity} could not claim it; ${own}`);
+  else if (!srcWl) notes.push(`${q.srcIp} is no workload the mesh knows: a peer could not claim it; ${own}`);
   const inbound = admission(ctx, { listener: "hbone", node, identity, srcAddr: q.srcIp }, q.srcIp, identity, q);
   return { query, ...verdictOf(inbound, inboundSummary(inbound)), ...(srcWl ? { source: ref(srcWl, q.srcIp) } : {}), inbound, notes };
 }
@@ -185,30 +233,58 @@ function inboundSummary(i: InboundExplained): string {
   return `allowed by node ${i.node}'s agent (${d?.policy ? `${d.policy}, ` : ""}${d?.reason ?? "no policy"})${dry}`;
 }
 
-function outboundOf(ctx: ExplainContext, r: Route, q: ExplainQuery): OutboundExplained {
+/** Decides, for an endpoint and the port it is dialled on, what its agent would do (undefined: no agent decides). */
+type Judge = (c: EndpointCandidate, port: number) => EndpointAdmission | undefined;
+
+function outboundOf(ctx: ExplainContext, r: Route, q: ExplainQuery, judge: Judge): OutboundExplained {
   return {
     node: ctx.nodeName,
     kind: r.kind,
-    ...(r.service ? { service: serviceOf(ctx, r.service, q.dstPort) } : {}),
+    ...(r.service ? { service: serviceOf(ctx, r.service, q.dstPort, judge) } : {}),
     ...(r.dst ? { destination: ref(r.dst, r.ip) } : {}),
     target: formatHostPort(r.ip, r.port),
     ...(r.kind === "hbone" ? { hbone: { peer: formatHostPort(r.ip, ctx.hbonePort), expectedIdentities: r.expected } } : {}),
   };
 }
 
-function serviceOf(ctx: ExplainContext, s: Service, port: number): NonNullable<OutboundExplained["service"]> {
+function serviceOf(ctx: ExplainContext, s: Service, port: number, judge?: Judge): ServiceExplained {
   const all = endpointCandidates(ctx.store, s, port);
   let total = 0;
   for (const c of all) total += c.weight;
-  const endpoints = all.map((c) => ({
-    workload: ref(c.workload, c.workload.workloadIps[0] ?? ""),
-    status: c.workload.status,
-    ...(c.port !== undefined ? { port: c.port } : {}),
-    weight: c.weight,
-    chance: total > 0 ? c.weight / total : 0,
-    ...(c.skipped ? { skipped: c.skipped } : {}),
-  }));
-  return { hostname: s.hostname, port, endpoints };
+  const verdicts = { allow: 0, deny: 0, refused: 0 };
+  const endpoints: EndpointExplained[] = [];
+  for (const c of all) {
+    const admission = judge && c.port !== undefined && !c.skipped ? (judge(c, c.port) ?? { verdict: "allow" as const, reason: "passthrough" }) : undefined;
+    if (admission) verdicts[admission.verdict]++;
+    if (endpoints.length >= MAX_ENDPOINTS) continue;
+    endpoints.push({
+      workload: ref(c.workload, c.workload.workloadIps[0] ?? ""),
+      status: c.workload.status,
+      ...(c.port !== undefined ? { port: c.port } : {}),
+      weight: c.weight,
+      chance: total > 0 ? c.weight / total : 0,
+      ...(c.skipped ? { skipped: c.skipped } : {}),
+      ...(admission ? { admission } : {}),
+    });
+  }
+  return { hostname: s.hostname, port, endpoints, total: all.length, ...(judge ? { verdicts } : {}) };
+}
+
+function verdictFor(a: Admission): EndpointAdmission {
+  if (a.ok) return { verdict: "allow", ...(a.decision.policy ? { policy: a.decision.policy } : {}), reason: a.decision.reason };
+  if (a.refusal.code === "AUTHZ_DENIED") return { verdict: "deny", ...(a.decision?.policy ? { policy: a.decision.policy } : {}), ...(a.decision ? { reason: a.decision.reason } : {}), code: a.refusal.code };
+  return { verdict: "refused", code: a.refusal.code };
+}
+
+/** One verdict over the endpoints that can be chosen: theirs when they agree, else mixed. */
+function serviceVerdict(s: ServiceExplained, lead: string): { verdict: Explanation["verdict"]; summary: string } {
+  const v = s.verdicts ?? { allow: 0, deny: 0, refused: 0 };
+  const n = v.allow + v.deny + v.refused;
+  const at = `${s.hostname} port ${s.port}`;
+  if (n === 0) return { verdict: "refused", summary: `${lead} ${at}, which has no endpoint that can take it`.trim() };
+  const kinds = (["allow", "deny", "refused"] as const).filter((k) => v[k] > 0);
+  if (kinds.length === 1) return { verdict: kinds[0]!, summary: `${lead} ${at}: every endpoint (${n}) would ${kinds[0]}`.trim() };
+  return { verdict: "mixed", summary: `${lead} ${at}: of its ${n} endpoints, ${kinds.map((k) => `${v[k]} would ${k}`).join(", ")}`.trim() };
 }
 
 function unknownSourceNote(ctx: ExplainContext, w: Workload | undefined): string {

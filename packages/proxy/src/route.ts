@@ -59,7 +59,8 @@ export function route(ctx: RouteContext, req: OutboundRequest): Route {
   return { kind: "passthrough", src, ip: req.dstIp, port: req.dstPort };
 }
 
-function pickIp(w: Workload, like: string): string {
+/** The address of `w` to dial for a destination written as `like`: one of the same family, else its first. */
+export function pickIp(w: Workload, like: string): string {
   const v6 = like.includes(":");
   return w.workloadIps.find((ip) => ip.includes(":") === v6) ?? w.workloadIps[0] ?? like;
 }

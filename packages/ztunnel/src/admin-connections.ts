@@ -69,16 +69,19 @@ export async function streamConnections(res: http.ServerResponse, source: Connec
   let truncated = false;
   const unanswered: number[] = [];
   const filter: ConnectionFilter = { ...(q.direction ? { direction: q.direction } : {}), ...(q.namespace !== undefined ? { namespace: q.namespace } : {}) };
-  for (let worker = 0; worker < source.workers() && !truncated; worker++) {
+  for (let worker = 0; worker < source.workers(); worker++) {
     for (let offset = 0, first = true; ; first = false) {
       if (gone()) return;
-      const page = await source.page(worker, { ...filter, listing, offset, limit: Math.min(CONNECTION_PAGE_SIZE, q.limit - count) });
+      // Past the limit, the rest of the workers are only asked what they hold (an empty page).
+      const left = truncated ? 0 : q.limit - count;
+      const page = await source.page(worker, { ...filter, listing, offset, limit: Math.min(CONNECTION_PAGE_SIZE, left), final: left <= CONNECTION_PAGE_SIZE });
       if (gone()) return;
       if (!page) {
         unanswered.push(worker);
         break;
       }
       if (first) held += page.held;
+      if (truncated) break;
       if (page.items.length > 0) {
         const now = Date.now();
         await write(`${count === 0 ? "\n" : ",\n"}${page.items.map((s) => JSON.stringify(render(s, worker, now))).join(",\n")}`);

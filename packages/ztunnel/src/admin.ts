@@ -49,7 +49,14 @@ const PAGES: readonly (readonly [string, string])[] = [
 export function createAdminServer(deps: AdminDeps): http.Server {
   const log = deps.logger.child({ component: "admin" });
   return http.createServer(CONTROL_SERVER_OPTIONS, (req, res) => {
-    const url = new URL(req.url ?? "/", "http://admin.invalid");
+    const target = req.url ?? "/";
+    if (!URL.canParse(target, "http://admin.invalid")) {
+      // A request target no URL parser takes ("//x:99999"): answered, not thrown in the listener.
+      res.writeHead(400, { "content-type": "text/plain; charset=utf-8" });
+      res.end("bad request: the request target is not a path\n");
+      return;
+    }
+    const url = new URL(target, "http://admin.invalid");
     const method = req.method ?? "GET";
     const send = (status: number, body: string, type = "text/plain; charset=utf-8", headers: http.OutgoingHttpHeaders = {}): void => {
       res.writeHead(status, { "content-type": type, "cache-control": "no-store", ...headers });

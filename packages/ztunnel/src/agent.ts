@@ -148,7 +148,7 @@ export async function startAgent(config: Config, logger: Logger, env: Record<str
       descriptors: { ...fdPlan.budget.stats(), limit: fdPlan.limit ?? null, reserve: fdPlan.reserve },
       hbone: { ...sum(each.map((e) => e.receiveBudget)), pool: sum(each.map((e) => e.pool)), inbound: sum(each.map((e) => e.inbound)) },
       peers: sumByKey(each.map((e) => e.peers)),
-      workers: each.map((e, i) => ({ worker: i, live: e.live, open: e.open, pool: e.pool, inbound: e.inbound })),
+      workers: each.map((e) => ({ worker: e.worker, live: e.live, open: e.open, pool: e.pool, inbound: e.inbound })),
     };
   };
   const configDump = createConfigDump({ config, store, certs, version: VERSION, capture: redirect.dump, source, dataPath });

@@ -22,6 +22,8 @@ export interface ConnectionPageRequest extends ConnectionFilter {
   readonly offset: number;
   /** At most this many (0: only whether any is left). */
   readonly limit: number;
+  /** The listing asks this worker nothing more after this page: keep no cursor for it. */
+  readonly final?: boolean | undefined;
 }
 
 export interface ConnectionPage {
@@ -95,7 +97,7 @@ export function createConnectionPages(live: ReadonlySet<LiveConnection>, connect
     }
     cur.next = req.offset + items.length;
     const more = cur.peeked !== undefined;
-    if (more) {
+    if (more && !req.final) {
       cursors.push(cur);
       if (cursors.length > MAX_CURSORS) cursors.shift();
     }

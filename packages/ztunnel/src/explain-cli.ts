@@ -33,7 +33,7 @@ export function explanationText(e: Explanation): string {
   if (ob) {
     out.push(`outbound     on node ${ob.node}: ${ob.kind}${ob.target ? ` to ${ob.target}` : ""}${ob.refused ? ` (${ob.refused.code}: ${ob.refused.message})` : ""}`);
     if (ob.service) {
-      out.push(`  service    ${ob.service.hostname} port ${ob.service.port}; the endpoint is chosen per connection:`);
+      out.push(`  service    ${ob.service.hostname} port ${ob.service.port}; the endpoint is chosen per connection${ob.kind === "not-captured" ? " (by the node's own routing)" : ""}:`);
       const rows = ob.service.endpoints.map((p) => ({
         endpoint: `${p.workload.namespace}/${p.workload.name}`,
         node: p.workload.node,
@@ -41,8 +41,10 @@ export function explanationText(e: Explanation): string {
         port: p.port ?? null,
         weight: p.weight,
         chance: p.skipped ? `skipped (${p.skipped})` : `${Math.round(p.chance * 1000) / 10}%`,
+        verdict: p.admission ? `${p.admission.verdict}${p.admission.policy ? ` (${p.admission.policy})` : p.admission.code ? ` (${p.admission.code})` : ""}` : null,
       }));
       out.push(indent(formatTable(rows)));
+      if (ob.service.total > ob.service.endpoints.length) out.push(`    … ${ob.service.total - ob.service.endpoints.length} more endpoints (counted in the verdicts)`);
     }
     if (ob.destination) out.push(`  dialled    ${ob.destination.namespace}/${ob.destination.name} (${ob.destination.protocol}) at ${ob.target ?? "-"}`);
     if (ob.hbone) out.push(`  hbone      peer ${ob.hbone.peer}, expecting ${ob.hbone.expectedIdentities.join(" or ")}`);

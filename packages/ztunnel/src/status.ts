@@ -7,6 +7,7 @@
 import type { CertManager } from "@zt/identity";
 import type { MeshStore } from "@zt/state";
 import type { DataPathStats } from "./data-path.js";
+import type { WorkerStats } from "./workers/workers.js";
 
 export interface StatusDeps {
   readonly nodeName: string;
@@ -21,7 +22,7 @@ export interface StatusDeps {
   /** The capture rules (as in /config_dump `capture`). */
   readonly capture: () => unknown;
   /** What each worker holds. */
-  readonly dataPath: () => Promise<DataPathStats[]>;
+  readonly dataPath: () => Promise<WorkerStats[]>;
 }
 
 export function createStatus(d: StatusDeps): () => Promise<unknown> {
@@ -54,7 +55,7 @@ export function createStatus(d: StatusDeps): () => Promise<unknown> {
       })),
       capture: d.capture(),
       mesh: d.store.counts(),
-      connections: { live: total((w) => w.live), accepted: total((w) => w.open), workers: each.map((w, worker) => ({ worker, live: w.live, accepted: w.open })) },
+      connections: { live: total((w) => w.live), accepted: total((w) => w.open), workers: each.map((w) => ({ worker: w.worker, live: w.live, accepted: w.open })) },
       pool: { connections: total((w) => w.pool.connections), streams: total((w) => w.pool.streams), peers },
       inbound: { connections: total((w) => w.inbound.connections), streams: total((w) => w.inbound.streams) },
     };

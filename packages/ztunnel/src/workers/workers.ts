@@ -13,6 +13,9 @@ import { SHARED_PEER_SLOTS } from "@zt/proxy";
 import type { MeshStore } from "@zt/state";
 import type { ConnectionPage, ConnectionPageRequest } from "../connection-pages.js";
 import type { DataPathStats } from "../data-path.js";
+
+/** A worker's DataPathStats, with its index (the ones that did not answer are left out). */
+export type WorkerStats = DataPathStats & { readonly worker: number };
 import type { CertMaterial, FromWorker, ToWorker, WorkerInit } from "./protocol.js";
 
 export interface WorkersOptions {
@@ -33,7 +36,8 @@ export interface WorkersOptions {
 export interface Workers {
   addresses(): Record<string, string[]>;
   pending(): Promise<string[]>;
-  stats(): Promise<DataPathStats[]>;
+  /** What each worker that answered holds, with its index (a stuck one is left out). */
+  stats(): Promise<WorkerStats[]>;
   metrics(): Promise<MetricObjectWithValues<MetricValue<string>>[][]>;
   /** Proxied connections held, all workers. */
   live(): number;
@@ -206,7 +210,11 @@ export async function startWorkers(o: WorkersOptions): Promise<Workers> {
       return [...new Set(each.flat())];
     },
     async stats() {
-      return (await Promise.all(slots.map((s) => ask(s, "stats")))).filter((x): x is DataPathStats => x !== undefined && x !== null);
+      const each = await Promise.all(slots.map(async (s, worker) => {
+        const v = (await ask(s, "stats")) as DataPathStats | null | undefined;
+        return v ? { ...v, worker } : undefined;
+      }));
+      return each.filter((x): x is WorkerStats => x !== undefined);
     },
     async metrics() {
       return (await Promise.all(slots.map((s) => ask(s, "metrics")))).filter((x): x is MetricObjectWithValues<MetricValue<string>>[] => Array.isArray(x));
