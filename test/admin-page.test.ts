@@ -3,9 +3,9 @@ import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { loopbackEnv, socksConnect, startAgentProcess, type AgentProcess } from "@zt/harness";
+import { loopbackEnv, startAgentProcess, type AgentProcess } from "@zt/harness";
+import { openEcho, type EchoConnection } from "./support/echo-conn.js";
 import { meshYaml, workloadDir } from "./support/mesh-file.js";
-import { until } from "./support/metrics.js";
 
 // The admin page at / in headless Chromium (Debian's, /usr/bin/chromium; CI installs it),
 // against a real agent on 127.98.1.1: the health section shows readiness and this node's
@@ -57,19 +57,9 @@ afterAll(async () => {
 });
 
 /** A connection from `from` to local-echo:8080 that has echoed `hello`. */
-async function open(from: string): Promise<{ sock: net.Socket; src: string; echo: (s: string) => Promise<void> }> {
-  const sock = await socksConnect({ proxy: { host: HOST, port: 15080 }, localAddress: from, host: `${A}.11`, port: 8080 });
-  let got = 0;
-  sock.on("data", (d: Buffer) => (got += d.length));
-  sock.on("error", () => {});
-  sock.resume();
-  const echoed = async (s: string): Promise<void> => {
-    const want = got + s.length;
-    sock.write(s);
-    await until(`echo of ${s}`, () => got, (n) => n >= want);
-  };
-  await echoed("hello");
-  return { sock, src: `${from}:${sock.localPort}`, echo: echoed };
+async function open(from: string): Promise<EchoConnection & { src: string }> {
+  const c = await openEcho({ host: HOST, port: 15080 }, from, { host: `${A}.11`, port: 8080 });
+  return { ...c, src: `${from}:${c.port}` };
 }
 
 const row = (direction: string, src: string, extra = ""): string => `#connections tbody tr[data-direction="${direction}"][data-src="${src}"]${extra}`;

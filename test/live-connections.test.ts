@@ -3,7 +3,8 @@ import net from "node:net";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { parse } from "yaml";
-import { httpGet, loopbackEnv, socksConnect, startAgentProcess, ZTUNNEL_BIN, type AgentProcess } from "@zt/harness";
+import { httpGet, loopbackEnv, startAgentProcess, ZTUNNEL_BIN, type AgentProcess } from "@zt/harness";
+import { openEcho, type EchoConnection } from "./support/echo-conn.js";
 import { meshYaml, workloadDir } from "./support/mesh-file.js";
 import { until } from "./support/metrics.js";
 
@@ -87,20 +88,7 @@ afterAll(async () => {
 });
 
 /** A connection from sleep to local-echo:8080 that has echoed `hello`. */
-async function open(): Promise<{ sock: net.Socket; port: number; echo: (s: string) => Promise<void> }> {
-  const sock = await socksConnect({ proxy: { host: HOST, port: 15080 }, localAddress: `${A}.10`, host: `${A}.11`, port: 8080 });
-  let got = 0;
-  sock.on("data", (d: Buffer) => (got += d.length));
-  sock.on("error", () => {});
-  sock.resume();
-  const echoed = async (s: string): Promise<void> => {
-    const want = got + s.length;
-    sock.write(s);
-    await until(`echo of ${s}`, () => got, (n) => n >= want);
-  };
-  await echoed("hello");
-  return { sock, port: sock.localPort!, echo: echoed };
-}
+const open = (): Promise<EchoConnection> => openEcho({ host: HOST, port: 15080 }, `${A}.10`, { host: `${A}.11`, port: 8080 });
 
 describe("live connections", () => {
   test("GET /debug/connections: both rows of a connection, with workloads, identities, HBONE peer, bytes, age and state; half-closed, then gone", async () => {
