@@ -130,27 +130,7 @@ function fromWorkload(ctx: ExplainContext, q: ExplainQuery, query: Explanation["
   } catch (err) {
     const e = toProxyError(err);
     const refused = { code: e.code, message: e.message };
-    // A source outside the mesh (no workload, or one not enrolled) is not captured: its
-    // connection goes straight to the destination, and a mesh workload takes it in plaintext
-    // on its node's 15006. Only SOCKS5 would bring it to this agent, which refuses it.
-    if (e.code === "UNKNOWN_SOURCE" && (!srcWl || srcWl.protocol !== "HBONE")) {
-      const outbound: OutboundExplained = { node: ctx.nodeName, kind: "not-captured", refused };
-      notes.push(`${unknownSourceNote(ctx, srcWl)}; sent to this agent's SOCKS5 port it is refused (${e.code})`);
-      const svc = ctx.store.serviceByVip(q.dstIp);
-      if (svc) {
-        // The node's own routing (kube-proxy) picks an endpoint; a mesh one takes it in plaintext.
-        const service = serviceOf(ctx, svc, q.dstPort, (c, port) => (c.workload.protocol === "HBONE" ? verdictFor(admit(ctx, { listener: "plaintext", node: c.workload.node, srcAddr: q.srcIp }, { srcIdentity: undefined, srcIp: q.srcIp, dstIp: pickIp(c.workload, q.dstIp), dstPort: port })) : undefined));
-        notes.push(`a service address from outside the mesh goes to one of its endpoints through the node's own routing (kube-proxy); a mesh endpoint takes it in plaintext on its node's 15006`);
-        return { query, ...serviceVerdict(service, "not captured: through the node's routing to"), source, outbound: { ...outbound, service }, notes };
-      }
-      const dst = ctx.store.workloadByIp(q.dstIp);
-      if (dst?.protocol !== "HBONE") {
-        const to = dst ? `${dst.namespace}/${dst.name}, outside the mesh too` : "a destination the mesh does not know";
-        return { query, verdict: "allow", summary: `not captured: it goes to ${to}; no agent decides it`, source, outbound, notes };
-      }
-      const inbound = admission(ctx, { listener: "plaintext", node: dst.node, srcAddr: q.srcIp }, q.srcIp, undefined, q);
-      return { query, ...verdictOf(inbound, `not captured: it reaches ${dst.namespace}/${dst.name} in plaintext; ${inboundSummary(inbound)}`), source, outbound, inbound, notes };
-    }
+    if (e.code === "UNKNOWN_SOURCE" && (!srcWl || srcWl.protocol !== "HBONE")) return notCaptured(ctx, q, query, srcWl, refused);
     if (e.code === "UNKNOWN_SOURCE") notes.push(unknownSourceNote(ctx, srcWl));
     // Why no endpoint could be chosen: each one with why it was skipped.
     const svc = e.code === "NO_HEALTHY_ENDPOINT" ? ctx.store.serviceByVip(q.dstIp) : undefined;
@@ -171,12 +151,37 @@ function fromWorkload(ctx: ExplainContext, q: ExplainQuery, query: Explanation["
     if (mixed?.verdict === "mixed") return { query, verdict: "mixed", summary: `passed through to ${to} this time; ${mixed.summary}`, source, outbound, notes };
     return { query, verdict: "allow", summary: `passed through to ${to}`, source, outbound, notes };
   }
-  const inbound = admission(ctx, { listener: "hbone", node: r.dst.node, identity: workloadIdentity(r.src), srcAddr: q.srcIp }, q.srcIp, workloadIdentity(r.src), { dstIp: r.ip, dstPort: r.port });
+  const inbound = admission(ctx, { listener: "hbone", node: r.dst.node, identity: srcId, srcAddr: q.srcIp }, q.srcIp, srcId, { dstIp: r.ip, dstPort: r.port });
   if (r.dst.node !== ctx.nodeName) notes.push(`the inbound part is decided by node ${r.dst.node}'s agent; explained here from this agent's copy of the mesh`);
   const via = r.service ? `${r.service.hostname} → ${r.dst.namespace}/${r.dst.name}` : `${r.dst.namespace}/${r.dst.name}`;
   const one = verdictOf(inbound, `HBONE to ${via} at ${formatHostPort(r.ip, r.port)}; ${inboundSummary(inbound)}`);
   if (mixed?.verdict === "mixed") return { query, verdict: "mixed", summary: `${one.summary}; but ${mixed.summary}`, source, outbound, inbound, notes };
   return { query, ...one, source, outbound, inbound, notes };
+}
+
+/**
+ * A source outside the mesh (no workload, or one not enrolled) is not captured: its connection
+ * goes straight to the destination, and a mesh workload takes it in plaintext on its node's
+ * 15006. Only SOCKS5 would bring it to this agent, which refuses it (`refused`).
+ */
+function notCaptured(ctx: ExplainContext, q: ExplainQuery, query: Explanation["query"], srcWl: Workload | undefined, refused: Refusal): Explanation {
+  const source = srcWl && ref(srcWl, q.srcIp);
+  const outbound: OutboundExplained = { node: ctx.nodeName, kind: "not-captured", refused };
+  const notes = [`${unknownSourceNote(ctx, srcWl)}; sent to this agent's SOCKS5 port it is refused (${refused.code})`];
+  const svc = ctx.store.serviceByVip(q.dstIp);
+  if (svc) {
+    // The node's own routing (kube-proxy) picks an endpoint; a mesh one takes it in plaintext.
+    const service = serviceOf(ctx, svc, q.dstPort, (c, port) => (c.workload.protocol === "HBONE" ? verdictFor(admit(ctx, { listener: "plaintext", node: c.workload.node, srcAddr: q.srcIp }, { srcIdentity: undefined, srcIp: q.srcIp, dstIp: pickIp(c.workload, q.dstIp), dstPort: port })) : undefined));
+    notes.push("a service address from outside the mesh goes to one of its endpoints through the node's own routing (kube-proxy); a mesh endpoint takes it in plaintext on its node's 15006");
+    return { query, ...serviceVerdict(service, "not captured: through the node's routing to"), source, outbound: { ...outbound, service }, notes };
+  }
+  const dst = ctx.store.workloadByIp(q.dstIp);
+  if (dst?.protocol !== "HBONE") {
+    const to = dst ? `${dst.namespace}/${dst.name}, outside the mesh too` : "a destination the mesh does not know";
+    return { query, verdict: "allow", summary: `not captured: it goes to ${to}; no agent decides it`, source, outbound, notes };
+  }
+  const inbound = admission(ctx, { listener: "plaintext", node: dst.node, srcAddr: q.srcIp }, q.srcIp, undefined, q);
+  return { query, ...verdictOf(inbound, `not captured: it reaches ${dst.namespace}/${dst.name} in plaintext; ${inboundSummary(inbound)}`), source, outbound, inbound, notes };
 }
 
 /** A verified identity from an address: the destination's admission only (the source's route is its own agent's). */
