@@ -160,6 +160,13 @@ describe("explain agrees with the data path: outbound routes", () => {
     expect(e.outbound).toMatchObject({ kind: "hbone", target: `${B}.10:8080`, destination: { name: "echo" } });
   });
 
+  test("a service hostname, resolved as SOCKS5 resolves it; an unknown one refused as SOCKS5 refuses it", async () => {
+    const e = await agree(0, `${A}.10`, "echo.default.svc.cluster.local:80");
+    expect(e).toMatchObject({ verdict: "allow", query: { dst: "echo.default.svc.cluster.local:80" }, outbound: { kind: "hbone", target: `${B}.10:8080`, service: { hostname: "echo.default.svc.cluster.local" } } });
+    expect(e.notes[0]).toBe(`echo.default.svc.cluster.local is the service at 127.${NET}.3.1 (its first VIP), as SOCKS5 resolves it`);
+    expect((await agree(0, `${A}.10`, "nowhere.default.svc.cluster.local:80")).outbound?.refused?.code).toBe("SOCKS_UNKNOWN_HOST");
+  });
+
   test("a service whose endpoint is outside the mesh, and a pod outside the mesh: passthrough", async () => {
     expect((await agree(0, `${A}.10`, `127.${NET}.3.3:80`)).outbound).toMatchObject({ kind: "passthrough", target: `${B}.20:8080`, destination: { name: "legacy" } });
     expect((await agree(0, `${A}.10`, `${B}.20:8080`)).outbound).toMatchObject({ kind: "passthrough", target: `${B}.20:8080` });
@@ -203,6 +210,8 @@ describe("explain: bad input gets a clear answer", () => {
       ["src=10.0.0.1&dst=1.2.3.4", /has no port/],
       ["src=10.0.0.1&dst=fd00::1:80", /is an IPv6 address without a port: write \[fd00::1:80\]:<port>/],
       ["src=10.0.0.1&dst=fd00::zz:80", /IPv6 address goes in brackets/],
+      ["src=10.0.0.1&dst=bad_name:80", /is not ip:port/],
+      ["src=10.0.0.1&dst=bad_name&port=80", /is neither an IP address nor a hostname/],
       ["src=10.0.0.1&dst=1.2.3.4&port=99999", /port "99999" is not a port/],
       ["src=10.0.0.1&dst=1.2.3.4:80&color=red", /unknown parameter "color"/],
       ["src=10.0.0.1&src=10.0.0.2&dst=1.2.3.4:80", /src given more than once/],

@@ -9,9 +9,9 @@
  */
 import { parseSpiffe } from "@zt/identity";
 import { endpointCandidates, formatHostPort, type EndpointCandidate, workloadIdentity, type AuthzDecision, type PolicyTrace, type Service, type Workload } from "@zt/state";
-import { toProxyError } from "./errors.js";
+import { ProxyError, toProxyError } from "./errors.js";
 import { admit, type Admission, type AdmitContext, type Arrival } from "./policy.js";
-import { pickIp, route, type Route, type RouteContext } from "./route.js";
+import { hostVip, pickIp, route, type Route, type RouteContext } from "./route.js";
 
 export type ExplainContext = RouteContext & AdmitContext & { readonly trustDomain: string };
 
@@ -20,7 +20,10 @@ export interface ExplainQuery {
   readonly srcIp: string;
   /** A verified peer identity (SPIFFE id): explain only the destination side, as if a peer holding it connected from `srcIp`. */
   readonly identity?: string | undefined;
+  /** The destination address (normalized), or with `dstHost` a service hostname's VIP once resolved. */
   readonly dstIp: string;
+  /** A service hostname, resolved to its VIP as SOCKS5 resolves one (`dstIp` is then ignored). */
+  readonly dstHost?: string | undefined;
   readonly dstPort: number;
 }
 
@@ -114,9 +117,17 @@ export interface Explanation {
   readonly notes: readonly string[];
 }
 
-export function explain(ctx: ExplainContext, q: ExplainQuery): Explanation {
-  const query = { src: q.srcIp, ...(q.identity !== undefined ? { identity: q.identity } : {}), dst: formatHostPort(q.dstIp, q.dstPort) };
-  return q.identity === undefined ? fromWorkload(ctx, q, query) : fromIdentity(ctx, q, q.identity, query);
+export function explain(ctx: ExplainContext, asked: ExplainQuery): Explanation {
+  const query = { src: asked.srcIp, ...(asked.identity !== undefined ? { identity: asked.identity } : {}), dst: asked.dstHost !== undefined ? `${asked.dstHost}:${asked.dstPort}` : formatHostPort(asked.dstIp, asked.dstPort) };
+  const vip = asked.dstHost === undefined ? asked.dstIp : hostVip(ctx.store, asked.dstHost);
+  if (vip instanceof ProxyError) {
+    const outbound: OutboundExplained = { node: ctx.nodeName, kind: "refused", refused: { code: vip.code, message: vip.message } };
+    return { query, verdict: "refused", summary: `${vip.code}: ${vip.message}`, outbound, notes: ["a hostname is resolved as SOCKS5 resolves one: a service hostname of the mesh, to its first VIP"] };
+  }
+  const q = { ...asked, dstIp: vip };
+  const notes = asked.dstHost === undefined ? [] : [`${asked.dstHost} is the service at ${vip} (its first VIP), as SOCKS5 resolves it`];
+  const e = q.identity === undefined ? fromWorkload(ctx, q, query) : fromIdentity(ctx, q, q.identity, query);
+  return notes.length === 0 ? e : { ...e, notes: [...notes, ...e.notes] };
 }
 
 /** A source given by address: this agent's route, then the destination's admission. */

@@ -7,7 +7,7 @@ import type { ProxyContext } from "./context.js";
 import { dialTcp } from "./dial.js";
 import { ProxyError, toProxyError } from "./errors.js";
 import { createProxyListener, lastResort, Unproven } from "./listener.js";
-import { baggage, route, traceparent, type OutboundRequest, type Route } from "./route.js";
+import { baggage, hostVip, route, traceparent, type OutboundRequest, type Route } from "./route.js";
 import { readSocksRequest, replyBytes, replyFor, SocksReply } from "./socks5.js";
 import type { ConnectionRecord } from "./types.js";
 
@@ -28,19 +28,12 @@ export function createSocks5Server(ctx: ProxyContext): net.Server {
     readSocksRequest(client).then(
       (target) => {
         unproven.done(client);
-        let dstIp: string;
-        if (target.kind === "ip") dstIp = target.ip;
-        else {
-          const svc = ctx.store.serviceByHostname(target.host);
-          const vip = svc?.vips[0]?.address;
-          if (!vip) {
-            const err = new ProxyError("SOCKS_UNKNOWN_HOST", `SOCKS5 target host ${target.host.slice(0, 253)} is not a service hostname known to the mesh`);
-            client.write(replyBytes(replyFor(err)));
-            client.destroySoon();
-            fail(ctx, rec, err);
-            return;
-          }
-          dstIp = vip;
+        const dstIp = target.kind === "ip" ? target.ip : hostVip(ctx.store, target.host);
+        if (dstIp instanceof ProxyError) {
+          client.write(replyBytes(replyFor(dstIp)));
+          client.destroySoon();
+          fail(ctx, rec, dstIp);
+          return;
         }
         const req = { ...requestOf(client, dstIp, target.port) };
         rec.dst = { addr: formatHostPort(dstIp, target.port) };

@@ -59,6 +59,12 @@ export function route(ctx: RouteContext, req: OutboundRequest): Route {
   return { kind: "passthrough", src, ip: req.dstIp, port: req.dstPort };
 }
 
+/** A hostname target (SOCKS5, explain): the first VIP of the service of that hostname, or the refusal. */
+export function hostVip(store: RouteContext["store"], host: string): string | ProxyError {
+  const vip = store.serviceByHostname(host)?.vips[0]?.address;
+  return vip ?? new ProxyError("SOCKS_UNKNOWN_HOST", `SOCKS5 target host ${host.slice(0, 253)} is not a service hostname known to the mesh`);
+}
+
 /** The address of `w` to dial for a destination written as `like`: one of the same family, else its first. */
 export function pickIp(w: Workload, like: string): string {
   const v6 = like.includes(":");

@@ -173,7 +173,7 @@ ${table("connections", ["direction", "state", "source", "source identity", "dest
 <p id="updated" class="muted"></p>
 <section id="explain"><h2>Explain a connection</h2>
 <p>What this agent, and the destination's, would do with it; nothing is sent (<a href="/debug/explain">/debug/explain</a>).</p>
-<p><label>source IP <input id="x-src" size="16"></label> <label>destination ip:port <input id="x-dst" size="22"></label>
+<p><label>source IP <input id="x-src" size="16"></label> <label>destination ip:port or hostname:port <input id="x-dst" size="32"></label>
 <label>or as identity <input id="x-identity" size="40" placeholder="spiffe://…"></label> <button id="x-go" type="button">explain</button></p>
 <p><strong id="x-verdict"></strong> <span id="x-summary"></span></p>
 ${table("x-policies", ["policy", "action", "dry run", "matched"])}

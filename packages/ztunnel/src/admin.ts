@@ -39,7 +39,7 @@ export interface AdminDeps {
 
 const PAGES: readonly (readonly [string, string])[] = [
   ["/config_dump", "workloads, services, policies, certificates and config as JSON"],
-  ["/debug/explain", "why a connection would be allowed, denied or routed where (?src=<ip>&dst=<ip:port>[&identity=<spiffe id>])"],
+  ["/debug/explain", "why a connection would be allowed, denied or routed where (?src=<ip>&dst=<ip:port or hostname:port>[&identity=<spiffe id>])"],
   ["/debug/connections", "every open proxied connection as JSON (?direction=inbound|outbound, ?namespace=, ?limit=)"],
   ["/debug/status", "readiness, discovery, certificates, capture rules and the HBONE pool as JSON"],
   ["/logging", "current log level (POST /logging?level=debug to change it)"],

@@ -103,7 +103,7 @@ function program(setExit: (code: number) => void): Command {
   p.command("explain")
     .description("why a running agent would allow, deny or route a connection, without sending it (GET /debug/explain)")
     .requiredOption("--src <ip>", "the source address (a pod IP)")
-    .requiredOption("--dst <ip:port>", "the destination: a service VIP or pod IP, with the port ([ipv6]:port)")
+    .requiredOption("--dst <ip:port>", "the destination: a service VIP, pod IP ([ipv6]:port) or service hostname, with the port")
     .option("--identity <spiffe id>", "explain only the destination side, for a peer proving this identity from --src")
     .option("--admin <host:port>", "the agent's admin address (the source node's, to explain its route)", "127.0.0.1:15000")
     .addOption(new Option("-o, --output <format>", "text, or json / yaml for scripts").choices(["text", "json", "yaml"]).default("text"))

@@ -2,7 +2,10 @@
 import type { ExplainQuery } from "@zt/proxy";
 import { normalizeIp, parseHostPort } from "@zt/state";
 
-export const EXPLAIN_USAGE = "src=<source IP>&dst=<destination ip:port | [ipv6]:port>[&identity=spiffe://<td>/ns/<ns>/sa/<sa>] (or dst=<ip>&port=<port>)";
+export const EXPLAIN_USAGE = "src=<source IP>&dst=<destination ip:port | [ipv6]:port | service hostname:port>[&identity=spiffe://<td>/ns/<ns>/sa/<sa>] (or dst=<ip or hostname>&port=<port>)";
+
+/** A DNS name as SOCKS5 carries one: letters, digits, '-' and '.', at most 253. */
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
 /** The query, or why it cannot be explained (for a 400). */
 export function parseExplainQuery(p: URLSearchParams): ExplainQuery | { error: string } {
@@ -19,21 +22,30 @@ export function parseExplainQuery(p: URLSearchParams): ExplainQuery | { error: s
   if ("error" in to) return bad(to.error);
   const identity = p.get("identity");
   if (identity === "") return bad("identity is empty");
-  return { srcIp, dstIp: to.ip, dstPort: to.port, ...(identity !== null ? { identity } : {}) };
+  return { srcIp, dstIp: to.ip, dstPort: to.port, ...(to.host !== undefined ? { dstHost: to.host } : {}), ...(identity !== null ? { identity } : {}) };
 }
 
-function destination(dst: string, port: string | null): { ip: string; port: number } | { error: string } {
+function destination(dst: string, port: string | null): { ip: string; host?: string; port: number } | { error: string } {
   if (port === null) {
     const hp = parseHostPort(dst);
     if (hp) return hp;
+    const colon = dst.lastIndexOf(":");
+    const named = colon > 0 ? hostname(dst.slice(0, colon), dst.slice(colon + 1)) : undefined;
+    if (named) return named;
     const ip = normalizeIp(dst);
     if (ip?.includes(":")) return { error: `dst ${quote(dst)} is an IPv6 address without a port: write [${ip}]:<port>, or add port=` };
     return { error: ip ? `dst ${quote(dst)} has no port: give ip:port or port=` : `dst ${quote(dst)} is not ip:port (an IPv6 address goes in brackets: [fd00::1]:80)` };
   }
   if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) return { error: `port ${quote(port)} is not a port (1-65535)` };
   const ip = normalizeIp(dst.startsWith("[") && dst.endsWith("]") ? dst.slice(1, -1) : dst);
-  if (!ip) return { error: `dst ${quote(dst)} is not an IP address (with port=, give the address alone)` };
-  return { ip, port: Number(port) };
+  if (ip) return { ip, port: Number(port) };
+  return hostname(dst, port) ?? { error: `dst ${quote(dst)} is neither an IP address nor a hostname (with port=, give the address alone)` };
+}
+
+/** A service hostname with its port (not an IP: those are parsed above). */
+function hostname(host: string, port: string): { ip: string; host: string; port: number } | undefined {
+  if (!HOSTNAME.test(host) || /^[\d.]+$/.test(host) || !/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) return undefined;
+  return { ip: "", host: host.toLowerCase(), port: Number(port) };
 }
 
 function quote(s: string): string {
