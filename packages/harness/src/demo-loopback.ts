@@ -2,7 +2,7 @@ import type net from "node:net";
 import { startEcho } from "./echo.js";
 import { echoFlow } from "./flows.js";
 import { startLoopbackMesh } from "./loopback-mesh.js";
-import { printSummary, type SummaryRow } from "./summary.js";
+import { explainFlow, printSummary, type SummaryRow } from "./summary.js";
 
 /** Two agents on loopback addresses, the embedded workload file, traffic through SOCKS5. */
 export async function runLoopbackDemo(): Promise<number> {
@@ -23,7 +23,7 @@ export async function runLoopbackDemo(): Promise<number> {
     const rows: SummaryRow[] = [];
     for (const f of flows) {
       const r = await echoFlow(socksA, sleep, f.host, f.port);
-      rows.push({ what: f.what, result: r, expectOk: f.expect });
+      rows.push({ what: f.what, result: r, expectOk: f.expect, ...(f.expect ? {} : { explained: await explainFlow(mesh.agents[0]!, sleep, f.host, f.port) }) });
     }
     await new Promise((r) => setTimeout(r, 200));
     return printSummary(rows, mesh.agents);

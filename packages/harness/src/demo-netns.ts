@@ -1,5 +1,5 @@
 import { startCluster, type Cluster } from "./cluster.js";
-import { printSummary, type SummaryRow } from "./summary.js";
+import { explainFlow, printSummary, type SummaryRow } from "./summary.js";
 
 const VIP = "198.18.128.10";
 
@@ -35,7 +35,8 @@ export async function runNetnsDemo(): Promise<number> {
     const rows: SummaryRow[] = [];
     for (const [what, from, host, port, expectOk] of flows) {
       const r = await c.flow(from, host, port);
-      rows.push({ what, expectOk, result: { ok: r.ok, detail: r.detail, srcAddr: r.client, bytes: r.bytes }, seenByDestination: r.seenByDestination });
+      const explained = expectOk ? undefined : await explainFlow(c.agent(c.pod(from).node), ip(from), host, port);
+      rows.push({ what, expectOk, result: { ok: r.ok, detail: r.detail, srcAddr: r.client, bytes: r.bytes }, seenByDestination: r.seenByDestination, explained });
     }
     await new Promise((r) => setTimeout(r, 200));
     return printSummary(rows, [...c.agents.values()], (a) => `inside netns ${c.lab.node(a.node).ns}`);

@@ -7,6 +7,17 @@ export interface SummaryRow {
   readonly expectOk: boolean;
   /** The source address the destination pod itself saw (captured flows). */
   readonly seenByDestination?: string | undefined;
+  /** What the source's agent's /debug/explain says of the flow (asked for the refused ones). */
+  readonly explained?: string | undefined;
+}
+
+/** The source agent's one-line explanation of a flow (`ztunnel explain`), or why it could not be had. */
+export async function explainFlow(agent: AgentProcess, src: string, host: string, port: number): Promise<string> {
+  const dst = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  const r = await agent.get("admin", `/debug/explain?${new URLSearchParams({ src, dst })}`).catch((e: Error) => ({ status: 0, body: e.message }));
+  if (r.status !== 200) return `(${agent.node}'s admin answered ${r.status}: ${r.body.trim().slice(0, 200)})`;
+  const e = JSON.parse(r.body) as { verdict: string; summary: string };
+  return `${e.verdict}: ${e.summary}`;
 }
 
 /** Print one line per flow with the identity the destination's agent saw; returns the exit code. */
@@ -20,7 +31,8 @@ export function printSummary(rows: readonly SummaryRow[], agents: readonly Agent
     if (!asExpected) bad++;
     const status = result.ok ? `ok, ${result.bytes} bytes echoed ${result.detail}` : result.detail;
     const pod = row.seenByDestination ? `\n    destination pod saw source ${row.seenByDestination}` : "";
-    out.push(`${asExpected ? "✔" : "✘"} ${row.what}\n    ${status}${pod}${seen ? `\n    destination agent saw ${seen}` : ""}`);
+    const why = row.explained ? `\n    explain: ${row.explained}` : "";
+    out.push(`${asExpected ? "✔" : "✘"} ${row.what}\n    ${status}${pod}${seen ? `\n    destination agent saw ${seen}` : ""}${why}`);
   }
   process.stdout.write(`${out.join("\n")}\n\n`);
   for (const a of agents) {
