@@ -38,7 +38,7 @@ describe("root publisher (FAKE API server over HTTPS on 127.0.0.1)", () => {
     api.requests.length = 0;
     const first = await publishRoot(kc(WRITER), NS, ROOT, logger);
     first.close();
-    expect(first.status()).toEqual({ published: true, lastError: null, attempts: 1 });
+    expect(first.status()).toEqual({ published: true, lastError: null, attempts: 1, restored: 0 });
     expect(writes()).toEqual([`PUT /api/v1/namespaces/${NS}/configmaps/${ROOT_CONFIGMAP}`, `POST /api/v1/namespaces/${NS}/configmaps`]);
     const created = configMap()!;
     expect(created["data"]).toEqual({ "root-cert.pem": ROOT });
@@ -54,6 +54,29 @@ describe("root publisher (FAKE API server over HTTPS on 127.0.0.1)", () => {
     expect(replaced["data"]).toEqual({ "root-cert.pem": rotated });
     expect(replaced.metadata.uid).toBe(created.metadata.uid);
     expect(Number(replaced.metadata.resourceVersion)).toBeGreaterThan(Number(created.metadata.resourceVersion));
+  });
+
+  test("deleted, or edited, the ConfigMap is put back at the next check, as istiod does; nothing is written while it is intact", async () => {
+    const p = await publishRoot(kc(WRITER), NS, ROOT, logger, { checkMs: 50 });
+    try {
+      const until = async (what: string, ok: () => boolean): Promise<void> => {
+        for (let i = 0; i < 400 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+        if (!ok()) throw new Error(`timed out: ${what}`);
+      };
+      api.store.remove("ConfigMap", NS, ROOT_CONFIGMAP);
+      expect(configMap()).toBeUndefined();
+      await until("recreated", () => configMap()?.["data"] !== undefined);
+      expect(configMap()!["data"]).toEqual({ "root-cert.pem": ROOT });
+      api.store.apply("ConfigMap", { metadata: { name: ROOT_CONFIGMAP, namespace: NS }, data: { "root-cert.pem": "someone else's root" } });
+      await until("restored", () => (configMap()?.["data"] as Record<string, string> | undefined)?.["root-cert.pem"] === ROOT);
+      expect(p.status()).toMatchObject({ published: true, restored: 2, lastError: null });
+      api.requests.length = 0;
+      await new Promise((r) => setTimeout(r, 300));
+      expect(writes()).toEqual([]);
+      expect(api.requests.filter((r) => r.startsWith("GET ")).length).toBeGreaterThan(0);
+    } finally {
+      p.close();
+    }
   });
 
   test("a refused publish (403) is retried until it succeeds, the API server's reason in status(); close() stops the retries", async () => {

@@ -2,7 +2,8 @@
  * The mesh root as ConfigMap `istio-ca-root-cert` (key `root-cert.pem`) in the
  * controller's namespace, as istiod publishes it: what the agents mount as
  * CA_ROOT_CA/XDS_ROOT_CA. Created or replaced at start, retried with backoff until it
- * succeeds; the result is in /debug/status.
+ * succeeds; then read again every `checkMs` (one timer) and put back when someone deleted
+ * or edited it, as istiod does. The result is in /debug/status.
  */
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
@@ -10,13 +11,16 @@ import type { Logger } from "pino";
 export const ROOT_CONFIGMAP = "istio-ca-root-cert";
 
 export interface RootPublisher {
-  status(): { readonly published: boolean; readonly lastError: string | null; readonly attempts: number };
+  /** `restored`: times the ConfigMap was found deleted or edited and put back. */
+  status(): { readonly published: boolean; readonly lastError: string | null; readonly attempts: number; readonly restored: number };
   close(): void;
 }
 
 export interface RootPublishOptions {
   /** The first retry's delay (doubled each time, at most 64 times it, capped at a minute); default 1 s. */
   readonly retryBaseMs?: number;
+  /** How often the published ConfigMap is read to see that it is still there and unchanged; default 30 s. */
+  readonly checkMs?: number;
 }
 
 export async function publishRoot(kc: KubeConfig, namespace: string, rootPem: string, logger: Logger, o: RootPublishOptions = {}): Promise<RootPublisher> {
@@ -28,6 +32,8 @@ export async function publishRoot(kc: KubeConfig, namespace: string, rootPem: st
   let attempts = 0;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
+  let restored = 0;
+  let checker: NodeJS.Timeout | undefined;
   const body = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: ROOT_CONFIGMAP, namespace, labels: { "istio.io/config": "true" } }, data: { "root-cert.pem": rootPem } };
   const attempt = async (): Promise<void> => {
     if (closed) return;
@@ -42,6 +48,10 @@ export async function publishRoot(kc: KubeConfig, namespace: string, rootPem: st
       published = true;
       lastError = null;
       logger.info({ namespace, name: ROOT_CONFIGMAP }, `mesh root published as ConfigMap ${namespace}/${ROOT_CONFIGMAP}`);
+      if (!checker && !closed) {
+        checker = setInterval(() => void check(), o.checkMs ?? 30_000);
+        checker.unref();
+      }
     } catch (err) {
       const message = `cannot publish ConfigMap ${namespace}/${ROOT_CONFIGMAP}: ${describe(err)}`;
       if (message !== lastError) logger.warn({ code: "KUBE_REQUEST_FAILED", namespace }, `${message}; agents cannot mount the mesh root until it exists; retrying`);
@@ -49,12 +59,40 @@ export async function publishRoot(kc: KubeConfig, namespace: string, rootPem: st
       if (!closed) timer = setTimeout(() => void attempt(), Math.min(60_000, retryBaseMs * 2 ** Math.min(attempts - 1, 6)));
     }
   };
+  let checking = false;
+  /** Still there with our root? Else put it back (a failure is logged once, and tried again at the next check). */
+  const check = async (): Promise<void> => {
+    if (closed || checking) return;
+    checking = true;
+    try {
+      let found: { data?: Record<string, string> } | undefined;
+      try {
+        found = await api.readNamespacedConfigMap({ name: ROOT_CONFIGMAP, namespace });
+      } catch (err) {
+        if ((err as { code?: number }).code !== 404) throw err;
+      }
+      if (found?.data?.["root-cert.pem"] === rootPem || closed) return;
+      const how = found ? "edited" : "deleted";
+      if (found) await api.replaceNamespacedConfigMap({ name: ROOT_CONFIGMAP, namespace, body });
+      else await api.createNamespacedConfigMap({ namespace, body });
+      restored++;
+      lastError = null;
+      logger.warn({ namespace, name: ROOT_CONFIGMAP, restored }, `ConfigMap ${namespace}/${ROOT_CONFIGMAP} was ${how}; the mesh root is published in it again`);
+    } catch (err) {
+      const message = `cannot check or restore ConfigMap ${namespace}/${ROOT_CONFIGMAP}: ${describe(err)}`;
+      if (message !== lastError) logger.warn({ code: "KUBE_REQUEST_FAILED", namespace }, `${message}; trying again at the next check`);
+      lastError = message;
+    } finally {
+      checking = false;
+    }
+  };
   await attempt();
   return {
-    status: () => ({ published, lastError, attempts }),
+    status: () => ({ published, lastError, attempts, restored }),
     close: () => {
       closed = true;
       clearTimeout(timer);
+      clearInterval(checker);
     },
   };
 }
