@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
-import { createCaServer, createPodIndex, createTokenReviewer } from "@zt/controller";
+import { cachedTokenReviewer, createCaServer, createPodIndex, createTokenReviewer, type TokenReviewer } from "@zt/controller";
 import { fakeKubeconfig, startFakeKubeApi } from "@zt/harness";
 import { createKeyAndCsr, loadOrCreateCa } from "@zt/identity";
 import { CA_SERVICE, createIstioCaClient } from "@zt/istio";
@@ -53,7 +53,10 @@ async function main(): Promise<void> {
   const discovery = startKubeDiscovery({ kc, names: { clusterId: "Kubernetes", trustDomain: TD, domainSuffix: "cluster.local", rootNamespace: "istio-system" }, onUpdate: () => {} });
   while (!discovery.synced()) await new Promise((r) => setTimeout(r, 50));
   const ca = await loadOrCreateCa({ dir: path.join(dir, "ca"), trustDomain: TD });
-  const caServer = createCaServer({ signer: ca, trustDomain: TD, tokens: createTokenReviewer(kc), pods: createPodIndex(() => discovery.objects("pods")), trustedNodeAccounts: ["istio-system/ztunnel"], maxTtlMs: 24 * 3600_000, logger: pino({ level: "silent" }) });
+  // First a TokenReview per request, then through the cache the controller runs it with.
+  const plain = createTokenReviewer(kc);
+  let reviewer: TokenReviewer = plain;
+  const caServer = createCaServer({ signer: ca, trustDomain: TD, tokens: { review: (t) => reviewer.review(t) }, pods: createPodIndex(() => discovery.objects("pods")), trustedNodeAccounts: ["istio-system/ztunnel"], maxTtlMs: 24 * 3600_000, logger: pino({ level: "silent" }) });
   const serving = await ca.issueServing({ dns: ["zt-controller.istio-system.svc"], ips: ["127.0.0.1"] }, 3600_000);
   const server = new grpc.Server();
   server.addService(CA_SERVICE, caServer.implementation);
@@ -68,7 +71,23 @@ async function main(): Promise<void> {
   const csrs = await Promise.all(ids.map((id) => createKeyAndCsr(id)));
   await client.sign(csrs[0]!.csrPem, ids[0]!, 3600_000); // the connection, once
   const local = await drive(REQUESTS, CONCURRENCY, (i) => ca.sign(csrs[i]!.csrPem, ids[i]!, 3600_000));
-  const remote = await drive(REQUESTS, CONCURRENCY, (i) => client.sign(csrs[i]!.csrPem, ids[i]!, 3600_000));
+  // Two rounds of each, alternating (so that warming up favours neither); the faster round of each is kept.
+  const rounds: { remote: Awaited<ReturnType<typeof drive>>[]; cached: Awaited<ReturnType<typeof drive>>[] } = { remote: [], cached: [] };
+  const reviews = { remote: 0, cached: 0 };
+  const counted = (): number => api.requests.filter((r) => r.startsWith("POST /apis/authentication.k8s.io/v1/tokenreviews")).length;
+  for (let r = 0; r < 2; r++) {
+    reviewer = plain;
+    let n0 = counted();
+    rounds.remote.push(await drive(REQUESTS, CONCURRENCY, (i) => client.sign(csrs[i]!.csrPem, ids[i]!, 3600_000)));
+    reviews.remote = counted() - n0;
+    reviewer = cachedTokenReviewer(plain);
+    n0 = counted();
+    rounds.cached.push(await drive(REQUESTS, CONCURRENCY, (i) => client.sign(csrs[i]!.csrPem, ids[i]!, 3600_000)));
+    reviews.cached = counted() - n0;
+  }
+  const best = (xs: Awaited<ReturnType<typeof drive>>[]): Awaited<ReturnType<typeof drive>> => xs.reduce((a, b) => (b.perSec > a.perSec ? b : a));
+  const remote = best(rounds.remote);
+  const cached = best(rounds.cached);
   client.close();
   server.forceShutdown();
   discovery.close();
@@ -85,16 +104,18 @@ async function main(): Promise<void> {
     "```",
     "",
     `- Date: ${new Date().toISOString()}; ${os.cpus().length} CPUs; Node ${process.version}${QUICK ? "; QUICK" : ""}`,
-    `- ${REQUESTS} requests, ${CONCURRENCY} at a time, for ${PODS} identities with a pod on the caller's node; ECDSA P-256 keys, CSRs made beforehand;`,
+    `- ${REQUESTS} requests, ${CONCURRENCY} at a time (through the controller: the faster of 2 rounds, the two ways alternating), for ${PODS} identities with a pod on the caller's node; ECDSA P-256 keys, CSRs made beforehand;`,
     "  everything in one process on loopback (client, CA server, FAKE API server), so the CPU column is all of it.",
     "- Baseline: the built-in CA's `sign` in-process (the CSR check and the signature). Through the controller: the Istio CA client",
-    "  (gRPC over TLS, the token re-read per call, the answer's chain checked) and the CA server (a TokenReview per request, the node check).",
+    "  (gRPC over TLS, the token re-read per call, the answer's chain checked) and the CA server (the node check), with a TokenReview",
+    "  per request, then with the TokenReview cache zt-controller runs (one review per token for 10 s; the agent's one token here).",
     "",
-    "| path | certificates/s | p50 (ms) | p99 (ms) | CPU per certificate (ms) |",
-    "|---|---:|---:|---:|---:|",
-    `| built-in CA, in-process | ${f(local.perSec)} | ${f(local.p50)} | ${f(local.p99)} | ${(local.cpuMs / REQUESTS).toFixed(2)} |`,
-    `| agent -> zt-controller (gRPC, TokenReview) | ${f(remote.perSec)} | ${f(remote.p50)} | ${f(remote.p99)} | ${(remote.cpuMs / REQUESTS).toFixed(2)} |`,
-    `| ratio (controller / in-process) | ${(remote.perSec / local.perSec).toFixed(2)}x | | | |`,
+    "| path | certificates/s | p50 (ms) | p99 (ms) | CPU per certificate (ms) | TokenReviews sent |",
+    "|---|---:|---:|---:|---:|---:|",
+    `| built-in CA, in-process | ${f(local.perSec)} | ${f(local.p50)} | ${f(local.p99)} | ${(local.cpuMs / REQUESTS).toFixed(2)} | - |`,
+    `| agent -> zt-controller, a TokenReview per request | ${f(remote.perSec)} | ${f(remote.p50)} | ${f(remote.p99)} | ${(remote.cpuMs / REQUESTS).toFixed(2)} | ${reviews.remote} |`,
+    `| agent -> zt-controller, TokenReview cached (as it runs) | ${f(cached.perSec)} | ${f(cached.p50)} | ${f(cached.p99)} | ${(cached.cpuMs / REQUESTS).toFixed(2)} | ${reviews.cached} |`,
+    `| ratio (controller as it runs / in-process) | ${(cached.perSec / local.perSec).toFixed(2)}x | | | | |`,
     "",
     "<!-- ca-sign:end -->",
   ].join("\n");

@@ -18,6 +18,7 @@ import { createMonitoringServer } from "./monitoring.js";
 import { createPodIndex } from "./pod-index.js";
 import { publishRoot, type RootPublisher } from "./root-publisher.js";
 import { startServingCert } from "./serving-cert.js";
+import { cachedTokenReviewer } from "./token-cache.js";
 import { createTokenReviewer } from "./token-review.js";
 import { createXdsAuthenticator } from "./xds-auth.js";
 import { createXdsServer } from "./xds-server.js";
@@ -60,7 +61,8 @@ export async function startController(config: ControllerConfig, logger: Logger, 
     const source = await openKubeSource({ clusterId: config.clusterId, trustDomain: config.trustDomain, nodeName: "" }, logger, registry);
     started.push(() => source.close());
     const pods = createPodIndex(() => source.discovery.objects("pods"));
-    const tokens = createTokenReviewer(source.kc, "istio-ca");
+    // One review per token for a few seconds: an agent's burst of certificate requests is one POST.
+    const tokens = cachedTokenReviewer(createTokenReviewer(source.kc, "istio-ca"));
     const caServer = createCaServer({
       signer: ca,
       trustDomain: config.trustDomain,
