@@ -233,10 +233,13 @@ describe("zt-controller (startController against the FAKE API server, ports on 1
     expect(await stream(`Bearer ${sleepToken}`, "ztunnel~10.244.0.10~sleep-1.default~default.svc.cluster.local")).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.not.stringContaining("sleep") });
     expect(await stream(`Bearer ${agentToken}`, nodeId("ztunnel-b"))).toMatchObject({ code: grpc.status.PERMISSION_DENIED });
     // TokenReview failing (the API server answers 503): UNAVAILABLE, the agent retries, not XDS_REFUSED.
+    // A token not reviewed yet: the controller keeps answers it has had for a few seconds.
+    const uid = (api.store.get(api.store.resource("Pod"), "istio-system", "ztunnel-a") as { metadata: { uid: string } }).metadata.uid;
+    const fresh = api.serviceAccountTokens.mint({ namespace: "istio-system", serviceAccount: "ztunnel", pod: { name: "ztunnel-a", uid } });
     const saved = api.override;
     api.override = (path) => (path.startsWith("/apis/authentication.k8s.io/v1/tokenreviews") ? { status: 503, body: JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", message: "unavailable", code: 503 }) } : saved?.(path));
     try {
-      expect(await stream(`Bearer ${agentToken}`, nodeId("ztunnel-a"))).toMatchObject({ code: grpc.status.UNAVAILABLE });
+      expect(await stream(`Bearer ${fresh}`, nodeId("ztunnel-a"))).toMatchObject({ code: grpc.status.UNAVAILABLE });
     } finally {
       api.override = saved;
     }
