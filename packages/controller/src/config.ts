@@ -14,6 +14,8 @@ export interface ControllerConfig {
   /** Service accounts ("<namespace>/<name>") allowed to ask for certificates on behalf of pods on their node. */
   readonly trustedNodeAccounts: readonly string[];
   readonly maxWorkloadCertTtlMs: number;
+  /** A gRPC connection this old (±10%) is told GOAWAY, so that clients reconnect and spread over the replicas (istiod: 30 min). */
+  readonly maxServerConnectionAgeMs: number;
   /** gRPC (TLS): the CA and delta xDS. */
   readonly grpcAddr: BindAddr;
   /** HTTP: /metrics, /ready, /debug/status. */
@@ -49,6 +51,7 @@ const TABLE: { readonly [K in keyof ControllerConfig]: Var<ControllerConfig[K]> 
   clusterId: text("CLUSTER_ID", "Kubernetes"),
   trustedNodeAccounts: { env: "CA_TRUSTED_NODE_ACCOUNTS", default: () => ["istio-system/ztunnel"], parse: accounts, shown: "istio-system/ztunnel" },
   maxWorkloadCertTtlMs: { env: "MAX_WORKLOAD_CERT_TTL", default: () => 90 * 24 * 3600_000, parse: (raw) => parseDuration(raw, 60_000, 2 ** 31 - 1), shown: "90d" },
+  maxServerConnectionAgeMs: { env: "MAX_SERVER_CONNECTION_AGE", default: () => 30 * 60_000, parse: (raw) => parseDuration(raw, 1000, 2 ** 31 - 1), shown: "30m" },
   grpcAddr: { env: "GRPC_ADDR", default: () => parseBindAddr("0.0.0.0:15012"), parse: parseBindAddr, shown: "0.0.0.0:15012" },
   monitoringAddr: { env: "MONITORING_ADDR", default: () => parseBindAddr("0.0.0.0:15014"), parse: parseBindAddr, shown: "0.0.0.0:15014" },
   podNamespace: text("POD_NAMESPACE", "istio-system"),

@@ -206,6 +206,42 @@ describe("zt-controller (startController against the FAKE API server, ports on 1
     }
   });
 
+  test("a connection past MAX_SERVER_CONNECTION_AGE is told GOAWAY and closed after its grace; the agent's xDS client reconnects and goes on receiving changes", async () => {
+    const aged = await startController(loadControllerConfig({ CA_CERTS_DIR: join(dir, "cacerts"), GRPC_ADDR: "127.0.0.1:0", MONITORING_ADDR: "127.0.0.1:0", MAX_SERVER_CONNECTION_AGE: "1s", LOG_LEVEL: "silent" }), pino({ level: "silent" }), { connectionAgeGraceMs: 300 });
+    const tokenFile = join(dir, "agent-token-aged");
+    await writeFile(tokenFile, agentToken);
+    const workloads = new Set<string>();
+    const address: XdsTypeHandler<unknown> = {
+      decode: (_name, body) => decodeAddress(body),
+      apply: (upserts) => {
+        for (const [, a] of upserts) {
+          const w = (a as { workload?: { name?: string } }).workload;
+          if (w?.name) workloads.add(w.name);
+        }
+      },
+    };
+    const client = startXdsClient({
+      address: aged.grpcAddress,
+      rootCaFile: rootPath,
+      altHostname: NAME,
+      tokenFile,
+      node: { ip: "10.244.0.2", podName: "ztunnel-a", podNamespace: "istio-system", nodeName: "node-a", clusterId: "Kubernetes" },
+      types: new Map([[ADDRESS_TYPE, address]]),
+      logger: pino({ level: "silent" }),
+    });
+    try {
+      await until("the first sync", () => workloads.has("sleep-1"));
+      // 1 s ± 10%, then 300 ms of grace: the stream ends, the client connects again.
+      await until("a reconnect", () => client.status().reconnects >= 1 && client.status().state === "connected");
+      api.store.apply("Pod", pod("default", "late-1", "node-a", "sleep", "10.244.0.11"));
+      await until("a change after the reconnect", () => workloads.has("late-1"));
+    } finally {
+      client.close();
+      api.store.remove("Pod", "default", "late-1");
+      await aged.close();
+    }
+  });
+
   test("xDS is read only by a trusted node account as its own pod: other callers are refused with opaque statuses", async () => {
     const [host, port] = controller.grpcAddress.split(":") as [string, string];
     /** One raw delta xDS stream: its status, or "open" while it is still served after 5 s. */

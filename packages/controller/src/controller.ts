@@ -45,6 +45,8 @@ export interface ControllerOptions {
   readonly servingMinRefreshMs?: number;
   /** The first retry of a refused root ConfigMap publish (default 1 s, doubling up to a minute). */
   readonly rootRetryBaseMs?: number;
+  /** How long a connection past its age may finish its calls before it is closed (default 10 s, as istiod). */
+  readonly connectionAgeGraceMs?: number;
 }
 
 export async function startController(config: ControllerConfig, logger: Logger, options: ControllerOptions = {}): Promise<Controller> {
@@ -86,7 +88,7 @@ export async function startController(config: ControllerConfig, logger: Logger, 
     };
     const serving = await startServingCert(ca, names, options.servingTtlMs ?? SERVING_TTL_MS, logger.child({ component: "serving-cert" }), options.servingMinRefreshMs === undefined ? {} : { minRefreshMs: options.servingMinRefreshMs });
     started.push(() => serving.close());
-    const server = new grpc.Server(GRPC_SERVER_OPTIONS);
+    const server = new grpc.Server(grpcServerOptions(config.maxServerConnectionAgeMs, options.connectionAgeGraceMs));
     server.addService(CA_SERVICE, caServer.implementation);
     server.addService(ADS_SERVICE, xds.implementation);
     const grpcPort = await new Promise<number>((resolve, reject) =>
@@ -131,16 +133,23 @@ export async function startController(config: ControllerConfig, logger: Logger, 
 }
 
 /**
- * The gRPC server's limits: streams per connection (grpc-js has none by default), and the
- * largest request taken (4 MiB, set rather than left to the library's default).
+ * The gRPC server's limits: streams per connection (grpc-js has none by default), the
+ * largest request taken (4 MiB, set rather than left to the library's default), and, as
+ * istiod, a connection age: past it (±10%, grpc-js's jitter) the connection is told GOAWAY,
+ * its calls get `graceMs` to finish, then it is closed; the agents reconnect (an xDS stream
+ * resumes from the versions it holds) and so spread over the replicas.
  */
-export const GRPC_SERVER_OPTIONS: grpc.ServerOptions = {
-  "grpc.keepalive_time_ms": 30_000,
-  "grpc.keepalive_timeout_ms": 10_000,
-  "grpc.http2.min_ping_interval_without_data_ms": 5_000,
-  "grpc.max_concurrent_streams": 100,
-  "grpc.max_receive_message_length": 4 * 1024 * 1024,
-};
+export function grpcServerOptions(maxConnectionAgeMs: number, graceMs = 10_000): grpc.ServerOptions {
+  return {
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+    "grpc.max_concurrent_streams": 100,
+    "grpc.max_receive_message_length": 4 * 1024 * 1024,
+    "grpc.max_connection_age_ms": maxConnectionAgeMs,
+    "grpc.max_connection_age_grace_ms": graceMs,
+  };
+}
 
 /** How long close() lets calls finish before cutting them. */
 const SHUTDOWN_GRACE_MS = 2_000;

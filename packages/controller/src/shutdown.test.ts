@@ -1,11 +1,11 @@
 import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { GRPC_SERVER_OPTIONS, shutdownGrpc } from "./controller.js";
+import { grpcServerOptions, shutdownGrpc } from "./controller.js";
 import { connectRawAds, startTlsAdsServer } from "./test-support/ads-client.js";
 
 describe("the controller's gRPC server", () => {
   it("limits streams per connection and the request size (4 MiB), explicitly", () => {
-    expect(GRPC_SERVER_OPTIONS).toMatchObject({ "grpc.max_concurrent_streams": 100, "grpc.max_receive_message_length": 4 * 1024 * 1024 });
+    expect(grpcServerOptions(1_800_000)).toMatchObject({ "grpc.max_concurrent_streams": 100, "grpc.max_receive_message_length": 4 * 1024 * 1024, "grpc.max_connection_age_ms": 1_800_000, "grpc.max_connection_age_grace_ms": 10_000 });
   });
 
   it("shutdownGrpc ends even with a stream that never finishes (tryShutdown alone waits for it forever)", async () => {

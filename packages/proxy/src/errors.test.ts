@@ -42,6 +42,7 @@ describe("Node and OpenSSL errors become catalog codes at one edge", () => {
 
   it("OpenSSL's handshake reasons on the server side", () => {
     expect(clientHandshakeError(Object.assign(new Error("x"), { reason: "wrong version number" }), "1.2.3.4:5").code).toBe("NOT_TLS");
+    expect(clientHandshakeError(Object.assign(new Error("x"), { reason: "packet length too long" }), "1.2.3.4:5").code).toBe("NOT_TLS");
     expect(clientHandshakeError(Object.assign(new Error("x"), { reason: "peer did not return a certificate" }), "1.2.3.4:5").code).toBe("CLIENT_CERT_MISSING");
     expect(clientHandshakeError(new Error("other"), "1.2.3.4:5").code).toBe("TLS_FAILURE");
   });

@@ -98,6 +98,8 @@ function http2Error(code: string, e: Foreign): ProxyError {
 const HANDSHAKE_REASONS: Readonly<Record<string, readonly [ConnectionCode, string]>> = {
   "http request": ["NOT_TLS", "sent plain HTTP to the HBONE port, which speaks only mTLS"],
   "wrong version number": ["NOT_TLS", "did not start a TLS handshake"],
+  // Bytes that are no TLS record at all (its length past any record's): what plain data meets, one time in a few hundred.
+  "packet length too long": ["NOT_TLS", "did not start a TLS handshake"],
   "unsupported protocol": ["TLS_VERSION_REFUSED", "offered only TLS versions below 1.3; HBONE requires TLS 1.3"],
   "no application protocol": ["ALPN_MISMATCH", "did not offer ALPN h2"],
   "peer did not return a certificate": ["CLIENT_CERT_MISSING", "presented no client certificate; HBONE requires mutual TLS"],
