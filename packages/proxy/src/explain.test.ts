@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { createMeshStore, parseLocalConfig } from "@zt/state";
-import { explain, type ExplainContext } from "./explain.js";
+import { explain } from "./explain.js";
+import type { ExplainContext } from "./explain-types.js";
 
 // explain() on a mesh built in memory: the cases a loopback mesh cannot set up (test/explain
 // covers the rest against real connections): weighted endpoints, a policy a workload names
