@@ -60,6 +60,33 @@ async function until(what: string, ok: () => boolean | Promise<boolean>): Promis
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** node-a's agent's xDS client of `address` (its token written to a file of `name`), collecting workload names (to resource names). */
+async function agentXds(address: string, name: string, onSynced?: () => void): Promise<{ client: ReturnType<typeof startXdsClient>; workloads: Map<string, string> }> {
+  const tokenFile = join(dir, name);
+  await writeFile(tokenFile, agentToken);
+  const workloads = new Map<string, string>();
+  const handler: XdsTypeHandler<unknown> = {
+    decode: (_name, body) => decodeAddress(body),
+    apply: (upserts) => {
+      for (const [resource, a] of upserts) {
+        const w = (a as { workload?: { name?: string } }).workload;
+        if (w?.name) workloads.set(w.name, resource);
+      }
+    },
+  };
+  const client = startXdsClient({
+    address,
+    rootCaFile: rootPath,
+    altHostname: NAME,
+    tokenFile,
+    node: { ip: "10.244.0.2", podName: "ztunnel-a", podNamespace: "istio-system", nodeName: "node-a", clusterId: "Kubernetes" },
+    types: new Map([[ADDRESS_TYPE, handler]]),
+    logger: pino({ level: "silent" }),
+    ...(onSynced ? { onSynced } : {}),
+  });
+  return { client, workloads };
+}
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "zt-controller-"));
   api = await startFakeKubeApi({
@@ -172,29 +199,8 @@ describe("zt-controller (startController against the FAKE API server, ports on 1
   });
 
   test("the agent's xDS client receives the pods as Address resources", async () => {
-    const tokenFile = join(dir, "agent-token-xds");
-    await writeFile(tokenFile, agentToken);
-    const workloads = new Map<string, string>();
-    const address: XdsTypeHandler<unknown> = {
-      decode: (_name, body) => decodeAddress(body),
-      apply: (upserts) => {
-        for (const [name, a] of upserts) {
-          const w = (a as { workload?: { name?: string } }).workload;
-          if (w?.name) workloads.set(w.name, name);
-        }
-      },
-    };
     let synced = false;
-    const client = startXdsClient({
-      address: controller.grpcAddress,
-      rootCaFile: rootPath,
-      altHostname: NAME,
-      tokenFile,
-      node: { ip: "10.244.0.2", podName: "ztunnel-a", podNamespace: "istio-system", nodeName: "node-a", clusterId: "Kubernetes" },
-      types: new Map([[ADDRESS_TYPE, address]]),
-      logger: pino({ level: "silent" }),
-      onSynced: () => (synced = true),
-    });
+    const { client, workloads } = await agentXds(controller.grpcAddress, "agent-token-xds", () => (synced = true));
     try {
       await until("the xDS client synced", () => synced);
       expect([...workloads.keys()].sort()).toEqual(["httpbin-1", "sleep-1", "ztunnel-a"]);
@@ -208,27 +214,7 @@ describe("zt-controller (startController against the FAKE API server, ports on 1
 
   test("a connection past MAX_SERVER_CONNECTION_AGE is told GOAWAY and closed after its grace; the agent's xDS client reconnects and goes on receiving changes", async () => {
     const aged = await startController(loadControllerConfig({ CA_CERTS_DIR: join(dir, "cacerts"), GRPC_ADDR: "127.0.0.1:0", MONITORING_ADDR: "127.0.0.1:0", MAX_SERVER_CONNECTION_AGE: "1s", LOG_LEVEL: "silent" }), pino({ level: "silent" }), { connectionAgeGraceMs: 300 });
-    const tokenFile = join(dir, "agent-token-aged");
-    await writeFile(tokenFile, agentToken);
-    const workloads = new Set<string>();
-    const address: XdsTypeHandler<unknown> = {
-      decode: (_name, body) => decodeAddress(body),
-      apply: (upserts) => {
-        for (const [, a] of upserts) {
-          const w = (a as { workload?: { name?: string } }).workload;
-          if (w?.name) workloads.add(w.name);
-        }
-      },
-    };
-    const client = startXdsClient({
-      address: aged.grpcAddress,
-      rootCaFile: rootPath,
-      altHostname: NAME,
-      tokenFile,
-      node: { ip: "10.244.0.2", podName: "ztunnel-a", podNamespace: "istio-system", nodeName: "node-a", clusterId: "Kubernetes" },
-      types: new Map([[ADDRESS_TYPE, address]]),
-      logger: pino({ level: "silent" }),
-    });
+    const { client, workloads } = await agentXds(aged.grpcAddress, "agent-token-aged");
     try {
       await until("the first sync", () => workloads.has("sleep-1"));
       // 1 s ± 10%, then 300 ms of grace: the stream ends, the client connects again.
