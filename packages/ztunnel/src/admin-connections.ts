@@ -26,26 +26,26 @@ export interface ConnectionQuery extends ConnectionFilter {
 
 const PARAMS = ["limit", "direction", "namespace"];
 
-/** The query of /debug/connections, or why it is refused (answered 400). */
-export function parseConnectionQuery(params: URLSearchParams): ConnectionQuery | string {
+/** The query of /debug/connections, or why it is refused (answered 400), in the shape explain-query.ts answers. */
+export function parseConnectionQuery(params: URLSearchParams): ConnectionQuery | { error: string } {
   for (const k of new Set(params.keys())) {
-    if (!PARAMS.includes(k)) return `unknown parameter ${JSON.stringify(k.slice(0, 64))}: /debug/connections takes ${PARAMS.join(", ")}`;
-    if (params.getAll(k).length > 1) return `parameter ${k} given more than once`;
+    if (!PARAMS.includes(k)) return { error: `unknown parameter ${JSON.stringify(k.slice(0, 64))}: /debug/connections takes ${PARAMS.join(", ")}` };
+    if (params.getAll(k).length > 1) return { error: `parameter ${k} given more than once` };
   }
   let limit = CONNECTIONS_DEFAULT_LIMIT;
   const rawLimit = params.get("limit");
   if (rawLimit !== null) {
     if (!/^\d{1,9}$/.test(rawLimit) || Number(rawLimit) < 1 || Number(rawLimit) > CONNECTIONS_MAX_LIMIT) {
-      return `invalid limit ${JSON.stringify(rawLimit.slice(0, 64))}: expected a whole number from 1 to ${CONNECTIONS_MAX_LIMIT} (default ${CONNECTIONS_DEFAULT_LIMIT})`;
+      return { error: `invalid limit ${JSON.stringify(rawLimit.slice(0, 64))}: expected a whole number from 1 to ${CONNECTIONS_MAX_LIMIT} (default ${CONNECTIONS_DEFAULT_LIMIT})` };
     }
     limit = Number(rawLimit);
   }
   const direction = params.get("direction");
   if (direction !== null && direction !== "inbound" && direction !== "outbound") {
-    return `invalid direction ${JSON.stringify(direction.slice(0, 64))}: expected inbound or outbound`;
+    return { error: `invalid direction ${JSON.stringify(direction.slice(0, 64))}: expected inbound or outbound` };
   }
   const namespace = params.get("namespace");
-  if (namespace === "") return "invalid namespace \"\": name one, or leave the parameter out";
+  if (namespace === "") return { error: "invalid namespace \"\": name one, or leave the parameter out" };
   return { limit, ...(direction !== null ? { direction } : {}), ...(namespace !== null ? { namespace } : {}) };
 }
 

@@ -75,26 +75,22 @@ export function createAdminServer(deps: AdminDeps): http.Server {
     try {
       switch (url.pathname) {
         case "/config_dump":
-          if (only("GET")) later(deps.configDump, (dump) => send(200, `${JSON.stringify(dump, null, 2)}\n`, "application/json"));
+          if (only("GET")) later(deps.configDump, json);
           return;
         case "/debug/explain": {
           if (!only("GET")) return;
           const q = parseExplainQuery(url.searchParams);
           if ("error" in q) return send(400, `EXPLAIN_QUERY_INVALID: ${q.error}\n`);
-          return send(200, `${JSON.stringify(deps.explain(q), null, 2)}\n`, "application/json");
+          return json(deps.explain(q));
         }
         case "/debug/status":
-          if (only("GET")) later(deps.status, (status) => send(200, `${JSON.stringify(status, null, 2)}\n`, "application/json"));
+          if (only("GET")) later(deps.status, json);
           return;
         case "/debug/connections": {
           if (!only("GET")) return;
           const q = parseConnectionQuery(url.searchParams);
-          if (typeof q === "string") return send(400, `CONNECTIONS_QUERY_INVALID: ${q}\n`);
-          streamConnections(res, deps.connections, q, deps.nodeName).catch((err: unknown) => {
-            log.error({ err, path: url.pathname }, "admin request failed");
-            if (!res.headersSent) send(500, `internal error: ${err instanceof Error ? err.message : String(err)}\n`);
-            else res.destroy();
-          });
+          if ("error" in q) return send(400, `CONNECTIONS_QUERY_INVALID: ${q.error}\n`);
+          streamConnections(res, deps.connections, q, deps.nodeName).catch(failed);
           return;
         }
         case "/logging":
@@ -111,6 +107,15 @@ export function createAdminServer(deps: AdminDeps): http.Server {
           return send(404, `not found: ${url.pathname}; see / for the admin pages\n`);
       }
     } catch (err) {
+      failed(err);
+    }
+
+    function json(v: unknown): void {
+      send(200, `${JSON.stringify(v, null, 2)}\n`, "application/json");
+    }
+
+    /** Logged; a 500 when nothing was sent yet, else the response is cut (a client must not take half for all). */
+    function failed(err: unknown): void {
       log.error({ err, path: url.pathname }, "admin request failed");
       if (!res.headersSent) send(500, `internal error: ${err instanceof Error ? err.message : String(err)}\n`);
       else res.destroy();
@@ -118,12 +123,7 @@ export function createAdminServer(deps: AdminDeps): http.Server {
 
     /** A page whose content is gathered (from the workers) before it is sent. */
     function later(get: () => unknown, then: (v: unknown) => void): void {
-      Promise.resolve()
-        .then(get)
-        .then(then, (err: unknown) => {
-          log.error({ err, path: url.pathname }, "admin request failed");
-          if (!res.headersSent) send(500, `internal error: ${err instanceof Error ? err.message : String(err)}\n`);
-        });
+      Promise.resolve().then(get).then(then, failed);
     }
 
     function logging(m: string, raw: string | null): void {
