@@ -7,10 +7,8 @@ cd "$(dirname "$0")/.."
 
 # 10,000 held connections need descriptors in every process (client, agents, echo server);
 # the agents inherit this limit and budget their descriptors from it.
-if ! ulimit -n 200000 2>/dev/null; then
-  echo "note: cannot raise the open-file limit to 200000; using the hard limit $(ulimit -Hn)"
-  ulimit -n "$(ulimit -Hn)"
-fi
+# shellcheck source=bench/nofile.sh
+. bench/nofile.sh
 
 node_modules/.bin/tsc -b
 node_modules/.bin/tsc -p bench/tsconfig.json

@@ -5,10 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # 10,000 idle connections need descriptors: stunnel holds two per connection.
-if ! ulimit -n 200000 2>/dev/null; then
-  echo "note: cannot raise the open-file limit to 200000; using the hard limit $(ulimit -Hn)"
-  ulimit -n "$(ulimit -Hn)"
-fi
+# shellcheck source=bench/nofile.sh
+. bench/nofile.sh
 
 # The agents (and the harness) build with the workspace; the bench builds on its own, so
 # the baselines still run while the agent does not build (the mesh failure is reported).
