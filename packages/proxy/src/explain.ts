@@ -49,10 +49,11 @@ function fromWorkload(ctx: ExplainContext, q: ExplainQuery, query: Explanation["
     return { query, verdict: "refused", summary: `refused by the source's agent: ${e.code}: ${e.message}`, source, outbound, notes };
   }
   const srcId = workloadIdentity(r.src);
+  const srcIdentity = parseSpiffe(srcId);
   const outbound = outboundOf(ctx, r, q, (c, port) => {
     if (c.workload.protocol !== "HBONE") return undefined;
     const how: Arrival = { listener: "hbone", node: c.workload.node, identity: srcId, srcAddr: q.srcIp };
-    return verdictFor(admit(ctx, how, { srcIdentity: parseSpiffe(srcId), srcIp: q.srcIp, dstIp: pickIp(c.workload, q.dstIp), dstPort: port }));
+    return verdictFor(admit(ctx, how, { srcIdentity, srcIp: q.srcIp, dstIp: pickIp(c.workload, q.dstIp), dstPort: port }));
   });
   const mixed = outbound.service && serviceVerdict(outbound.service, "");
   if (r.service && mixed?.verdict === "mixed") notes.push(`the endpoint is chosen per connection and they would not all decide alike (${mixed.summary}); the route and admission below are one draw`);
@@ -137,9 +138,13 @@ function admission(ctx: ExplainContext, how: Arrival, srcIp: string, identity: s
   };
 }
 
+/** Carried, refused by a policy, or refused for another reason. */
+function verdictOfRefusal(r: { readonly code: string } | undefined): EndpointAdmission["verdict"] {
+  return !r ? "allow" : r.code === "AUTHZ_DENIED" ? "deny" : "refused";
+}
+
 function verdictOf(inbound: InboundExplained, summary: string): { verdict: Explanation["verdict"]; summary: string } {
-  const verdict = !inbound.refused ? "allow" : inbound.refused.code === "AUTHZ_DENIED" ? "deny" : "refused";
-  return { verdict, summary };
+  return { verdict: verdictOfRefusal(inbound.refused), summary };
 }
 
 function inboundSummary(i: InboundExplained): string {
@@ -187,9 +192,9 @@ function serviceOf(ctx: ExplainContext, s: Service, port: number, judge?: Judge)
 }
 
 function verdictFor(a: Admission): EndpointAdmission {
-  if (a.ok) return { verdict: "allow", ...(a.decision.policy ? { policy: a.decision.policy } : {}), reason: a.decision.reason };
-  if (a.refusal.code === "AUTHZ_DENIED") return { verdict: "deny", ...(a.decision?.policy ? { policy: a.decision.policy } : {}), ...(a.decision ? { reason: a.decision.reason } : {}), code: a.refusal.code };
-  return { verdict: "refused", code: a.refusal.code };
+  const refusal = a.ok ? undefined : a.refusal;
+  const d = a.decision;
+  return { verdict: verdictOfRefusal(refusal), ...(d?.policy ? { policy: d.policy } : {}), ...(d ? { reason: d.reason } : {}), ...(refusal ? { code: refusal.code } : {}) };
 }
 
 /** One verdict over the endpoints that can be chosen: theirs when they agree, else mixed. */

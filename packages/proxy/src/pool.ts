@@ -54,6 +54,8 @@ interface Conn {
 }
 
 interface Entry {
+  /** "ip:port" of the HBONE peer these connections go to. */
+  readonly peer: string;
   readonly conns: Conn[];
   dialing: Promise<Conn> | undefined;
 }
@@ -237,7 +239,7 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
       if (closed) throw new ProxyError("DRAINING", "the agent is shutting down and opens no new HBONE streams");
       let entry = entries.get(key);
       if (!entry) {
-        entry = { conns: [], dialing: undefined };
+        entry = { peer: formatHostPort(k.hboneIp, k.hbonePort), conns: [], dialing: undefined };
         entries.set(key, entry);
         ensureTimer();
       }
@@ -358,9 +360,9 @@ export function createHbonePool(opts: PoolOptions): HbonePool {
     },
     peers() {
       const out: Record<string, { connections: number; streams: number }> = {};
-      for (const [key, e] of entries) {
+      for (const e of entries.values()) {
         if (e.conns.length === 0) continue;
-        const peer = (out[key.split("|")[2] ?? "?"] ??= { connections: 0, streams: 0 });
+        const peer = (out[e.peer] ??= { connections: 0, streams: 0 });
         peer.connections += e.conns.length;
         for (const c of e.conns) peer.streams += c.active;
       }

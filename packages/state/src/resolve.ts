@@ -25,15 +25,22 @@ export interface EndpointCandidate {
   readonly skipped?: "unhealthy" | "no-port";
 }
 
+/** One endpoint of `service` for `servicePort`: its port and weight, or why it is skipped. */
+function candidate(service: Service, workload: Workload, servicePort: number): EndpointCandidate {
+  const port = targetPort(service, workload, servicePort);
+  if (workload.status !== "Healthy") return { workload, port, weight: 0, skipped: "unhealthy" };
+  if (port === undefined) return { workload, port, weight: 0, skipped: "no-port" };
+  return { workload, port, weight: Math.max(1, Math.floor(workload.capacity) || 1) };
+}
+
+function choosable(c: EndpointCandidate): c is EndpointCandidate & { port: number } {
+  return c.skipped === undefined && c.port !== undefined;
+}
+
 /** Every endpoint of `service` for `servicePort`, in the store's order, each with its port and weight, or why it is skipped. */
 export function endpointCandidates(store: Pick<MeshStore, "endpoints">, service: Service, servicePort: number): EndpointCandidate[] {
   const out: EndpointCandidate[] = [];
-  for (const workload of store.endpoints(service)) {
-    const port = targetPort(service, workload, servicePort);
-    if (workload.status !== "Healthy") out.push({ workload, port, weight: 0, skipped: "unhealthy" });
-    else if (port === undefined) out.push({ workload, port, weight: 0, skipped: "no-port" });
-    else out.push({ workload, port, weight: Math.max(1, Math.floor(workload.capacity) || 1) });
-  }
+  for (const workload of store.endpoints(service)) out.push(candidate(service, workload, servicePort));
   return out;
 }
 
@@ -47,9 +54,14 @@ export function pickEndpoint(
   servicePort: number,
   random: () => number = Math.random,
 ): { workload: Workload; port: number } | undefined {
-  const candidates = endpointCandidates(store, service, servicePort).filter((c): c is EndpointCandidate & { port: number } => c.skipped === undefined);
+  const candidates: (EndpointCandidate & { port: number })[] = [];
   let total = 0;
-  for (const c of candidates) total += c.weight;
+  for (const workload of store.endpoints(service)) {
+    const c = candidate(service, workload, servicePort);
+    if (!choosable(c)) continue;
+    candidates.push(c);
+    total += c.weight;
+  }
   if (candidates.length === 0) return undefined;
   let r = Math.min(Math.max(random(), 0), 0.999999999999) * total;
   for (const c of candidates) {
