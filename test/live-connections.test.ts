@@ -146,7 +146,7 @@ describe("live connections", () => {
     const lines = table.stdout.split("\n");
     expect(lines[0]).toMatch(/^DIRECTION\s+SOURCE\s+DESTINATION\s+SERVICE\s+SRC IDENTITY\s+DST IDENTITY\s+SENT\s+RECV\s+AGE\s+STATE$/);
     const mine = lines.find((l) => l.startsWith("outbound") && l.includes(`${A}.10:${c.port} (default/sleep)`));
-    expect(mine).toMatch(new RegExp(`^outbound\\s+${A.replace(/\./g, "\\.")}\\.10:${c.port} \\(default/sleep\\)\\s+${A.replace(/\./g, "\\.")}\\.11:8080 \\(default/local-echo\\)\\s+-\\s+${SLEEP}\\s+${ECHO}\\s+5B\\s+5B\\s+\\d+s\\s+open$`));
+    expect(mine).toMatch(new RegExp(`^outbound\\s+${A.replace(/\./g, "\\.")}\\.10:${c.port} \\(default/sleep\\)\\s+${A.replace(/\./g, "\\.")}\\.11:8080 \\(default/local-echo\\)\\s+-\\s+${SLEEP}\\s+${ECHO}\\s+5 B\\s+5 B\\s+\\d+s\\s+open$`));
 
     const json = await config("-o", "json");
     expect(json.code).toBe(0);

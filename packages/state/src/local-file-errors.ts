@@ -12,7 +12,9 @@ export function tooLarge(source: string, size: number, maxBytes: number): ZtErro
 }
 
 export function formatBytes(n: number): string {
-  if (n >= 1024 * 1024) return `${(n / (1024 * 1024)).toFixed(1).replace(/\.0$/, "")} MiB`;
-  if (n >= 1024) return `${(n / 1024).toFixed(1).replace(/\.0$/, "")} KiB`;
-  return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  if (n < 1024) return `${n} B`;
+  let i = 0;
+  for (n /= 1024; n >= 1024 && i < units.length - 1; i++) n /= 1024;
+  return `${n.toFixed(1).replace(/\.0$/, "")} ${units[i]}`;
 }

@@ -1,9 +1,10 @@
 /**
  * The admin's page at `/`: the summary, then the agent's health and its live connections,
  * refreshed every second from `/debug/status` and `/debug/connections` by a small inline
- * script (no framework), and a connection explained on request (`/debug/explain`). Workload names and the rest come from the cluster: the page
- * builds its DOM with textContent only, never innerHTML, and its Content-Security-Policy
- * lets nothing run but this script (by hash) and fetch nothing but its own origin.
+ * script (no framework), and a connection explained on request (`/debug/explain`). Workload
+ * names and the rest come from the cluster: the page builds its DOM with textContent only,
+ * never innerHTML, and its Content-Security-Policy lets nothing run but this script (by
+ * hash) and fetch nothing but its own origin.
  */
 import { createHash } from "node:crypto";
 

@@ -4,6 +4,7 @@
  * filtered by namespace and by the workloads' node; and the rows of its live connections
  * (`/debug/connections`). Pure: no I/O, so each view is tested on a dump as it is.
  */
+import { formatBytes } from "@zt/state";
 
 /** The views of `/config_dump` (what `all` shows). */
 export const VIEWS = ["workloads", "services", "policies", "certificates"] as const;
@@ -145,17 +146,6 @@ export interface ConnectionListing {
   unanswered: number[];
 }
 
-/** "1023B", "1.5KiB", "20.0MiB". */
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n}B` : `${n.toFixed(1)}${units[i]}`;
-}
-
 const side = (p: ListedPeer): string => (p.workload ? `${p.addr} (${p.namespace ?? "?"}/${p.workload})` : p.addr);
 
 /** The table of `ztunnel config connections`: both sides, identities, bytes each way, age and state. */
@@ -169,7 +159,7 @@ export function connectionRows(list: readonly ListedConnection[]): Row[] {
     dstIdentity: c.dst.identity,
     sent: formatBytes(c.bytesSent),
     recv: formatBytes(c.bytesRecv),
-    age: formatDuration(c.ageMs) === "now" ? "0s" : formatDuration(c.ageMs),
+    age: c.ageMs > 0 ? formatDuration(c.ageMs) : "0s",
     state: c.state,
   }));
 }
