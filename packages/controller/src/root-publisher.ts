@@ -35,16 +35,20 @@ export async function publishRoot(kc: KubeConfig, namespace: string, rootPem: st
   let restored = 0;
   let checker: NodeJS.Timeout | undefined;
   const body = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: ROOT_CONFIGMAP, namespace, labels: { "istio.io/config": "true" } }, data: { "root-cert.pem": rootPem } };
+  /** Replaced, or created when there is none. */
+  const put = async (): Promise<void> => {
+    try {
+      await api.replaceNamespacedConfigMap({ name: ROOT_CONFIGMAP, namespace, body });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+      await api.createNamespacedConfigMap({ namespace, body });
+    }
+  };
   const attempt = async (): Promise<void> => {
     if (closed) return;
     attempts++;
     try {
-      try {
-        await api.replaceNamespacedConfigMap({ name: ROOT_CONFIGMAP, namespace, body });
-      } catch (err) {
-        if ((err as { code?: number }).code !== 404) throw err;
-        await api.createNamespacedConfigMap({ namespace, body });
-      }
+      await put();
       published = true;
       lastError = null;
       logger.info({ namespace, name: ROOT_CONFIGMAP }, `mesh root published as ConfigMap ${namespace}/${ROOT_CONFIGMAP}`);
@@ -72,12 +76,10 @@ export async function publishRoot(kc: KubeConfig, namespace: string, rootPem: st
         if ((err as { code?: number }).code !== 404) throw err;
       }
       if (found?.data?.["root-cert.pem"] === rootPem || closed) return;
-      const how = found ? "edited" : "deleted";
-      if (found) await api.replaceNamespacedConfigMap({ name: ROOT_CONFIGMAP, namespace, body });
-      else await api.createNamespacedConfigMap({ namespace, body });
+      await put();
       restored++;
       lastError = null;
-      logger.warn({ namespace, name: ROOT_CONFIGMAP, restored }, `ConfigMap ${namespace}/${ROOT_CONFIGMAP} was ${how}; the mesh root is published in it again`);
+      logger.warn({ namespace, name: ROOT_CONFIGMAP, restored }, `ConfigMap ${namespace}/${ROOT_CONFIGMAP} was ${found ? "edited" : "deleted"}; the mesh root is published in it again`);
     } catch (err) {
       const message = `cannot check or restore ConfigMap ${namespace}/${ROOT_CONFIGMAP}: ${describe(err)}`;
       if (message !== lastError) logger.warn({ code: "KUBE_REQUEST_FAILED", namespace }, `${message}; trying again at the next check`);
