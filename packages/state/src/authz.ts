@@ -72,11 +72,6 @@ export function matchingRule(p: Policy, c: AuthzConnection): number {
   return p.rules.findIndex((rule) => rule.every((clause) => clause.some((m) => matchMatches(m, c))));
 }
 
-/** A policy matches if any rule matches. */
-export function policyMatches(p: Policy, c: AuthzConnection): boolean {
-  return matchingRule(p, c) >= 0;
-}
-
 /** One policy as `authorize` weighed it (filled only when asked for, by explain). */
 export interface PolicyTrace {
   /** "namespace/name". */

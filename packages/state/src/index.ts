@@ -19,9 +19,7 @@ export { createMeshStore, EMPTY_SNAPSHOT, type MeshChange, type MeshChangeListen
 export { endpointCandidates, pickEndpoint, targetPort, type EndpointCandidate } from "./resolve.js";
 export {
   authorize,
-  matchingRule,
   matchMatches,
-  policyMatches,
   policyName,
   stringMatches,
   type AuthzConnection,
